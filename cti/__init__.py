@@ -1,0 +1,1 @@
+"""Computer-telephony integration: the AMI codec and client, and the call model."""

@@ -1,0 +1,263 @@
+"""Sans-I/O codec for the Asterisk Manager Interface (AMI).
+
+Bytes go in, :class:`Message` objects come out; headers go in, bytes come out. No sockets,
+no clocks. It copes with what a real Asterisk 22 sends (see ``shared/ami-captures``):
+
+* a banner line (``Asterisk Call Manager/11.0.0``) that is *not* followed by a blank line,
+  also in the middle of a stream when several connections are recorded back to back;
+* duplicate keys (``ChanVariable``, ``Variable``) kept in wire order;
+* keys whose case varies (``CommandID``/``CommandId``, ``BridgeId``/``BridgeID``): look-ups
+  are case-insensitive;
+* empty values (``AccountCode: ``) and ``<unknown>`` placeholders, kept verbatim;
+* UTF-8 split across reads (frames are decoded only once complete);
+* lines that are not ``Key: value`` and frames that never end: reported, never fatal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+BANNER_PREFIX = "Asterisk Call Manager/"
+_TERMINATOR = b"\r\n\r\n"
+_BANNER_PREFIX_B = BANNER_PREFIX.encode()
+
+#: A frame larger than this without a terminator is discarded as garbage (a real AMI
+#: frame is a few kilobytes; ``Status`` with ``AllVariables`` stays well under this).
+DEFAULT_MAX_FRAME = 1 << 20
+
+
+@dataclass(slots=True)
+class Message:
+    """One AMI frame: an event, a response, an action, or the connection banner.
+
+    ``headers`` keeps every ``(key, value)`` pair in wire order, duplicates included.
+    ``problems`` lists what was wrong with the frame (lines without a colon, bytes that
+    were not UTF-8); such a frame is still delivered with everything that could be read.
+    """
+
+    headers: list[tuple[str, str]]
+    banner: str | None = None
+    problems: list[str] = field(default_factory=list)
+    _index: dict[str, str] | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def make_banner(cls, text: str) -> Message:
+        """A banner pseudo-message (``Asterisk Call Manager/11.0.0``)."""
+        return cls(headers=[], banner=text)
+
+    @property
+    def kind(self) -> str:
+        """``banner``, ``event``, ``response``, ``action`` or ``unknown``."""
+        if self.banner is not None:
+            return "banner"
+        if not self.headers:
+            return "unknown"
+        first = self.headers[0][0].lower()
+        if first in ("event", "response", "action"):
+            return first
+        return "unknown"
+
+    @property
+    def name(self) -> str:
+        """The value of the first header (``Event``, ``Response`` or ``Action``)."""
+        if self.banner is not None:
+            return self.banner
+        return self.headers[0][1] if self.headers else ""
+
+    def _lookup(self) -> dict[str, str]:
+        index = self._index
+        if index is None:
+            index = {}
+            for key, value in self.headers:
+                index.setdefault(key.lower(), value)
+            self._index = index
+        return index
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        """First value of ``key`` (case-insensitive), or ``default``."""
+        return self._lookup().get(key.lower(), default)
+
+    def __getitem__(self, key: str) -> str:
+        return self._lookup()[key.lower()]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.lower() in self._lookup()
+
+    def get_all(self, key: str) -> list[str]:
+        """Every value of ``key`` (case-insensitive), in wire order."""
+        low = key.lower()
+        return [v for k, v in self.headers if k.lower() == low]
+
+    @property
+    def action_id(self) -> str | None:
+        return self.get("ActionID")
+
+    def variables(self) -> dict[str, str]:
+        """Channel variables carried by the frame, as ``NAME -> value``.
+
+        Covers ``ChanVariable: NAME=value``, ``Variable: NAME=value`` (``Status`` with
+        ``AllVariables``) and ``ChanVariable(<channel>): NAME=value`` (``OriginateResponse``).
+        """
+        out: dict[str, str] = {}
+        for key, value in self.headers:
+            low = key.lower()
+            if low in ("chanvariable", "variable") or low.startswith("chanvariable("):
+                name, sep, val = value.partition("=")
+                if sep:
+                    out[name] = val
+        return out
+
+    def to_bytes(self) -> bytes:
+        """The frame as it goes on the wire."""
+        if self.banner is not None:
+            return self.banner.encode() + b"\r\n"
+        return encode(self.headers)
+
+
+class FrameError(ValueError):
+    """Headers that cannot be sent: a CR or LF in a key or value would inject a frame."""
+
+
+def encode(headers: Iterable[tuple[str, str]]) -> bytes:
+    """Serialise headers into one AMI frame (CRLF lines, blank-line terminator)."""
+    parts: list[str] = []
+    for key, value in headers:
+        value = str(value)
+        if "\r" in key or "\n" in key or "\r" in value or "\n" in value or ":" in key:
+            raise FrameError(f"header {key!r} cannot be sent: CR, LF or ':' in it")
+        parts.append(f"{key}: {value}\r\n")
+    parts.append("\r\n")
+    return "".join(parts).encode()
+
+
+def encode_action(action: str, fields: Iterable[tuple[str, str]] = (), **kw: str) -> bytes:
+    """``Action: <action>`` followed by ``fields`` then keyword fields."""
+    return encode([("Action", action), *fields, *kw.items()])
+
+
+class Parser:
+    """Incremental AMI frame parser: ``feed(bytes)`` returns the messages completed.
+
+    One parser per TCP connection. ``expect_banner`` is true at connection start (client
+    side); a server-side parser reading actions passes ``False``.
+    """
+
+    __slots__ = ("_buf", "_expect_banner", "_max_frame", "_scanned", "_skipping", "dropped_bytes")
+
+    def __init__(self, *, expect_banner: bool = True, max_frame: int = DEFAULT_MAX_FRAME):
+        self._buf = bytearray()
+        self._expect_banner = expect_banner
+        self._max_frame = max_frame
+        self._skipping = False
+        # How far the buffer is known to hold no terminator: a frame that arrives a few
+        # bytes at a time is then scanned once, not once per read.
+        self._scanned = 0
+        #: Bytes discarded because a frame exceeded ``max_frame``.
+        self.dropped_bytes = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet part of a complete frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Message]:
+        buf = self._buf
+        buf += data
+        out: list[Message] = []
+        if self._expect_banner:
+            nl = buf.find(b"\r\n")
+            if nl < 0:
+                if len(buf) > 512:
+                    # No banner after this many bytes: not an AMI server, parse anyway.
+                    self._expect_banner = False
+                else:
+                    return out
+            else:
+                self._expect_banner = False
+                line = bytes(buf[:nl])
+                if line.startswith(_BANNER_PREFIX_B):
+                    out.append(Message.make_banner(line.decode("utf-8", "replace")))
+                    del buf[: nl + 2]
+        if buf.find(_TERMINATOR, max(0, self._scanned - 3)) < 0:
+            self._scanned = len(buf)
+            self._check_size(out)
+            return out
+        self._scanned = 0
+        chunks = bytes(buf).split(_TERMINATOR)
+        rest = chunks.pop()
+        buf.clear()
+        buf += rest
+        for chunk in chunks:
+            if self._skipping:
+                # The tail of an oversized frame: drop it, resume at the next frame.
+                self._skipping = False
+                self.dropped_bytes += len(chunk)
+                continue
+            if chunk:
+                out.extend(_parse_frame(chunk))
+        self._check_size(out)
+        return out
+
+    def _check_size(self, out: list[Message]) -> None:
+        if len(self._buf) > self._max_frame:
+            self.dropped_bytes += len(self._buf)
+            out.append(
+                Message(
+                    headers=[],
+                    problems=[
+                        f"frame larger than {self._max_frame} bytes without a blank-line "
+                        f"terminator; {len(self._buf)} bytes discarded"
+                    ],
+                )
+            )
+            self._buf.clear()
+            self._scanned = 0
+            self._skipping = True
+
+    def close(self) -> list[Message]:
+        """End of stream: whatever is buffered is an incomplete frame, returned as such."""
+        if not self._buf.strip():
+            self._buf.clear()
+            return []
+        msgs = list(_parse_frame(bytes(self._buf)))
+        self._buf.clear()
+        for m in msgs:
+            if m.banner is None:
+                m.problems.append("connection closed before the frame's blank-line terminator")
+        return msgs
+
+
+def _parse_frame(chunk: bytes) -> Iterator[Message]:
+    try:
+        text = chunk.decode("utf-8")
+        problems: list[str] = []
+    except UnicodeDecodeError as exc:
+        # Keep every byte (latin-1 maps each byte to one code point) and say so.
+        text = chunk.decode("latin-1")
+        problems = [f"frame is not valid UTF-8 ({exc.reason} at byte {exc.start}); read as Latin-1"]
+    lines = text.split("\r\n")
+    if lines[0].startswith(BANNER_PREFIX) and ":" not in lines[0]:
+        # A new connection's banner, glued to its first frame (recordings of several
+        # connections, or a server that restarted on the same stream).
+        yield Message.make_banner(lines.pop(0))
+        if not lines or lines == [""]:
+            return
+    headers: list[tuple[str, str]] = []
+    append = headers.append
+    for line in lines:
+        key, sep, value = line.partition(": ")
+        if sep:
+            append((key, value))
+            continue
+        if line.endswith(":"):
+            append((line[:-1], ""))
+        elif line:
+            # Not "Key: value". Asterisk writes "Key:value" nowhere, but a proxy might.
+            k2, sep2, v2 = line.partition(":")
+            if sep2 and k2 and " " not in k2:
+                append((k2, v2.lstrip()))
+            else:
+                problems.append(f"line without 'Key: value' kept as-is: {line[:120]!r}")
+                append(("", line))
+    yield Message(headers=headers, problems=problems)

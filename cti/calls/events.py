@@ -1,0 +1,195 @@
+"""The call model's domain events: what happened to a call, in the contact center's words.
+
+Consumers (the ACD, screen pops, tickets, statistics, pages) subscribe to these and never
+read raw AMI. Every event names its call by ``call_id`` (the caller leg's Linkedid, stable
+for the life of the call) and carries ``at``, the PBX's own time of the event in epoch
+seconds (the AMI ``Timestamp`` header; the receive time when Asterisk sends none).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling, as the PBX presented it.
+
+    ``number`` is normalised to E.164 where the rules allow (``+15551230012``), ``None``
+    when withheld or unknown; ``raw_number`` is what the PBX sent.
+    """
+
+    number: str | None
+    name: str | None
+    raw_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """The agent side of an offer or a conversation.
+
+    ``interface`` is the device or queue member (``Local/6001@agents``), ``name`` the member
+    name when Asterisk gave one (``Agent Alice``), ``channel`` the agent leg's channel.
+    """
+
+    interface: str
+    name: str | None = None
+    channel: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """Base of every domain event."""
+
+    kind: ClassVar[str] = "call"
+    call_id: str
+    at: float
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready dict (``kind`` first), for persistence and publication."""
+        return {"kind": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class CallArrived(CallEvent):
+    """A new inbound call reached the PBX (``dialled`` is the DID)."""
+
+    kind: ClassVar[str] = "arrived"
+    caller: Caller
+    dialled: str | None
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class IvrEntered(CallEvent):
+    """The caller entered self-service (a menu, AsyncAGI or FastAGI)."""
+
+    kind: ClassVar[str] = "ivr_entered"
+    application: str
+    context: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DigitsReceived(CallEvent):
+    """The caller pressed a key (one DTMF digit received by the PBX)."""
+
+    kind: ClassVar[str] = "digits"
+    digits: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallParked(CallEvent):
+    """The caller waits in a holding context for the product's own ACD to pick an agent."""
+
+    kind: ClassVar[str] = "parked"
+    lane: str | None
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallQueued(CallEvent):
+    """The caller joined a PBX queue at ``position``."""
+
+    kind: ClassVar[str] = "queued"
+    queue: str
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallOffered(CallEvent):
+    """An agent's phone rings for this call."""
+
+    kind: ClassVar[str] = "offered"
+    agent: Agent
+    queue: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OfferMissed(CallEvent):
+    """An agent let the offer ring out (or it was cancelled) without answering."""
+
+    kind: ClassVar[str] = "offer_missed"
+    agent: Agent
+    ring_time: float
+    queue: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswered(CallEvent):
+    """An agent answered; ``wait`` is the caller's time in queue or holding (seconds)."""
+
+    kind: ClassVar[str] = "answered"
+    agent: Agent
+    wait: float
+    queue: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallHeld(CallEvent):
+    kind: ClassVar[str] = "held"
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallUnheld(CallEvent):
+    kind: ClassVar[str] = "unheld"
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallTransferred(CallEvent):
+    """The call moved to another party: ``method`` is ``blind`` or ``attended``.
+
+    ``by`` is the transferring agent when known; ``target`` the extension (blind) or the
+    channel now talking to the caller (attended).
+    """
+
+    kind: ClassVar[str] = "transferred"
+    method: str
+    by: Agent | None
+    target: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallAbandoned(CallEvent):
+    """The caller hung up while waiting, after ``wait`` seconds, at ``position``."""
+
+    kind: ClassVar[str] = "abandoned"
+    wait: float
+    queue: str | None = None
+    position: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded(CallEvent):
+    """The call is over: every channel of it is gone.
+
+    ``ended_by`` is ``caller``, ``agent`` or ``system``; ``duration`` from arrival to end,
+    ``talk_time`` from answer to end (``None`` if never answered).
+    """
+
+    kind: ClassVar[str] = "ended"
+    cause: int | None
+    cause_text: str | None
+    ended_by: str
+    duration: float
+    talk_time: float | None = None
+    answered: bool = False
+
+
+ALL_EVENTS: tuple[type[CallEvent], ...] = (
+    CallArrived,
+    IvrEntered,
+    DigitsReceived,
+    CallParked,
+    CallQueued,
+    CallOffered,
+    OfferMissed,
+    CallAnswered,
+    CallHeld,
+    CallUnheld,
+    CallTransferred,
+    CallAbandoned,
+    CallEnded,
+)
