@@ -117,7 +117,11 @@ class OfferMissed(CallEvent):
 
 @dataclass(frozen=True, slots=True)
 class CallAnswered(CallEvent):
-    """An agent answered; ``wait`` is the caller's time in queue or holding (seconds)."""
+    """An agent answered; ``wait`` is the caller's time in queue or holding (seconds).
+
+    For PBX queues ``wait`` is app_queue's own ``HoldTime`` (whole seconds), so figures
+    match the PBX's queue statistics; for parked callers it is measured from the events.
+    """
 
     kind: ClassVar[str] = "answered"
     agent: Agent
@@ -153,7 +157,11 @@ class CallTransferred(CallEvent):
 
 @dataclass(frozen=True, slots=True)
 class CallAbandoned(CallEvent):
-    """The caller hung up while waiting, after ``wait`` seconds, at ``position``."""
+    """The caller hung up while waiting, after ``wait`` seconds.
+
+    In a PBX queue ``queue`` and ``position`` are app_queue's; a caller parked for the
+    product's own ACD has its holding lane as ``queue`` and no position.
+    """
 
     kind: ClassVar[str] = "abandoned"
     wait: float
@@ -163,7 +171,7 @@ class CallAbandoned(CallEvent):
 
 @dataclass(frozen=True, slots=True)
 class CallEnded(CallEvent):
-    """The call is over: every channel of it is gone.
+    """The call is over: the caller's channels are gone (agent legs may linger a moment).
 
     ``ended_by`` is ``caller``, ``agent`` or ``system``; ``duration`` from arrival to end,
     ``talk_time`` from answer to end (``None`` if never answered).

@@ -1,0 +1,1 @@
+"""Process wiring: configuration, command line, and the app that joins the parts."""

@@ -1,0 +1,219 @@
+"""Typed configuration: one YAML file, overridden by ``CALLCENTER_*`` environment variables.
+
+Start-up fails with :class:`ConfigError`, whose message names the file (or the environment
+variable), the key and what to change. Secrets are :class:`pydantic.SecretStr` so they print
+as ``**********`` in logs and reprs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from sqlalchemy.engine import make_url
+
+ENV_PREFIX = "CALLCENTER_"
+#: Looked for in the working directory when neither ``--config`` nor $CALLCENTER_CONFIG is given.
+DEFAULT_FILE = Path("config/callcenter.yaml")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReconnectSettings(_Section):
+    """Backoff between AMI connection attempts: doubles from ``min_delay`` up to ``max_delay``."""
+
+    min_delay: float = Field(0.5, gt=0, le=60)
+    max_delay: float = Field(30.0, gt=0, le=3600)
+    jitter: float = Field(0.2, ge=0, le=1)
+
+
+class AmiSettings(_Section):
+    """Where the Asterisk Manager Interface is and how to log in (manager.conf)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=1, le=65535)
+    username: str = Field("callcenter", min_length=1)
+    secret: SecretStr = SecretStr("callcenter-demo")
+    auth: Literal["md5", "plain"] = "md5"
+    events: str = Field("call,agent,user,dtmf,system", description="Login Events: mask")
+    ping_interval: float = Field(20.0, gt=0, le=600)
+    action_timeout: float = Field(10.0, gt=0, le=600)
+    reconnect: ReconnectSettings = ReconnectSettings()
+
+
+class DatabaseSettings(_Section):
+    """SQL store of call events (SQLite file by default, PostgreSQL in production)."""
+
+    url: SecretStr = SecretStr("sqlite:///var/callcenter.sqlite3")
+    migrate_on_start: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _parseable(cls, value: SecretStr) -> SecretStr:
+        try:
+            url = make_url(value.get_secret_value())
+        except Exception as exc:
+            raise ValueError(
+                "not a database URL; use sqlite:///path.sqlite3 or "
+                "postgresql+psycopg://user:password@host/dbname"
+            ) from exc
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(
+                f"backend {url.get_backend_name()!r} unsupported: use sqlite or postgresql"
+            )
+        return value
+
+    def display_url(self) -> str:
+        """The URL with its password hidden, for logs."""
+        return make_url(self.url.get_secret_value()).render_as_string(hide_password=True)
+
+
+class RedisSettings(_Section):
+    """Shared state between several backend processes; ``url: null`` keeps it in-process."""
+
+    url: SecretStr | None = None
+
+
+class HttpSettings(_Section):
+    """The agent and supervisor API."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class NumberingSettings(_Section):
+    """How caller numbers become E.164 (see ``cti.calls.numbers``)."""
+
+    country_code: str = Field("1", pattern=r"^[1-9][0-9]{0,2}$")
+    national_length: int = Field(10, ge=4, le=15)
+    international_prefixes: tuple[str, ...] = ("011", "00")
+    trunk_prefix: str | None = None
+
+
+class TrafficSettings(_Section):
+    """The simulator's generated callers."""
+
+    enabled: bool = True
+    calls_per_minute: float = Field(6.0, gt=0, le=6000)
+    seed: int | None = None
+    customers: Path | None = Path("config/demo-customers.csv")
+
+
+class SimulatorSettings(_Section):
+    """The built-in PBX simulator (``callcenter pbx-sim`` and ``callcenter demo``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=0, le=65535)
+    traffic: TrafficSettings = TrafficSettings()
+
+
+class Settings(_Section):
+    """The whole configuration."""
+
+    ami: AmiSettings = AmiSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    redis: RedisSettings = RedisSettings()
+    http: HttpSettings = HttpSettings()
+    numbering: NumberingSettings = NumberingSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class ConfigError(Exception):
+    """Configuration that cannot be used; the message says where, what and how to fix it."""
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ``path`` (or the default file if present), apply the environment, validate.
+
+    Environment variables are ``CALLCENTER_<SECTION>__<KEY>`` (double underscore between
+    levels), e.g. ``CALLCENTER_AMI__SECRET`` or ``CALLCENTER_DATABASE__URL``.
+    """
+    environ = os.environ if environ is None else environ
+    if path is None and environ.get(ENV_PREFIX + "CONFIG"):
+        path = Path(environ[ENV_PREFIX + "CONFIG"])
+    elif path is None and DEFAULT_FILE.is_file():
+        path = DEFAULT_FILE
+    data: dict[str, Any] = {}
+    origin = "built-in defaults"
+    if path is not None:
+        origin = str(path)
+        data = _read_yaml(path)
+    sources: dict[tuple[str, ...], str] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        if keys[0] not in Settings.model_fields:
+            continue  # CALLCENTER_CONFIG, CALLCENTER_CAPTURES, test variables: not settings
+        if not all(keys):
+            raise ConfigError(
+                f"environment variable {name}: empty key part; use single names joined by '__'"
+            )
+        _set_path(data, keys, value, name)
+        sources[keys] = name
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, origin, sources)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}:{where}: not valid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of sections (ami:, database:, ...)"
+        )
+    return data
+
+
+def _set_path(data: dict[str, Any], keys: tuple[str, ...], value: str, name: str) -> None:
+    node = data
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"environment variable {name}: {key!r} is not a section")
+        node = child
+    # "null"/"" from the environment mean "unset" for optional values such as redis.url.
+    node[keys[-1]] = None if value.strip().lower() in ("", "null", "none") else value
+
+
+def _explain(exc: ValidationError, origin: str, sources: dict[tuple[str, ...], str]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        dotted = ".".join(loc)
+        where = sources.get(loc, origin)
+        if where.startswith(ENV_PREFIX):
+            where = f"environment variable {where}"
+        if err["type"] == "extra_forbidden":
+            fix = "remove it or check its spelling against config/callcenter.yaml"
+            lines.append(f"{where}: key {dotted!r} is not a setting; {fix}")
+        else:
+            lines.append(f"{where}: key {dotted!r}: {err['msg']} (got {_show(err)})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _show(err: Mapping[str, Any]) -> str:
+    loc = ".".join(str(p) for p in err["loc"])
+    if any(word in loc for word in ("secret", "url", "password")):
+        return "a hidden value"
+    return repr(err.get("input"))

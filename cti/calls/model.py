@@ -1,0 +1,992 @@
+"""The call model: AMI events in, the contact center's call events out.
+
+A pure state machine (no sockets, no clock): :meth:`CallModel.handle` takes one AMI
+:class:`~cti.ami.codec.Message` and returns the domain events (:mod:`cti.calls.events`) it
+implies; :meth:`CallModel.resync` rebuilds live state from the snapshot a client takes after
+each (re)connect. The same object runs on a live connection and on a recording
+(:mod:`cti.capture`).
+
+How Asterisk 22 shows a call (``shared/ami-captures/README.md``):
+
+* A call is every channel sharing the caller's ``Linkedid``; ``call_id`` is that Linkedid.
+  A Local channel pair (``…;1``/``…;2``) is one party: for the caller, ``;2`` is the leg the
+  PBX runs (IVR, queue, holding) and ``;1`` is the human side; a single (SIP) channel is both.
+* Queue calls are told by app_queue's events (QueueCallerJoin, AgentCalled, AgentConnect,
+  QueueCallerAbandon). Callers parked for the product's own ACD announce themselves with a
+  ``UserEvent`` (``CtiParked``); that ACD offers them by originating an agent leg that carries
+  the caller's number and answers them by bridging the two, so offer and answer are read from
+  DialBegin / OriginateResponse / BridgeEnter of such legs.
+* Everything is correlated by Uniqueid, Linkedid and BridgeUniqueid, never by arrival order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+from cti.ami.codec import Message
+from cti.calls.events import (
+    Agent,
+    CallAbandoned,
+    CallAnswered,
+    CallArrived,
+    CallEnded,
+    Caller,
+    CallEvent,
+    CallHeld,
+    CallOffered,
+    CallParked,
+    CallQueued,
+    CallTransferred,
+    CallUnheld,
+    DigitsReceived,
+    IvrEntered,
+    OfferMissed,
+)
+from cti.calls.numbers import DEFAULT_PLAN, WITHHELD, NumberingPlan, normalise
+
+log = logging.getLogger(__name__)
+
+
+class CallState(StrEnum):
+    """Where a live call is: arrived (routing), in self-service, parked for the product's ACD,
+    in a PBX queue, talking to an agent, between agents in a blind transfer, abandoned (until
+    its last leg hangs up) or ended."""
+
+    ARRIVED = "arrived"
+    IVR = "ivr"
+    PARKED = "parked"
+    QUEUED = "queued"
+    CONNECTED = "connected"
+    TRANSFERRING = "transferring"
+    ABANDONED = "abandoned"
+    ENDED = "ended"
+
+
+#: States in which a caller is still waiting for an agent.
+_WAITING = (CallState.ARRIVED, CallState.IVR, CallState.PARKED)
+
+#: Dialplan applications that mean "the caller is in a menu" (Newexten ``Application``,
+#: compared in lower case: Asterisk reports ``BackGround``).
+_MENU_APPS = {"background": "Background", "waitexten": "WaitExten", "read": "Read"}
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+#: How many hung-up channel ids are remembered (late events about them are ignored).
+_GONE_KEPT = 4096
+
+
+@dataclass(slots=True, eq=False)
+class Call:
+    """One live call, as far as the model knows it. Read it; the model owns it.
+
+    ``variables`` holds the channel variables of interest (``CTI_ACCOUNT``, ``IVR_CHOICE``,
+    inheritance underscores removed); ``attributes`` is for what later parts learn about the
+    call (customer ids, value tier, callback request) and is never touched by the model.
+    """
+
+    call_id: str
+    caller: Caller
+    dialled: str | None
+    channel: str
+    arrived_at: float
+    state: CallState = CallState.ARRIVED
+    queue: str | None = None
+    lane: str | None = None
+    position: int | None = None
+    waiting_since: float | None = None
+    agent: Agent | None = None
+    answered_at: float | None = None
+    wait: float | None = None
+    digits: str = ""
+    variables: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, str] = field(default_factory=dict)
+    ended_at: float | None = None
+    ended_by: str | None = None
+    # Book-keeping of the model (not part of the read API).
+    _announced: bool = field(default=False, repr=False)
+    _legs: set[str] = field(default_factory=set, repr=False)
+    _agent_base: str | None = field(default=None, repr=False)
+    _agent_left_at: float | None = field(default=None, repr=False)
+    _caller_left_at: float | None = field(default=None, repr=False)
+    _caller_left_human: bool = field(default=True, repr=False)
+    _cause: int | None = field(default=None, repr=False)
+    _cause_text: str | None = field(default=None, repr=False)
+    _offers: dict[str, tuple[Agent, float]] = field(default_factory=dict, repr=False)
+    _agi_kind: str | None = field(default=None, repr=False)
+
+
+@dataclass(slots=True)
+class _Channel:
+    uniqueid: str
+    name: str
+    call_id: str | None  # None: not (yet) part of any call, e.g. an originated agent leg
+    is_caller: bool
+    number: str | None = None
+
+
+def _base(name: str) -> str:
+    """The party a channel belongs to: a Local pair's name without ``;1``/``;2``."""
+    head, sep, _ = name.rpartition(";")
+    return head if sep else name
+
+
+def _interface(name: str) -> str:
+    """``Local/6001@agents-00000001;1`` -> ``Local/6001@agents`` (the device, as queues name it).
+
+    Asterisk appends ``-`` and an 8-digit hex sequence to every channel name.
+    """
+    base = _base(name)
+    head, sep, tail = base.rpartition("-")
+    if sep and head and len(tail) == 8 and all(c in _HEX for c in tail):
+        return head
+    return base
+
+
+def _header_at(msg: Message, key: str, index: int) -> str | None:
+    """``msg.get(key)`` for a header Asterisk writes at ``index`` (negative: from the end).
+
+    VarSet and Newexten are most of the traffic; reading their headers in place spares
+    building the message's header index for events that are then dropped.
+    """
+    headers = msg.headers
+    if -len(headers) <= index < len(headers):
+        name, value = headers[index]
+        if name == key:
+            return value
+    return msg.get(key)
+
+
+def _text(value: str | None) -> str | None:
+    return None if value is None or value.strip().lower() in WITHHELD else value
+
+
+def _float(value: str | None) -> float | None:
+    """A finite number, or ``None`` (absent, garbage, ``nan``, ``inf``)."""
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _seconds(duration: str | None) -> float:
+    """CoreShowChannel ``Duration`` (``HH:MM:SS``) in seconds; 0 when unreadable."""
+    total = 0.0
+    for part in (duration or "").split(":"):
+        value = _float(part)
+        if value is None:
+            return 0.0
+        total = total * 60 + value
+    return total
+
+
+Handler = Callable[[Message, float, list[CallEvent]], None]
+
+
+class CallModel:
+    """Channels -> calls. Feed every AMI message to :meth:`handle`; after each login, feed the
+    snapshot to :meth:`resync`. Both return the domain events to publish, in order.
+
+    ``inbound_contexts``: dialplan contexts where inbound calls land (a new channel there
+    with ``Uniqueid == Linkedid`` starts a call). ``parked_event``: the ``UserEvent`` name by
+    which the holding dialplan announces a parked caller. ``variables``: channel variables
+    copied onto :attr:`Call.variables`. ``keep_ended``: how many finished calls stay in
+    :attr:`recently_ended`.
+    """
+
+    def __init__(
+        self,
+        *,
+        plan: NumberingPlan = DEFAULT_PLAN,
+        inbound_contexts: Iterable[str] = ("inbound",),
+        parked_event: str = "CtiParked",
+        variables: Iterable[str] = ("CTI_ACCOUNT", "IVR_CHOICE", "CTI_ROUTE"),
+        keep_ended: int = 100,
+    ) -> None:
+        self._plan = plan
+        self._inbound = frozenset(inbound_contexts)
+        self._parked_event = parked_event
+        self._tracked = frozenset(variables)
+        self._calls: dict[str, Call] = {}
+        self._channels: dict[str, _Channel] = {}
+        self._bridges: dict[str, set[str]] = {}
+        # Originated agent legs offered to a parked caller: leg Uniqueid -> call_id.
+        self._offered_legs: dict[str, str] = {}
+        # Channels hung up lately: Asterisk sends a few events after a channel's Hangup
+        # (NewCallerid, Newstate), which must not bring it back.
+        self._gone: dict[str, None] = {}
+        self._last_at = 0.0
+        #: Live calls by call_id (a read-only view).
+        self.calls: Mapping[str, Call] = MappingProxyType(self._calls)
+        #: The last ``keep_ended`` finished calls, oldest first.
+        self.recently_ended: deque[Call] = deque(maxlen=keep_ended)
+        self._handlers: dict[str, Handler] = {
+            "Newchannel": self._on_newchannel,
+            "NewCallerid": self._on_newcallerid,
+            "Newstate": self._on_newstate,
+            "Newexten": self._on_newexten,
+            "VarSet": self._on_varset,
+            "DTMFEnd": self._on_dtmf,
+            "UserEvent": self._on_userevent,
+            "AsyncAGIStart": self._on_asyncagi_start,
+            "AsyncAGIEnd": self._on_asyncagi_end,
+            "AGIExecStart": self._on_agi_exec,
+            "QueueCallerJoin": self._on_queue_join,
+            "AgentCalled": self._on_agent_called,
+            "AgentRingNoAnswer": self._on_ring_no_answer,
+            "AgentConnect": self._on_agent_connect,
+            "QueueCallerAbandon": self._on_queue_abandon,
+            "DialBegin": self._on_dial_begin,
+            "OriginateResponse": self._on_originate_response,
+            "BridgeEnter": self._on_bridge_enter,
+            "BridgeLeave": self._on_bridge_leave,
+            "BridgeDestroy": self._on_bridge_destroy,
+            "BridgeMerge": self._on_bridge_merge,
+            "Hold": self._on_hold,
+            "Unhold": self._on_hold,
+            "BlindTransfer": self._on_blind_transfer,
+            "AttendedTransfer": self._on_attended_transfer,
+            "HangupRequest": self._on_hangup_request,
+            "SoftHangupRequest": self._on_hangup_request,
+            "Hangup": self._on_hangup,
+        }
+
+    # ------------------------------------------------------------------ public API
+
+    def handle(self, message: Message, received_at: float | None = None) -> list[CallEvent]:
+        """The domain events ``message`` implies (usually none).
+
+        Time is the event's ``Timestamp``; ``received_at`` (epoch seconds) when it has none.
+        Never raises: a message the model cannot use is logged and skipped.
+        """
+        headers = message.headers
+        if not headers:
+            return []
+        # Dispatch on the event name first: most traffic (VarSet aside) is dropped right here.
+        handler = self._handlers.get(headers[0][1])
+        if handler is None or headers[0][0].lower() != "event":
+            return []
+        out: list[CallEvent] = []
+        try:
+            handler(message, self._time(message, received_at), out)
+        except Exception:
+            log.exception(
+                "call model skipped %s (Uniqueid=%s Channel=%s)",
+                headers[0][1],
+                message.get("Uniqueid"),
+                message.get("Channel"),
+            )
+        return out
+
+    def resync(self, results: Mapping[str, Sequence[Message]], now: float) -> list[CallEvent]:
+        """Rebuild live state from a fresh snapshot; return what changed unseen.
+
+        ``results`` maps action names (``CoreShowChannels``, ``BridgeList``,
+        ``QueueStatus``, ``Status``) to the items of their event lists. Calls whose caller
+        is gone ended while the events were lost (``ended_by="system"``, cause unknown);
+        unknown inbound calls arrive (queued, offered or answered as the snapshot shows,
+        times estimated from ``Wait``/``Duration``); calls still alive keep their state.
+        """
+        out: list[CallEvent] = []
+        if "CoreShowChannels" not in results:
+            # Without the channel list nothing can be said about which calls are alive.
+            log.warning("resync without CoreShowChannels ignored (got %s)", sorted(results))
+            return out
+        try:
+            self._resync(results, now, out)
+        except Exception:
+            log.exception("call model could not complete a resync")
+        self._last_at = max(self._last_at, now)
+        return out
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _time(self, msg: Message, received_at: float | None) -> float:
+        at = _float(_header_at(msg, "Timestamp", 2))  # Event, Privilege, Timestamp
+        if at is None:
+            at = received_at if received_at is not None else self._last_at
+        self._last_at = at
+        return at
+
+    def _emit(self, call: Call, event: CallEvent, out: list[CallEvent]) -> None:
+        self._announce(call, out)
+        out.append(event)
+
+    def _announce(self, call: Call, out: list[CallEvent]) -> None:
+        if not call._announced:
+            call._announced = True
+            out.append(
+                CallArrived(call.call_id, call.arrived_at, call.caller, call.dialled, call.channel)
+            )
+
+    def _caller(self, number: str | None, name: str | None) -> Caller:
+        raw = _text(number)
+        return Caller(number=normalise(raw, self._plan), name=_text(name), raw_number=raw)
+
+    def _join(self, call: Call, uid: str, name: str) -> _Channel:
+        is_caller = _base(name) == _base(call.channel)
+        ch = _Channel(uid, name, call.call_id, is_caller)
+        self._channels[uid] = ch
+        if is_caller:
+            call._legs.add(uid)
+        return ch
+
+    def _channel(self, msg: Message, uid_key: str = "Uniqueid") -> _Channel | None:
+        """The channel ``msg`` is about; one first seen now joins its call by Linkedid."""
+        uid = msg.get(uid_key)
+        if uid is None:
+            return None
+        ch = self._channels.get(uid)
+        if ch is None:
+            call = self._calls.get(msg.get("Linkedid") or "")
+            if call is None or uid in self._gone:
+                return None
+            ch = self._join(call, uid, msg.get("Channel") or "")
+        return ch
+
+    def _call_of(self, ch: _Channel | None) -> Call | None:
+        if ch is None or ch.call_id is None:
+            return None
+        return self._calls.get(ch.call_id)
+
+    def _caller_leg(self, msg: Message, uid_key: str = "Uniqueid") -> Call | None:
+        """The call whose PBX-side caller leg ``msg`` is about (IVR, DTMF, queue, parking)."""
+        ch = self._channel(msg, uid_key)
+        call = self._call_of(ch)
+        if call is None or ch is None or not ch.is_caller or ch.name != call.channel:
+            return None
+        return call
+
+    def _absorb_variables(self, call: Call, msg: Message) -> None:
+        for name, value in msg.variables().items():
+            name = name.lstrip("_")
+            if value and name in self._tracked:
+                call.variables[name] = value
+
+    # ------------------------------------------------------------------ channels
+
+    def _on_newchannel(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        uid = msg.get("Uniqueid")
+        name = msg.get("Channel")
+        if not uid or not name or uid in self._channels:
+            return
+        linkedid = msg.get("Linkedid") or uid
+        call = self._calls.get(linkedid)
+        if call is not None:
+            self._join(call, uid, name)
+            return
+        if uid == linkedid and msg.get("Context") in self._inbound:
+            # The PBX runs the ;2 half of a Local pair; a real trunk channel is both halves.
+            leg = f"{_base(name)};2" if name.endswith(";1") else name
+            call = Call(
+                call_id=uid,
+                caller=self._caller(msg.get("CallerIDNum"), msg.get("CallerIDName")),
+                dialled=_text(msg.get("Exten")),
+                channel=leg,
+                arrived_at=at,
+            )
+            self._calls[uid] = call
+            self._join(call, uid, name)
+            if call.caller.number is not None:
+                self._announce(call, out)
+            return
+        number = normalise(_text(msg.get("CallerIDNum")), self._plan)
+        self._channels[uid] = _Channel(uid, name, None, False, number)
+
+    def _on_newcallerid(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        ch = self._channel(msg)
+        if ch is None:
+            return
+        caller = self._caller(msg.get("CallerIDNum"), msg.get("CallerIDName"))
+        if ch.call_id is None:
+            ch.number = caller.number
+            return
+        call = self._calls.get(ch.call_id)
+        if call is None or not ch.is_caller or caller.number is None:
+            return
+        if call.caller.number is None:
+            call.caller = caller
+        self._announce(call, out)
+
+    def _on_newstate(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        ch = self._channel(msg)
+        call = self._call_of(ch)
+        if call is not None and ch is not None and ch.is_caller:
+            self._announce(call, out)
+
+    def _on_varset(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        variable = _header_at(msg, "Variable", -2)
+        if not variable:
+            return
+        name = variable.lstrip("_")
+        if name not in self._tracked:
+            return
+        ch = self._channel(msg)
+        call = self._call_of(ch)
+        if call is not None and ch is not None and ch.is_caller:
+            call.variables[name] = msg.get("Value") or ""
+
+    # ------------------------------------------------------------------ self-service
+
+    def _enter_ivr(self, call: Call, at: float, app: str, ctx: str | None, out: list) -> None:
+        if call.state is CallState.IVR:
+            return
+        call.state = CallState.IVR
+        self._emit(call, IvrEntered(call.call_id, at, app, ctx), out)
+
+    def _on_newexten(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        app = _header_at(msg, "Application", -2)
+        if not app:
+            return
+        low = app.lower()
+        if low == "agi":
+            call = self._caller_leg(msg)
+            if call is not None:
+                data = msg.get("AppData") or ""
+                call._agi_kind = (
+                    "AsyncAGI"
+                    if data.startswith("agi:async")
+                    else "FastAGI"
+                    if data.startswith(("agi://", "hagi://"))
+                    else "AGI"
+                )
+            return
+        menu = _MENU_APPS.get(low)
+        if menu is None:
+            return
+        call = self._caller_leg(msg)
+        if call is not None:
+            self._enter_ivr(call, at, menu, msg.get("Context"), out)
+
+    def _on_asyncagi_start(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        call = self._caller_leg(msg)
+        if call is not None:
+            self._enter_ivr(call, at, "AsyncAGI", msg.get("Context"), out)
+
+    def _on_asyncagi_end(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        call = self._caller_leg(msg)
+        if call is not None and call.state is CallState.IVR:
+            call.state = CallState.ARRIVED
+
+    def _on_agi_exec(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        call = self._caller_leg(msg)
+        if call is not None and call.state is not CallState.IVR and call.answered_at is None:
+            self._enter_ivr(call, at, call._agi_kind or "AGI", msg.get("Context"), out)
+
+    def _on_dtmf(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        # Only digits the PBX received on the caller's own leg: agent legs see the digits the
+        # Atxfer action injects, and the human half sees what agents press.
+        if msg.get("Direction") != "Received":
+            return
+        digit = msg.get("Digit")
+        call = self._caller_leg(msg)
+        if call is None or not digit:
+            return
+        call.digits += digit
+        self._emit(call, DigitsReceived(call.call_id, at, digit), out)
+
+    def _on_userevent(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        if msg.get("UserEvent") != self._parked_event:
+            return
+        call = self._caller_leg(msg)
+        if call is None:
+            return
+        call.state = CallState.PARKED
+        call.lane = msg.get("Queue")
+        call.waiting_since = at
+        self._absorb_variables(call, msg)
+        self._emit(call, CallParked(call.call_id, at, call.lane, call.channel), out)
+
+    # ------------------------------------------------------------------ queues
+
+    def _queue_agent(self, msg: Message) -> Agent:
+        dest = msg.get("DestChannel")
+        interface = msg.get("Interface") or (_interface(dest) if dest else "")
+        return Agent(interface, _text(msg.get("MemberName")), dest)
+
+    def _on_queue_join(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        call = self._caller_leg(msg)
+        queue = msg.get("Queue")
+        if call is None or not queue:
+            return
+        call.state = CallState.QUEUED
+        call.queue = queue
+        call.position = _int(msg.get("Position"))
+        call.waiting_since = at
+        self._absorb_variables(call, msg)
+        self._emit(call, CallQueued(call.call_id, at, queue, call.position or 0), out)
+
+    def _on_agent_called(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        call = self._caller_leg(msg)
+        if call is not None:
+            agent = self._queue_agent(msg)
+            self._emit(call, CallOffered(call.call_id, at, agent, msg.get("Queue")), out)
+
+    def _on_ring_no_answer(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        call = self._caller_leg(msg)
+        if call is None:
+            return
+        ring_ms = _float(msg.get("RingTime")) or 0.0  # milliseconds here, seconds elsewhere
+        event = OfferMissed(
+            call.call_id, at, self._queue_agent(msg), ring_ms / 1000.0, msg.get("Queue")
+        )
+        self._emit(call, event, out)
+
+    def _on_agent_connect(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        call = self._caller_leg(msg)
+        if call is None:
+            return
+        agent = self._queue_agent(msg)
+        hold = _float(msg.get("HoldTime"))
+        # app_queue's own HoldTime, so figures match the PBX's queue statistics.
+        wait = hold if hold is not None else at - (call.waiting_since or call.arrived_at)
+        self._connect(call, agent, at, wait)
+        self._emit(call, CallAnswered(call.call_id, at, agent, wait, msg.get("Queue")), out)
+
+    def _connect(self, call: Call, agent: Agent, at: float, wait: float) -> None:
+        call.state = CallState.CONNECTED
+        call.agent = agent
+        call.answered_at = at
+        call.wait = wait
+        call._agent_base = _base(agent.channel) if agent.channel else None
+
+    def _on_queue_abandon(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        call = self._caller_leg(msg)
+        if call is None:
+            return
+        hold = _float(msg.get("HoldTime"))
+        wait = hold if hold is not None else at - (call.waiting_since or call.arrived_at)
+        call.state = CallState.ABANDONED
+        call.position = _int(msg.get("Position"))
+        event = CallAbandoned(call.call_id, at, wait, msg.get("Queue") or call.queue, call.position)
+        self._emit(call, event, out)
+
+    # ------------------------------------------------------------------ external ACD
+
+    def _on_dial_begin(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        """An agent leg, not part of any call, starts ringing for a parked caller."""
+        leg_uid = msg.get("DestUniqueid")
+        leg = self._channels.get(leg_uid or "")
+        if leg is None or leg.call_id is not None or leg_uid in self._offered_legs:
+            return
+        call = self._parked_call_for(msg, leg)
+        if call is None:
+            return
+        agent = Agent(_interface(leg.name), None, leg.name)
+        call._offers[leg.uniqueid] = (agent, at)
+        self._offered_legs[leg.uniqueid] = call.call_id
+        self._emit(call, CallOffered(call.call_id, at, agent), out)
+
+    def _parked_call_for(self, msg: Message, leg: _Channel) -> Call | None:
+        # A CTI_CALLID variable naming the caller's leg is proof; else the caller's number
+        # (the ACD originates the agent leg with it), longest-waiting caller first.
+        for value in msg.get_all("DestChanVariable"):
+            name, _, callid = value.partition("=")
+            if name == "CTI_CALLID" and callid:
+                call = self._call_of(self._channels.get(callid))
+                if call is not None and call.state is CallState.PARKED:
+                    return call
+        number = normalise(_text(msg.get("DestCallerIDNum")), self._plan) or leg.number
+        if number is None:
+            return None
+        candidates = [
+            c
+            for c in self._calls.values()
+            if c.state is CallState.PARKED and c.caller.number == number
+        ]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda c: (bool(c._offers), c.waiting_since or c.arrived_at))
+
+    def _on_originate_response(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        if msg.get("Response") != "Failure" or not self._offered_legs:
+            return
+        uid = msg.get("Uniqueid") or ""
+        if uid not in self._offered_legs:
+            # Without ChannelId the failure names no Uniqueid: match device and number.
+            interface = msg.get("Channel")
+            number = normalise(_text(msg.get("CallerIDNum")), self._plan)
+            uid = ""
+            for leg_uid, call_id in self._offered_legs.items():
+                call = self._calls[call_id]
+                agent, _ = call._offers[leg_uid]
+                if agent.interface == interface and number in (None, call.caller.number):
+                    uid = leg_uid
+                    break
+        if uid:
+            self._miss_offer(uid, at, out)
+
+    def _miss_offer(self, leg_uid: str, at: float, out: list[CallEvent]) -> None:
+        call = self._calls.get(self._offered_legs.pop(leg_uid, ""))
+        if call is None:
+            return
+        agent, offered_at = call._offers.pop(leg_uid)
+        self._emit(call, OfferMissed(call.call_id, at, agent, at - offered_at), out)
+
+    # ------------------------------------------------------------------ bridges
+
+    def _on_bridge_enter(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        bridge = msg.get("BridgeUniqueid")
+        ch = self._channel(msg)
+        if not bridge or ch is None:
+            return
+        members = self._bridges.setdefault(bridge, set())
+        members.add(ch.uniqueid)
+        caller = other = None
+        for uid in members:
+            member = self._channels.get(uid)
+            if member is None:
+                continue
+            if member.is_caller:
+                caller = member
+            else:
+                other = member
+        call = self._call_of(caller)
+        if call is None or other is None or other.call_id not in (None, call.call_id):
+            return
+        other.call_id = call.call_id
+        if call.state is CallState.TRANSFERRING:
+            # The transferee reached the blind-transfer target: the new agent.
+            call.state = CallState.CONNECTED
+            call.agent = Agent(_interface(other.name), None, other.name)
+            call._agent_base = _base(other.name)
+        elif call.state in _WAITING and call.answered_at is None:
+            # Not a PBX queue (AgentConnect tells those): a parked caller bridged to an agent.
+            offer = call._offers.pop(other.uniqueid, None)
+            self._offered_legs.pop(other.uniqueid, None)
+            agent = offer[0] if offer else Agent(_interface(other.name), None, other.name)
+            wait = at - (call.waiting_since or call.arrived_at)
+            self._connect(call, agent, at, wait)
+            self._emit(call, CallAnswered(call.call_id, at, agent, wait), out)
+
+    def _on_bridge_leave(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        members = self._bridges.get(msg.get("BridgeUniqueid") or "")
+        if members is not None:
+            members.discard(msg.get("Uniqueid") or "")
+
+    def _on_bridge_destroy(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        self._bridges.pop(msg.get("BridgeUniqueid") or "", None)
+
+    def _on_bridge_merge(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        moved = self._bridges.pop(msg.get("FromBridgeUniqueid") or "", set())
+        to = msg.get("ToBridgeUniqueid")
+        if to:
+            self._bridges.setdefault(to, set()).update(moved)
+
+    # ------------------------------------------------------------------ hold, transfer
+
+    def _on_hold(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        ch = self._channel(msg)
+        call = self._call_of(ch)
+        if call is None or ch is None:
+            return
+        kind = CallHeld if msg.name == "Hold" else CallUnheld
+        self._emit(call, kind(call.call_id, at, ch.name), out)
+
+    def _transferred_call(self, msg: Message, *uid_keys: str) -> Call | None:
+        if msg.get("Result") != "Success":
+            return None
+        for key in uid_keys:
+            call = self._call_of(self._channels.get(msg.get(key) or ""))
+            if call is not None:
+                return call
+        return None
+
+    def _on_blind_transfer(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        call = self._transferred_call(msg, "TransfereeUniqueid", "TransfererUniqueid")
+        if call is None:
+            return
+        exten, context = msg.get("Extension"), msg.get("Context")
+        target = f"{exten}@{context}" if exten and context else exten
+        by = call.agent
+        call.state = CallState.TRANSFERRING
+        call.agent = None
+        call._agent_base = None
+        call._agent_left_at = None
+        self._emit(call, CallTransferred(call.call_id, at, "blind", by, target), out)
+
+    def _on_attended_transfer(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        call = self._transferred_call(
+            msg, "TransfereeUniqueid", "OrigTransfererUniqueid", "SecondTransfererUniqueid"
+        )
+        if call is None:
+            return
+        target = msg.get("TransferTargetChannel")
+        by = call.agent
+        # The transferer's hang-up completes the transfer; it is not the agent ending the call.
+        call._agent_left_at = None
+        if target:
+            call.state = CallState.CONNECTED
+            call.agent = Agent(_interface(target), None, target)
+            call._agent_base = _base(target)
+            leg = self._channels.get(msg.get("TransferTargetUniqueid") or "")
+            if leg is not None and not leg.is_caller:
+                leg.call_id = call.call_id
+        self._emit(call, CallTransferred(call.call_id, at, "attended", by, target), out)
+
+    # ------------------------------------------------------------------ hang-up
+
+    def _note_leaving(self, ch: _Channel, call: Call, at: float) -> None:
+        """Remember who left first: that decides ``ended_by``."""
+        if ch.is_caller:
+            if call._caller_left_at is None:
+                call._caller_left_at = at
+                # The human half of a Local pair (or a single trunk channel) hung up.
+                call._caller_left_human = ch.name != call.channel or _base(ch.name) == ch.name
+        elif (
+            call._agent_base is not None
+            and call._agent_left_at is None
+            and call._caller_left_at is None
+            and _base(ch.name) == call._agent_base
+        ):
+            call._agent_left_at = at
+
+    def _on_hangup_request(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        ch = self._channel(msg)
+        call = self._call_of(ch)
+        if call is not None and ch is not None:
+            self._note_leaving(ch, call, at)
+
+    def _on_hangup(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        ch = self._channel(msg)
+        if ch is None:
+            return
+        del self._channels[ch.uniqueid]
+        self._gone[ch.uniqueid] = None
+        if len(self._gone) > _GONE_KEPT:
+            del self._gone[next(iter(self._gone))]
+        if ch.uniqueid in self._offered_legs:
+            # An offered agent leg gone unanswered (if OriginateResponse did not say so first).
+            self._miss_offer(ch.uniqueid, at, out)
+        call = self._call_of(ch)
+        if call is None:
+            return
+        self._note_leaving(ch, call, at)
+        if not ch.is_caller:
+            return
+        cause = _int(msg.get("Cause"))
+        if cause is not None and (call._cause is None or (call._cause == 0 and cause != 0)):
+            call._cause, call._cause_text = cause, msg.get("Cause-txt")
+        call._legs.discard(ch.uniqueid)
+        if not call._legs:
+            self._finish(call, at, out)
+
+    def _finish(self, call: Call, at: float, out: list[CallEvent]) -> None:
+        if call.state is CallState.PARKED:
+            # Hung up while parked for the ACD: an abandon, though no PBX queue counted it.
+            call.state = CallState.ABANDONED
+            wait = at - (call.waiting_since or call.arrived_at)
+            self._emit(call, CallAbandoned(call.call_id, at, wait, call.lane), out)
+        if call._agent_left_at is not None:
+            ended_by = "agent"
+        elif call._caller_left_human:
+            ended_by = "caller"
+        else:
+            ended_by = "system"
+        talk = None
+        if call.answered_at is not None:
+            talk_end = call._agent_left_at or call._caller_left_at or at
+            talk = max(0.0, talk_end - call.answered_at)
+        event = CallEnded(
+            call.call_id,
+            at,
+            cause=call._cause,
+            cause_text=call._cause_text,
+            ended_by=ended_by,
+            duration=at - call.arrived_at,
+            talk_time=talk,
+            answered=call.answered_at is not None,
+        )
+        self._emit(call, event, out)
+        self._close(call, at, ended_by)
+
+    def _close(self, call: Call, at: float, ended_by: str) -> None:
+        for leg_uid in call._offers:
+            self._offered_legs.pop(leg_uid, None)
+        call._offers.clear()
+        call.state = CallState.ENDED
+        call.ended_at = at
+        call.ended_by = ended_by
+        del self._calls[call.call_id]
+        self.recently_ended.append(call)
+
+    # ------------------------------------------------------------------ resync
+
+    def _resync(self, results: Mapping[str, Sequence[Message]], now: float, out: list) -> None:
+        snapshot: dict[str, Message] = {}
+        for msg in results.get("CoreShowChannels", ()):
+            uid = msg.get("Uniqueid")
+            if msg.name == "CoreShowChannel" and uid and msg.get("Channel"):
+                snapshot[uid] = msg
+        entries = {
+            m.get("Uniqueid") or "": m
+            for m in results.get("QueueStatus", ())
+            if m.name == "QueueEntry"
+        }
+        status = {
+            m.get("Uniqueid") or "": m for m in results.get("Status", ()) if m.name == "Status"
+        }
+        groups: dict[str, list[Message]] = {}
+        for uid, msg in snapshot.items():
+            groups.setdefault(msg.get("Linkedid") or uid, []).append(msg)
+
+        # Calls whose caller is gone ended while their events were lost.
+        for call in list(self._calls.values()):
+            alive = (
+                any(uid in snapshot for uid in call._legs)
+                if call._legs
+                else (call.call_id in groups)
+            )
+            if not alive:
+                event = CallEnded(
+                    call.call_id,
+                    now,
+                    cause=None,
+                    cause_text=None,
+                    ended_by="system",
+                    duration=now - call.arrived_at,
+                    talk_time=now - call.answered_at if call.answered_at is not None else None,
+                    answered=call.answered_at is not None,
+                )
+                self._emit(call, event, out)
+                self._close(call, now, "system")
+
+        # Channels and bridges are rebuilt from the snapshot.
+        self._channels = {u: c for u, c in self._channels.items() if u in snapshot}
+        for call in self._calls.values():
+            call._legs &= snapshot.keys()
+        for leg_uid in [u for u in self._offered_legs if u not in snapshot]:
+            self._miss_offer(leg_uid, now, out)
+        self._bridges = {}
+        for uid, msg in snapshot.items():
+            bridge = msg.get("BridgeId") or msg.get("BridgeID")
+            if bridge:
+                self._bridges.setdefault(bridge, set()).add(uid)
+
+        # Register every channel first: a bridge can join channels of different groups.
+        touched: list[tuple[Call, list[Message], bool]] = []
+        for linkedid, members in groups.items():
+            call = self._calls.get(linkedid)
+            created = call is None
+            if call is None:
+                call = self._call_from_snapshot(linkedid, members, entries, now)
+            if call is None:
+                for msg in members:
+                    uid = msg.get("Uniqueid") or ""
+                    if uid not in self._channels:
+                        number = normalise(_text(msg.get("CallerIDNum")), self._plan)
+                        self._channels[uid] = _Channel(
+                            uid, msg.get("Channel") or "", None, False, number
+                        )
+                continue
+            for msg in members:
+                uid = msg.get("Uniqueid") or ""
+                if uid not in self._channels:
+                    self._join(call, uid, msg.get("Channel") or "")
+                if uid in status:
+                    self._absorb_variables(call, status[uid])
+            touched.append((call, members, created))
+        for call, members, created in touched:
+            self._reconcile(call, members, snapshot, entries, status, now, created, out)
+
+    def _call_from_snapshot(
+        self, linkedid: str, members: list[Message], entries: Mapping[str, Message], now: float
+    ) -> Call | None:
+        """A call the model never saw: an inbound caller (in a queue or on an inbound DID)."""
+        first = next((m for m in members if m.get("Uniqueid") == linkedid), members[0])
+        name = first.get("Channel") or ""
+        # ``Local/5005@inbound-00000017;1``: the DID and the context the call came in on.
+        exten, _, rest = name.partition("/")[2].partition("@")
+        local_context = rest.rpartition("-")[0]
+        queued = any(m.get("Uniqueid") in entries for m in members)
+        if (
+            not queued
+            and local_context not in self._inbound
+            and (first.get("Context") not in self._inbound)
+        ):
+            return None
+        leg = f"{_base(name)};2" if name.endswith(";1") else name
+        pbx = next((m for m in members if m.get("Channel") == leg), first)
+        dialled = exten if local_context in self._inbound else _text(first.get("Exten"))
+        duration = max(_seconds(m.get("Duration")) for m in members)
+        call = Call(
+            call_id=linkedid,
+            caller=self._caller(pbx.get("CallerIDNum"), pbx.get("CallerIDName")),
+            dialled=dialled,
+            channel=leg,
+            arrived_at=now - duration,
+        )
+        self._calls[linkedid] = call
+        return call
+
+    def _reconcile(
+        self,
+        call: Call,
+        members: list[Message],
+        snapshot: Mapping[str, Message],
+        entries: Mapping[str, Message],
+        status: Mapping[str, Message],
+        now: float,
+        created: bool,
+        out: list[CallEvent],
+    ) -> None:
+        """Bring a call's state in line with the snapshot, emitting what was missed."""
+        self._announce(call, out)
+        caller_uids = call._legs
+        entry = next((entries[u] for u in caller_uids if u in entries), None)
+        if entry is not None and call.state is not CallState.QUEUED:
+            queue = entry.get("Queue") or ""
+            wait = _float(entry.get("Wait")) or 0.0
+            call.state = CallState.QUEUED
+            call.queue = queue
+            call.position = _int(entry.get("Position"))
+            call.waiting_since = now - wait
+            self._emit(call, CallQueued(call.call_id, now - wait, queue, call.position or 0), out)
+            if created:
+                for msg in members:
+                    ch = self._channels.get(msg.get("Uniqueid") or "")
+                    ringing = msg.get("Application") == "AppQueue" and not msg.get("BridgeId")
+                    # A Local agent's ;2 half is the phone side of the leg app_queue dials.
+                    if ch is None or ch.is_caller or ch.name.endswith(";2") or not ringing:
+                        continue
+                    agent = Agent(_interface(ch.name), None, ch.name)
+                    self._emit(call, CallOffered(call.call_id, now, agent, queue), out)
+        if call.answered_at is not None:
+            return
+        for uid in caller_uids:
+            bridge = snapshot[uid].get("BridgeId") if uid in snapshot else None
+            others = [u for u in self._bridges.get(bridge or "", ()) if u not in caller_uids]
+            if not others:
+                continue
+            other = self._channels.get(others[0])
+            if other is None or other.call_id not in (None, call.call_id):
+                continue
+            other.call_id = call.call_id
+            agent = Agent(_interface(other.name), None, other.name)
+            leg = snapshot[uid]
+            if leg.get("Application") == "Queue":  # ApplicationData: "sales,tT,,,300"
+                call.queue = (leg.get("ApplicationData") or "").split(",")[0] or call.queue
+            # The agent leg's age bounds the conversation; before it the caller was waiting,
+            # unless Status carries app_queue's own hold time.
+            answered_at = max(
+                now - _seconds(snapshot[other.uniqueid].get("Duration")), call.arrived_at
+            )
+            hold = _float(status[uid].variables().get("QUEUEWAIT")) if uid in status else None
+            if hold is None:
+                hold = max(0.0, answered_at - (call.waiting_since or call.arrived_at))
+            self._connect(call, agent, answered_at, hold)
+            self._emit(call, CallAnswered(call.call_id, answered_at, agent, hold, call.queue), out)
+            return

@@ -1,0 +1,145 @@
+"""Reading recorded AMI traffic, so the live call model also runs on recordings.
+
+One handler, two runners (as in cacofonisk): the AMI client feeds a :class:`CallModel` from
+a socket; :func:`replay` feeds the same model from a ``.jsonl`` or ``.raw`` capture of
+``shared/ami-captures``, including the resync a client performs after a reconnect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cti.ami.codec import Message, Parser
+from cti.calls.events import CallEvent
+from cti.calls.model import CallModel
+
+#: Event-list items a reconnecting client collects, by the action that asked for them.
+RESYNC_ITEMS = {
+    "CoreShowChannel": "CoreShowChannels",
+    "BridgeListItem": "BridgeList",
+    "QueueParams": "QueueStatus",
+    "QueueMember": "QueueStatus",
+    "QueueEntry": "QueueStatus",
+    "Status": "Status",
+}
+_RESYNC_DONE = {
+    "CoreShowChannelsComplete",
+    "BridgeListComplete",
+    "QueueStatusComplete",
+    "StatusComplete",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One message as it arrived: receive time (``None`` if unknown) and connection (1, 2…)."""
+
+    message: Message
+    received_at: float | None
+    connection: int
+
+
+def captures_dir() -> Path:
+    """``$CALLCENTER_CAPTURES``, else ``shared/ami-captures`` beside the repository."""
+    env = os.environ.get("CALLCENTER_CAPTURES")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "ami-captures"
+
+
+def read_jsonl(path: Path) -> Iterator[Received]:
+    """The received records of a ``.jsonl`` capture (actions and notes are skipped)."""
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            if rec.get("dir") != "in":
+                continue
+            if rec.get("kind") == "banner":
+                msg = Message.make_banner(rec.get("text", ""))
+            else:
+                msg = Message(headers=[(k, v) for k, v in rec.get("headers", [])])
+            yield Received(msg, rec.get("ts"), rec.get("conn") or 1)
+
+
+def read_raw(data: bytes, chunk_sizes: Iterable[int] = ()) -> Iterator[Received]:
+    """Parse the bytes of a ``.raw`` capture, read in ``chunk_sizes`` pieces (one read if
+    none; the rest in one read when the sizes run out). Each banner starts a connection."""
+    parser = Parser()
+    connection = 0
+    pos = 0
+    sizes = iter(chunk_sizes)
+    while pos < len(data):
+        size = max(1, next(sizes, len(data)))
+        for msg in parser.feed(data[pos : pos + size]):
+            if msg.banner is not None:
+                connection += 1
+            yield Received(msg, None, max(connection, 1))
+        pos += size
+    for msg in parser.close():
+        yield Received(msg, None, max(connection, 1))
+
+
+def read(path: Path) -> Iterator[Received]:
+    """A ``.jsonl`` or ``.raw`` capture, by its suffix."""
+    if path.suffix == ".raw":
+        return read_raw(path.read_bytes())
+    return read_jsonl(path)
+
+
+def replay(records: Path | Iterable[Received], model: CallModel) -> list[CallEvent]:
+    """Feed a recording to ``model`` the way the live client does; return every event.
+
+    After a reconnect the resync lists (``CoreShowChannel``, ``QueueEntry``…) are collected
+    and handed to :meth:`CallModel.resync` once all four are complete, or when the
+    connection ends; events arriving meanwhile are handled after the resync.
+    """
+    if isinstance(records, Path):
+        records = read(records)
+    events: list[CallEvent] = []
+    connection: int | None = None
+    collecting: dict[str, list[Message]] | None = None
+    done: set[str] = set()
+    held: list[Received] = []
+    now = 0.0
+
+    def finish_resync() -> None:
+        nonlocal collecting
+        if collecting is not None and done:
+            events.extend(model.resync(collecting, now))
+        collecting = None
+        for rec in held:
+            events.extend(model.handle(rec.message, rec.received_at))
+        held.clear()
+
+    for rec in records:
+        msg = rec.message
+        if rec.received_at is not None:
+            now = rec.received_at
+        elif (stamp := msg.get("Timestamp")) is not None:
+            with contextlib.suppress(ValueError):
+                now = float(stamp)
+        if msg.banner is not None:
+            finish_resync()
+            if connection is not None:
+                collecting, done = {}, set()
+            connection = rec.connection
+            continue
+        if collecting is None:
+            events.extend(model.handle(msg, rec.received_at))
+            continue
+        action = RESYNC_ITEMS.get(msg.name)
+        if action is not None and msg.kind == "event":
+            collecting.setdefault(action, []).append(msg)
+        elif msg.name in _RESYNC_DONE:
+            done.add(msg.name)
+            if done == _RESYNC_DONE:
+                finish_resync()
+        elif msg.kind == "event":
+            held.append(rec)
+    finish_resync()
+    return events

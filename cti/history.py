@@ -1,0 +1,179 @@
+"""Call history: every domain call event persisted through SQLAlchemy, so figures can be
+recomputed and a day replayed.
+
+The table is created by the Alembic migrations (``migrations/``); this module only
+describes it and writes to it. Writes happen in batches on one worker thread, never on the
+reactor thread, and survive a database outage: a failed batch is kept and retried with
+backoff, and because each event's Deferred fires only once it is committed, an event stream
+with a bound on pending events pauses AMI reading instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    insert,
+    select,
+)
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from cti.calls.events import CallEvent
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+
+call_events = Table(
+    "call_events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("pbx", String(64), nullable=False),
+    Column("call_id", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("at", Float(precision=53), nullable=False),
+    Column("recorded_at", Float(precision=53), nullable=False),
+    Column("payload", JSON(), nullable=False),
+    Index("ix_call_events_call_id", "call_id"),
+    Index("ix_call_events_at", "at"),
+)
+
+
+class CallEventRecorder:
+    """Persists call events in batches; ``record`` returns a Deferred fired on commit."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        reactor: Any,
+        *,
+        pbx: str = "default",
+        batch_size: int = 500,
+        flush_delay: float = 0.05,
+        retry_min: float = 0.5,
+        retry_max: float = 30.0,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._engine = engine
+        self._reactor = reactor
+        self._pbx = pbx
+        self._batch_size = batch_size
+        self._flush_delay = flush_delay
+        self._retry_min = retry_min
+        self._retry_max = retry_max
+        self._retry_delay = retry_min
+        self._wall_clock = wall_clock
+        self._pending: list[tuple[dict[str, Any], Deferred[None]]] = []
+        self._timer: IDelayedCall | None = None
+        self._writing = False
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="call-history")
+        self._pool.start()
+        #: Batches that failed and were retried (for the supervisor view and tests).
+        self.failed_batches = 0
+
+    @property
+    def pending(self) -> int:
+        """Events accepted but not yet committed."""
+        return len(self._pending)
+
+    def record(self, event: CallEvent) -> Deferred[None]:
+        """Queue ``event`` for the next batch; the Deferred fires once it is committed."""
+        row = {
+            "pbx": self._pbx,
+            "call_id": event.call_id,
+            "kind": event.kind,
+            "at": event.at,
+            "recorded_at": self._wall_clock(),
+            "payload": event.to_record(),
+        }
+        done: Deferred[None] = Deferred()
+        self._pending.append((row, done))
+        if not self._writing:
+            if len(self._pending) >= self._batch_size:
+                self._flush_now()
+            elif self._timer is None:
+                self._timer = self._reactor.callLater(self._flush_delay, self._flush_now)
+        return done
+
+    def _flush_now(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self._writing or not self._pending:
+            return
+        batch, self._pending = self._pending[: self._batch_size], self._pending[self._batch_size :]
+        self._writing = True
+        d = deferToThreadPool(self._reactor, self._pool, self._write, [row for row, _ in batch])
+        d.addCallbacks(self._written, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(insert(call_events), rows)
+
+    def _written(self, _: None, batch: list[tuple[dict[str, Any], Deferred[None]]]) -> None:
+        self._writing = False
+        self._retry_delay = self._retry_min
+        for _row, done in batch:
+            done.callback(None)
+        if self._pending:
+            self._flush_now()
+
+    def _failed(self, failure: Failure, batch: list[tuple[dict[str, Any], Deferred[None]]]) -> None:
+        self._writing = False
+        self.failed_batches += 1
+        # Keep the batch, in order, ahead of what came since: nothing is lost in an outage.
+        self._pending = batch + self._pending
+        log.warning(
+            "call history: database write failed (%s: %s); %d events kept, retry in %.1f s",
+            failure.type.__name__,
+            str(failure.value).splitlines()[0][:200] if str(failure.value) else "",
+            len(self._pending),
+            self._retry_delay,
+        )
+        self._timer = self._reactor.callLater(self._retry_delay, self._flush_now)
+        self._retry_delay = min(self._retry_delay * 2, self._retry_max)
+
+    def close(self) -> Deferred[None]:
+        """Write what is pending (one attempt) and stop the worker thread."""
+        final: Deferred[None] = Deferred()
+
+        def stop(_: object = None) -> None:
+            self._pool.stop()
+            final.callback(None)
+
+        if not self._pending and not self._writing:
+            stop()
+            return final
+        waiting = [done for _, done in self._pending]
+        self._flush_now()
+        if waiting:
+            waiting[-1].addBoth(stop)
+        return final
+
+
+def load_call_events(engine: Engine, call_id: str | None = None) -> list[dict[str, Any]]:
+    """Stored events (``payload`` records) in order of insertion, optionally of one call."""
+    query = select(call_events.c.payload).order_by(call_events.c.id)
+    if call_id is not None:
+        query = query.where(call_events.c.call_id == call_id)
+    with engine.connect() as conn:
+        return [row.payload for row in conn.execute(query)]

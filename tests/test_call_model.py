@@ -1,0 +1,186 @@
+"""Properties of the call model on its own: robustness, order independence, small cases."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cti.ami.codec import Message
+from cti.calls.events import CallEvent
+from cti.calls.model import CallModel, CallState
+from cti.capture import captures_dir, read_jsonl
+
+HANDLED = [
+    "Newchannel", "NewCallerid", "Newstate", "Newexten", "VarSet", "DTMFEnd", "UserEvent",
+    "AsyncAGIStart", "AsyncAGIEnd", "AGIExecStart", "QueueCallerJoin", "AgentCalled",
+    "AgentRingNoAnswer", "AgentConnect", "QueueCallerAbandon", "DialBegin",
+    "OriginateResponse", "BridgeEnter", "BridgeLeave", "BridgeDestroy", "BridgeMerge", "Hold",
+    "Unhold", "BlindTransfer", "AttendedTransfer", "HangupRequest", "SoftHangupRequest",
+    "Hangup", "DeviceStateChange", "CoreShowChannel",
+]  # fmt: skip
+KEYS = [
+    "Timestamp", "Channel", "Uniqueid", "Linkedid", "Context", "Exten", "CallerIDNum",
+    "CallerIDName", "Application", "AppData", "Variable", "Value", "Digit", "Direction",
+    "UserEvent", "Queue", "Position", "HoldTime", "RingTime", "Interface", "MemberName",
+    "DestChannel", "DestUniqueid", "DestCallerIDNum", "DestChanVariable", "Response",
+    "BridgeUniqueid", "FromBridgeUniqueid", "ToBridgeUniqueid", "Result", "Extension",
+    "TransfereeUniqueid", "TransferTargetChannel", "TransferTargetUniqueid", "Cause",
+    "Cause-txt", "ChanVariable", "Duration", "Wait", "BridgeId",
+]  # fmt: skip
+# A few ids, so random events hit each other's channels, calls and bridges.
+IDS = ["1.0", "1.1", "1.2", "x", "", "<unknown>"]
+VALUES = st.one_of(
+    st.sampled_from([*IDS, "inbound", "Local/5000@inbound-00000000;1", "Received", "Success",
+                     "Failure", "CtiParked", "Background", "AGI", "agi:async", "1", "0", "-3",
+                     "1e309", "nan", "00:00:0x", "CTI_CALLID=1.1", "__CTI_ACCOUNT"]),
+    st.text(max_size=12),
+)  # fmt: skip
+HEADER = st.tuples(st.sampled_from(KEYS), VALUES)
+EVENT = st.builds(
+    lambda name, headers: Message(headers=[("Event", name), *headers]),
+    st.sampled_from(HANDLED),
+    st.lists(HEADER, max_size=12),
+)
+
+
+class _Errors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(EVENT, max_size=40), st.none() | st.floats(allow_nan=False))
+def test_any_events_with_random_or_missing_fields_never_raise(
+    messages: list[Message], received_at: float | None
+) -> None:
+    errors = _Errors()
+    logger = logging.getLogger("cti.calls.model")
+    logger.addHandler(errors)
+    try:
+        model = CallModel()
+        for msg in messages:
+            assert isinstance(model.handle(msg, received_at), list)
+        snapshot = {"CoreShowChannels": [m for m in messages if m.name == "CoreShowChannel"]}
+        assert isinstance(model.resync(snapshot, 0.0), list)
+    finally:
+        logger.removeHandler(errors)
+    # Not merely caught: malformed input takes no exception path at all.
+    assert errors.records == []
+
+
+def test_a_failing_handler_is_logged_and_skipped(caplog: pytest.LogCaptureFixture) -> None:
+    model = CallModel()
+    model._handlers["Hangup"] = lambda *_: 1 / 0  # a bug in one handler
+    with caplog.at_level(logging.ERROR, logger="cti.calls.model"):
+        assert model.handle(Message([("Event", "Hangup"), ("Uniqueid", "1.0")])) == []
+    assert "Hangup" in caplog.text and "1.0" in caplog.text
+
+
+def test_banner_responses_and_unknown_events_are_ignored() -> None:
+    model = CallModel()
+    assert model.handle(Message.make_banner("Asterisk Call Manager/11.0.0")) == []
+    assert model.handle(Message([("Response", "Success"), ("Message", "ok")])) == []
+    assert model.handle(Message([("Event", "DeviceStateChange"), ("Device", "x")])) == []
+    assert model.handle(Message([])) == []
+
+
+def test_time_falls_back_to_the_receive_time() -> None:
+    model = CallModel()
+    msg = Message([
+        ("Event", "Newchannel"), ("Channel", "PJSIP/trunk-00000001"), ("Uniqueid", "9.1"),
+        ("Linkedid", "9.1"), ("Context", "inbound"), ("Exten", "5000"),
+        ("CallerIDNum", "5551230001"), ("CallerIDName", "Trunk Caller"),
+    ])  # fmt: skip
+    (arrived,) = model.handle(msg, received_at=42.5)
+    assert arrived.at == 42.5
+    # A trunk channel is the caller's only leg: it is both the PBX side and the human.
+    assert arrived.channel == "PJSIP/trunk-00000001"
+    assert arrived.caller.number == "+15551230001"
+    call = model.calls["9.1"]
+    assert call.state is CallState.ARRIVED
+    call.attributes["tier"] = "gold"  # later parts fill attributes in
+    assert model.calls["9.1"].attributes == {"tier": "gold"}
+    with pytest.raises(TypeError):
+        model.calls["x"] = call  # type: ignore[index]
+
+
+# ---------------------------------------------------------------------------- interleaving
+
+
+def _events_of(name: str) -> list[Message]:
+    path = captures_dir() / name
+    return [r.message for r in read_jsonl(path) if r.message.kind == "event"]
+
+
+_STREAMS: list[list[Message]] = []
+
+
+def streams() -> list[list[Message]]:
+    """Three single-call recordings: a queue call, an IVR call and a parked/bridged call."""
+    if not _STREAMS:
+        names = ["01-queue-answered.jsonl", "03-ivr-to-queue.jsonl", "05-external-acd-bridge.jsonl"]
+        _STREAMS.extend(_events_of(n) for n in names)
+    return _STREAMS
+
+
+def per_call(events: list[CallEvent]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        out[e.call_id].append(e.to_record())
+    return dict(out)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_independent_calls_interleaved_in_any_order_keep_their_outcome(data: st.DataObject) -> None:
+    alone: dict[str, list[dict[str, Any]]] = {}
+    for stream in streams():
+        model = CallModel()
+        alone |= per_call([e for m in stream for e in model.handle(m)])
+    labels = [i for i, s in enumerate(streams()) for _ in s]
+    order = data.draw(st.permutations(labels))
+    cursors = [0] * len(streams())
+    model = CallModel()
+    events: list[CallEvent] = []
+    for i in order:
+        events.extend(model.handle(streams()[i][cursors[i]]))
+        cursors[i] += 1
+    assert per_call(events) == alone
+    assert not model.calls
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_real_traffic_with_damaged_fields_never_raises(data: st.DataObject) -> None:
+    messages = [m for s in streams() for m in s]
+    damaged = data.draw(
+        st.lists(st.tuples(st.integers(0, len(messages) - 1), st.integers(0, 30), VALUES),
+                 max_size=60)
+    )  # fmt: skip
+    for index, header, value in damaged:
+        headers = list(messages[index].headers)
+        if header < len(headers) and header > 0:
+            if value == "":
+                del headers[header]  # a missing field
+            else:
+                headers[header] = (headers[header][0], value)  # a wrong one
+        messages[index] = Message(headers)
+    errors = _Errors()
+    logger = logging.getLogger("cti.calls.model")
+    logger.addHandler(errors)
+    try:
+        model = CallModel()
+        for msg in messages:
+            model.handle(msg)
+    finally:
+        logger.removeHandler(errors)
+    assert errors.records == []

@@ -1,0 +1,491 @@
+"""The call model replayed on every real Asterisk 22 capture (``shared/ami-captures``).
+
+Each scenario asserts the domain events it must produce, concretely; scenario 10 is checked
+against ``10-busy-hour.expected.json`` (what app_queue itself counted), also when its bytes
+arrive in random-sized reads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cti.ami.codec import Message
+from cti.calls.events import (
+    CallAbandoned,
+    CallAnswered,
+    CallArrived,
+    CallEnded,
+    CallEvent,
+    CallOffered,
+    CallParked,
+    CallQueued,
+    CallTransferred,
+    DigitsReceived,
+    IvrEntered,
+    OfferMissed,
+)
+from cti.calls.model import Call, CallModel
+from cti.capture import RESYNC_ITEMS, captures_dir, read, read_jsonl, read_raw, replay
+
+
+def test_captures_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CALLCENTER_CAPTURES", "/somewhere/else")
+    assert captures_dir() == Path("/somewhere/else")
+    monkeypatch.delenv("CALLCENTER_CAPTURES")
+    assert captures_dir().parts[-2:] == ("shared", "ami-captures")
+
+
+def capture(name: str) -> Path:
+    path = captures_dir() / name
+    if not path.exists():
+        pytest.fail(f"capture {path} missing (set CALLCENTER_CAPTURES)")
+    return path
+
+
+def run(name: str) -> tuple[list[CallEvent], CallModel]:
+    model = CallModel()
+    return replay(capture(name), model), model
+
+
+def by_call(events: list[CallEvent]) -> dict[str, list[CallEvent]]:
+    calls: dict[str, list[CallEvent]] = defaultdict(list)
+    for event in events:
+        calls[event.call_id].append(event)
+    return dict(calls)
+
+
+def kinds(events: list[CallEvent]) -> list[str]:
+    return [e.kind for e in events]
+
+
+def only(events: list[CallEvent], kind: type[CallEvent]) -> list[Any]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def ended_call(model: CallModel, call_id: str) -> Call:
+    return next(c for c in model.recently_ended if c.call_id == call_id)
+
+
+# ---------------------------------------------------------------------------- 01
+
+
+@pytest.mark.parametrize("name", ["01-queue-answered.jsonl", "01-queue-answered.raw"])
+def test_01_queue_answered(name: str) -> None:
+    events, model = run(name)
+    calls = by_call(events)
+    assert list(calls) == ["1795356693.0"]
+    call = calls["1795356693.0"]
+    assert kinds(call) == ["arrived", "queued", "offered", "answered", "ended"]
+    arrived, queued, offered, answered, ended = call
+    assert isinstance(arrived, CallArrived)
+    assert arrived.caller.number == "+15551230001"
+    assert arrived.caller.name == "Alice Example"
+    assert arrived.caller.raw_number == "5551230001"
+    assert arrived.dialled == "5000"
+    assert arrived.channel == "Local/5000@inbound-00000000;2"
+    assert arrived.at == pytest.approx(1795356693.259209)
+    assert (queued.queue, queued.position) == ("sales", 1)
+    assert offered.agent.interface == "Local/6001@agents"
+    assert offered.agent.name == "Agent Alice"
+    assert answered.agent == offered.agent
+    assert answered.wait == 1.0  # app_queue's HoldTime
+    assert answered.queue == "sales"
+    assert isinstance(ended, CallEnded)
+    assert ended.ended_by == "caller"
+    assert (ended.cause, ended.cause_text) == (16, "Normal Clearing")
+    assert ended.answered
+    assert ended.talk_time == pytest.approx(2.0, abs=0.1)
+    assert ended.duration == pytest.approx(3.5, abs=0.1)
+    assert not model.calls
+    assert ended_call(model, "1795356693.0").agent == answered.agent
+
+
+# ---------------------------------------------------------------------------- 02
+
+
+def test_02_queue_abandon_after_three_offers() -> None:
+    events, _ = run("02-queue-abandon.jsonl")
+    (call,) = by_call(events).values()
+    assert kinds(call) == [
+        "arrived", "queued",
+        "offered", "offer_missed", "offered", "offer_missed", "offered",
+        "abandoned", "ended",
+    ]  # fmt: skip
+    assert {e.agent.interface for e in only(call, CallOffered)} == {"Local/6101@agents-noanswer"}
+    assert [m.ring_time for m in only(call, OfferMissed)] == [4.0, 4.0]  # RingTime was in ms
+    (abandoned,) = only(call, CallAbandoned)
+    assert (abandoned.wait, abandoned.queue, abandoned.position) == (11.0, "support", 1)
+    (ended,) = only(call, CallEnded)
+    assert not ended.answered and ended.talk_time is None
+    assert ended.ended_by == "caller"
+
+
+# ---------------------------------------------------------------------------- 03
+
+
+def test_03_ivr_digits_and_account() -> None:
+    events, model = run("03-ivr-to-queue.jsonl")
+    (call_id,) = by_call(events)
+    call = by_call(events)[call_id]
+    assert kinds(call)[:2] == ["arrived", "ivr_entered"]
+    ivr = call[1]
+    assert isinstance(ivr, IvrEntered)
+    assert (ivr.application, ivr.context) == ("Background", "ivr-main")
+    digits = only(call, DigitsReceived)
+    # The menu choice "1", then the account number "12345#" into Read().
+    assert "".join(d.digits for d in digits) == "112345#"
+    assert digits[1].at - digits[0].at > 1.5
+    assert call[0].caller.number == "+442071234567"
+    assert call[0].dialled == "5001"
+    assert kinds(call)[-4:] == ["queued", "offered", "answered", "ended"]
+    assert only(call, CallAnswered)[0].agent.name == "Agent Bob"
+    done = ended_call(model, call_id)
+    assert done.variables["CTI_ACCOUNT"] == "12345"
+    assert done.variables["IVR_CHOICE"] == "sales"
+    assert done.digits == "112345#"
+
+
+# ---------------------------------------------------------------------------- 04
+
+
+def test_04_asyncagi() -> None:
+    events, model = run("04-asyncagi.jsonl")
+    (call_id, call), = by_call(events).items()  # fmt: skip
+    ivr = only(call, IvrEntered)
+    assert [(e.application, e.context) for e in ivr] == [("AsyncAGI", "inbound")]
+    assert "".join(d.digits for d in only(call, DigitsReceived)) == "542#"
+    assert kinds(call)[-4:] == ["queued", "offered", "answered", "ended"]
+    assert ended_call(model, call_id).variables["CTI_ROUTE"] == "sales"
+
+
+# ---------------------------------------------------------------------------- 05
+
+
+def test_05_external_acd_bridge() -> None:
+    events, _ = run("05-external-acd-bridge.jsonl")
+    (call,) = by_call(events).values()
+    assert kinds(call) == ["arrived", "parked", "offered", "answered", "ended"]
+    arrived, parked, offered, answered, ended = call
+    assert arrived.caller.number == "+15557654321"
+    assert isinstance(parked, CallParked)
+    assert (parked.lane, parked.channel) == ("external", "Local/5003@inbound-0000000a;2")
+    assert offered.agent.interface == "Local/6002@agents"
+    assert offered.agent.channel == "Local/6002@agents-0000000b;1"
+    assert offered.queue is None
+    assert answered.agent == offered.agent
+    assert answered.wait == pytest.approx(2.5, abs=0.05)  # parked -> bridged
+    assert ended.ended_by == "agent"  # the agent leg was hung up first
+    assert ended.talk_time == pytest.approx(2.5, abs=0.05)
+
+
+# ---------------------------------------------------------------------------- 06
+
+
+def test_06_blind_and_attended_transfer() -> None:
+    events, model = run("06-transfers.jsonl")
+    calls = by_call(events)
+    assert len(calls) == 2
+    blind_id, attended_id = calls
+    (blind,) = only(calls[blind_id], CallTransferred)
+    assert blind.method == "blind"
+    assert blind.by is not None and blind.by.name == "Agent Bob"
+    assert blind.target == "6003@xfer"
+    assert ended_call(model, blind_id).agent.interface == "Local/6003@agents"
+    (attended,) = only(calls[attended_id], CallTransferred)
+    assert attended.method == "attended"
+    assert attended.by is not None and attended.by.name == "Agent Alice"
+    assert attended.target == "Local/6003@xfer-00000011;1"
+    assert "held" in kinds(calls[attended_id])
+    for call in calls.values():
+        (ended,) = only(call, CallEnded)
+        assert ended.ended_by == "caller"  # the transferer's hang-up is not the end
+        assert ended.answered
+        assert kinds(call).count("answered") == 1
+    assert not model.calls
+
+
+# ---------------------------------------------------------------------------- 07
+
+
+def test_07_pause_and_status_queries_create_no_phantom_calls() -> None:
+    model = CallModel()
+    events: list[CallEvent] = []
+    lists: dict[str, list[Message]] = defaultdict(list)
+    resyncs = 0
+    for rec in read_jsonl(capture("07-pause-resync.jsonl")):
+        msg = rec.message
+        events.extend(model.handle(msg, rec.received_at))
+        if msg.name == "CoreShowChannel":
+            lists["CoreShowChannels"].append(msg)
+        elif msg.name in ("QueueEntry", "QueueMember", "QueueParams"):
+            lists["QueueStatus"].append(msg)
+        elif msg.name == "CoreShowChannelsComplete":
+            live = dict(model.calls)
+            # The same snapshot a reconnecting client would take changes nothing here.
+            assert model.resync(lists, rec.received_at or 0.0) == []
+            assert dict(model.calls) == live
+            lists.clear()
+            resyncs += 1
+        elif msg.name == "QueueStatusComplete":
+            lists.pop("QueueStatus", None)
+    assert resyncs == 3
+    (call,) = by_call(events).values()
+    assert kinds(call) == ["arrived", "queued", "offered", "answered", "ended"]
+    assert only(call, CallAnswered)[0].wait == 4.0
+
+
+# ---------------------------------------------------------------------------- 08
+
+
+@pytest.mark.parametrize("name", ["08-reconnect.jsonl", "08-reconnect.raw"])
+def test_08_reconnect_and_resync(name: str) -> None:
+    events, model = run(name)
+    calls = by_call(events)
+    a, b = calls["1795356790.44"], calls["1795356793.48"]
+    # A was answered on connection 1 and hung up on connection 2.
+    assert kinds(a) == ["arrived", "queued", "offered", "answered", "ended"]
+    (a_end,) = only(a, CallEnded)
+    assert a_end.ended_by == "caller" and a_end.answered
+    assert a_end.talk_time == pytest.approx(6.0, abs=0.1)
+    # B happened while disconnected: the resync brings it in, its abandon is then seen live.
+    assert kinds(b) == ["arrived", "queued", "offered", "offer_missed", "abandoned", "ended"]
+    arrived, queued = b[0], b[1]
+    assert arrived.caller.number is None  # withheld
+    assert arrived.dialled == "5005"
+    assert arrived.channel == "Local/5005@inbound-00000017;2"
+    assert (queued.queue, queued.position) == ("support", 1)
+    (abandoned,) = only(b, CallAbandoned)
+    assert (abandoned.wait, abandoned.queue, abandoned.position) == (5.0, "support", 1)
+    assert abandoned.at - queued.at == pytest.approx(5.0, abs=1.0)  # Wait=4 at the resync
+    assert only(b, CallEnded)[0].ended_by == "caller"
+    assert len(calls) == 2 and not model.calls
+
+
+def test_08_calls_lost_during_the_disconnect_end_as_system() -> None:
+    model = CallModel()
+    records = []
+    for rec in read_jsonl(capture("08-reconnect.jsonl")):
+        if rec.connection == 2:
+            break
+        records.append(rec)
+    replay(records, model)
+    assert list(model.calls) == ["1795356790.44"]
+    (ended,) = model.resync({"CoreShowChannels": []}, now=1795356800.0)
+    assert isinstance(ended, CallEnded)
+    assert (ended.call_id, ended.ended_by, ended.cause) == ("1795356790.44", "system", None)
+    assert ended.answered and ended.talk_time == pytest.approx(7.64, abs=0.01)
+    assert not model.calls
+    # A partial snapshot (no channel list) says nothing about which calls are alive.
+    assert model.resync({"QueueStatus": []}, now=1795356801.0) == []
+
+
+def test_08_snapshot_on_first_login_brings_in_both_calls() -> None:
+    """A model starting with calls already up learns them from the resync alone."""
+    lists: dict[str, list[Message]] = defaultdict(list)
+    now = 0.0
+    for rec in read_jsonl(capture("08-reconnect.jsonl")):
+        action = RESYNC_ITEMS.get(rec.message.name)
+        if rec.connection == 2 and action is not None:
+            lists[action].append(rec.message)
+            now = rec.received_at or now
+    model = CallModel()
+    calls = by_call(model.resync(lists, now))
+    a, b = calls["1795356790.44"], calls["1795356793.48"]
+    assert kinds(a) == ["arrived", "answered"]
+    assert a[0].caller.number == "+15558889999" and a[0].dialled == "5000"
+    answered = a[1]
+    assert answered.agent.interface == "Local/6001@agents"
+    assert (answered.queue, answered.wait) == ("sales", 1.0)  # Status QUEUEWAIT
+    assert kinds(b) == ["arrived", "queued", "offered"]
+    assert b[2].agent.interface == "Local/6101@agents-noanswer"
+    assert model.calls["1795356790.44"].state == "connected"
+    assert model.calls["1795356793.48"].state == "queued"
+    # Asking again changes nothing.
+    assert model.resync(lists, now + 1) == []
+
+
+# ---------------------------------------------------------------------------- 09
+
+
+def test_09_fastagi() -> None:
+    events, _ = run("09-fastagi.jsonl")
+    (call,) = by_call(events).values()
+    assert kinds(call) == ["arrived", "ivr_entered", "queued", "offered", "answered", "ended"]
+    assert (call[1].application, call[1].context) == ("FastAGI", "inbound")
+
+
+# ---------------------------------------------------------------------------- 10
+
+
+def busy_hour_outcomes(events: list[CallEvent]) -> dict[str, dict[str, Any]]:
+    """Per call, the figures 10-busy-hour.expected.json lists."""
+    out: dict[str, dict[str, Any]] = {}
+    for call_id, call in by_call(events).items():
+        arrived = call[0]
+        assert isinstance(arrived, CallArrived)
+        (queued,) = only(call, CallQueued)
+        (ended,) = only(call, CallEnded)
+        row: dict[str, Any] = {
+            "linkedid": call_id,
+            "digits": "".join(d.digits for d in only(call, DigitsReceived)),
+            "did": arrived.dialled,
+            "caller_name": arrived.caller.name,
+            "caller_number": arrived.caller.number,
+            "queue": queued.queue,
+            "join_position": queued.position,
+            "offers": len(only(call, CallOffered)),
+        }
+        answered = only(call, CallAnswered)
+        if answered:
+            row |= {
+                "outcome": "answered",
+                "agent": answered[0].agent.name,
+                "agent_interface": answered[0].agent.interface,
+                "hold_time_s": answered[0].wait,
+                "talk_time_s": ended.talk_time,
+                "ended_by": ended.ended_by,
+            }
+        else:
+            (abandoned,) = only(call, CallAbandoned)
+            row |= {
+                "outcome": "abandoned",
+                "hold_time_s": abandoned.wait,
+                "abandon_position": abandoned.position,
+            }
+        out[call_id] = row
+    return out
+
+
+def assert_busy_hour(events: list[CallEvent]) -> None:
+    expected = json.loads(capture("10-busy-hour.expected.json").read_text(encoding="utf-8"))
+    got = busy_hour_outcomes(events)
+    assert sorted(got) == sorted(c["linkedid"] for c in expected["calls"])
+    for want in expected["calls"]:
+        row = dict(got[want["linkedid"]])
+        if "talk_time_s" in want:
+            # app_queue counts whole seconds (truncated); the model measures the events.
+            assert row.pop("talk_time_s") == pytest.approx(want["talk_time_s"], abs=1.0)
+            want = {k: v for k, v in want.items() if k != "talk_time_s"}
+        assert row == want, want["linkedid"]
+    answered = [r for r in got.values() if r["outcome"] == "answered"]
+    totals = expected["totals"]
+    assert len(got) == totals["offered"]
+    assert len(answered) == totals["answered"]
+    assert len(got) - len(answered) == totals["abandoned"]
+    asa = sum(r["hold_time_s"] for r in answered) / len(answered)
+    assert asa == pytest.approx(totals["asa_s"])
+    by_agent: dict[str, int] = defaultdict(int)
+    for r in answered:
+        by_agent[r["agent"]] += 1
+    assert by_agent == totals["by_agent"]
+
+
+@pytest.mark.parametrize("name", ["10-busy-hour.jsonl", "10-busy-hour.raw"])
+def test_10_busy_hour_matches_app_queue(name: str) -> None:
+    events, model = run(name)
+    assert_busy_hour(events)
+    assert not model.calls
+
+
+_BUSY_HOUR_RAW: bytes | None = None
+
+
+def busy_hour_raw() -> bytes:
+    global _BUSY_HOUR_RAW
+    if _BUSY_HOUR_RAW is None:
+        _BUSY_HOUR_RAW = capture("10-busy-hour.raw").read_bytes()
+    return _BUSY_HOUR_RAW
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(min_value=1, max_value=9000), min_size=1, max_size=400))
+def test_10_busy_hour_in_random_reads(sizes: list[int]) -> None:
+    model = CallModel()
+    assert_busy_hour(replay(read_raw(busy_hour_raw(), sizes), model))
+
+
+# ---------------------------------------------------------------------------- 11
+
+
+def test_11_acd_failures() -> None:
+    events, model = run("11-acd-failures.jsonl")
+    calls = by_call(events)
+    # The orphan agent leg originated after the caller left does not become a call.
+    (call,) = calls.values()
+    assert kinds(call) == ["arrived", "parked", "offered", "offer_missed", "abandoned", "ended"]
+    offered, missed = only(call, CallOffered)[0], only(call, OfferMissed)[0]
+    assert offered.agent.interface == "Local/6101@agents-noanswer"
+    assert missed.agent == offered.agent
+    assert missed.ring_time == pytest.approx(4.0, abs=0.05)  # Originate Timeout, Reason 3
+    (abandoned,) = only(call, CallAbandoned)
+    # Still parked after the failed offer: hanging up is an abandon from holding.
+    assert abandoned.queue == "external" and abandoned.position is None
+    assert abandoned.wait == pytest.approx(4.0, abs=0.05)
+    assert only(call, CallEnded)[0].ended_by == "caller"
+    assert not model.calls
+
+
+def test_11_all_three_connections_replay_from_raw() -> None:
+    events, _ = run("11-acd-failures.raw")
+    assert kinds(events) == ["arrived", "parked", "offered", "offer_missed", "abandoned", "ended"]
+
+
+# ---------------------------------------------------------------------------- 12
+
+
+def test_12_external_acd_with_six_parked_callers() -> None:
+    events, model = run("12-external-acd.jsonl")
+    decisions = json.loads(capture("12-external-acd.acd.json").read_text(encoding="utf-8"))
+    bridged = {d["caller"]: d["agent"] for d in decisions if d["what"] == "bridged"}
+    failed = {d["caller"]: d["agent"] for d in decisions if d["what"] == "offer-failed"}
+    gave_up = {d["channel"] for d in decisions if d["what"] == "abandoned-while-parked"}
+    calls = by_call(events)
+    assert len(calls) == 6
+    assert len(only(events, CallParked)) == 6
+    by_channel = {call[0].channel: call for call in calls.values()}
+    assert set(by_channel) == set(bridged) | gave_up
+    for channel, call in by_channel.items():
+        (ended,) = only(call, CallEnded)
+        assert ended.ended_by == "caller"
+        if channel in gave_up:
+            assert kinds(call) == ["arrived", "parked", "abandoned", "ended"]
+            assert only(call, CallAbandoned)[0].queue == "external-moh"
+            continue
+        offers = [o.agent.interface for o in only(call, CallOffered)]
+        missed = [m.agent.interface for m in only(call, OfferMissed)]
+        assert offers == [*([failed[channel]] if channel in failed else []), bridged[channel]]
+        assert missed == ([failed[channel]] if channel in failed else [])
+        (answered,) = only(call, CallAnswered)
+        assert answered.agent.interface == bridged[channel]
+        assert ended.answered and not only(call, CallAbandoned)
+    (retry,) = [c for c in calls.values() if only(c, OfferMissed)]
+    assert retry[0].caller.name == "李娜"
+    assert only(retry, OfferMissed)[0].ring_time == pytest.approx(3.0, abs=0.05)
+    assert not model.calls
+
+
+# ---------------------------------------------------------------------------- all
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in captures_dir().glob("*.jsonl")) or ["missing"]
+)
+def test_every_capture_leaves_no_live_call_and_pairs_arrivals_with_ends(name: str) -> None:
+    events, model = run(name)
+    calls = by_call(events)
+    for call in calls.values():
+        assert call[0].kind == "arrived"
+        assert call[-1].kind == "ended"
+        assert kinds(call).count("arrived") == kinds(call).count("ended") == 1
+        assert [e.at for e in call] == sorted(e.at for e in call)
+    assert not model.calls
+    # The same bytes, parsed by the codec, tell the same story.
+    from_raw = replay(read(capture(name).with_suffix(".raw")), CallModel())
+    assert [(e.call_id, e.kind) for e in from_raw] == [(e.call_id, e.kind) for e in events]
