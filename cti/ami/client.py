@@ -1,0 +1,694 @@
+"""The Twisted AMI client: one logged-in Asterisk Manager session, kept alive.
+
+* :class:`AmiClient` owns the reconnect loop (``ClientService``, exponential backoff with
+  jitter), the consumer and an :class:`~cti.stream.EventStream` of everything received.
+* :class:`AmiProtocol` is one TCP connection: it logs in (plain or MD5 challenge),
+  correlates responses by ActionID, collects EventList actions, pings, and after each login
+  runs a resync whose result reaches the consumer *before* any live event of that session.
+
+Failure policy: nothing the server sends crashes the client or stops it silently. Malformed
+frames, responses nobody waits for and unexpected closes are logged with the connection, the
+byte offset and the frame's first lines; every pending action fails with
+:class:`AmiConnectionLost` when the link drops; a refused login is logged with the server's
+message and retried with backoff. The secret is never logged and never in a repr.
+
+Backpressure: live events go into ``client.stream``. When a subscriber falls ``max_pending``
+events behind, the stream pauses the client, which pauses reading from the socket (TCP flow
+control then throttles Asterisk). While reading is paused, action timeouts and keepalive are
+suspended, since no response can be read; they restart in full when reading resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import os
+import random as _random
+from collections.abc import Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Literal, Protocol
+
+from twisted.application.internet import ClientService
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
+from twisted.internet.protocol import Factory, connectionDone
+from twisted.internet.protocol import Protocol as TwistedProtocol
+from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
+
+from cti.ami.codec import Message, Parser, encode_action
+from cti.stream import EventStream
+
+log = logging.getLogger(__name__)
+
+Fields = Mapping[str, str] | Iterable[tuple[str, str]]
+
+#: What a fresh session asks for before delivering live events (Asterisk loses the events
+#: that happened while no one was connected, so the state has to be read back).
+DEFAULT_RESYNC_ACTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("CoreShowChannels", ()),
+    ("BridgeList", ()),
+    ("QueueStatus", ()),
+    ("Status", (("AllVariables", "true"),)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AmiClientSettings:
+    """Where and how to log in. ``secret`` is kept out of ``repr``."""
+
+    host: str
+    username: str
+    secret: str = field(repr=False)
+    port: int = 5038
+    auth: Literal["plain", "md5"] = "plain"
+    #: The Login ``Events:`` mask: ``on``, ``off`` or classes like ``call,agent,user,system``.
+    events: str = "on"
+    ping_interval: float = 20.0
+    action_timeout: float = 10.0
+    reconnect_min_delay: float = 1.0
+    reconnect_max_delay: float = 60.0
+    #: High-water mark of the consumer's queue (events) before the socket is paused.
+    max_pending_events: int = 10_000
+    resync_actions: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = DEFAULT_RESYNC_ACTIONS
+
+    def __post_init__(self) -> None:
+        if self.auth not in ("plain", "md5"):
+            raise ValueError(f"auth must be 'plain' or 'md5', not {self.auth!r}")
+        if not 0 < self.reconnect_min_delay <= self.reconnect_max_delay:
+            raise ValueError("need 0 < reconnect_min_delay <= reconnect_max_delay")
+        if self.action_timeout <= 0 or self.ping_interval <= 0:
+            raise ValueError("action_timeout and ping_interval must be positive")
+        for name in ("host", "username", "secret", "events"):
+            if any(c in getattr(self, name) for c in "\r\n"):
+                raise ValueError(f"{name} must not contain CR or LF")
+
+
+class AmiError(Exception):
+    """Base of the client's errors."""
+
+
+class ActionFailed(AmiError):
+    """Asterisk answered ``Response: Error``; ``message`` is its ``Message:`` header."""
+
+    def __init__(self, action: str, response: Message):
+        self.action = action
+        self.response = response
+        self.message = response.get("Message") or ""
+        super().__init__(f"{action} failed: {self.message or response.name}")
+
+
+class ActionTimeout(AmiError):
+    """No (complete) answer within the action timeout."""
+
+
+class AmiConnectionLost(AmiError):
+    """The link dropped, or was never up, before the answer came."""
+
+
+class LinkState(Enum):
+    CONNECTED = "connected"  # TCP up, not logged in yet
+    LOGGED_IN = "logged-in"  # login accepted, resync running
+    READY = "ready"  # resync delivered, live events flowing
+    DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkChange:
+    """A connection state change, for logs and the supervisor view."""
+
+    state: LinkState
+    at: float
+    connection: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    """An EventList action's answer: the response, the items, the ``...Complete`` event."""
+
+    response: Message
+    items: list[Message]
+    complete: Message | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResyncSnapshot:
+    """Resync results in the event stream: ``results[action]`` holds the items of each
+    resync action that succeeded (a failed one is absent and listed in ``failed``)."""
+
+    results: dict[str, list[Message]]
+    at: float
+    failed: tuple[str, ...] = ()
+
+
+#: What flows through ``AmiClient.stream``.
+AmiFeed = Message | ResyncSnapshot
+
+
+class AmiConsumer(Protocol):
+    """What the client feeds. ``on_message`` and ``on_resync`` may return a Deferred (the
+    next item waits for it); ``on_link`` is informational and called inline."""
+
+    def on_message(self, message: Message) -> Deferred[Any] | None: ...
+
+    def on_resync(self, results: dict[str, list[Message]], now: float) -> Deferred[Any] | None: ...
+
+    def on_link(self, change: LinkChange) -> None: ...
+
+
+def reconnect_delay(failures: int, min_delay: float, max_delay: float, jitter: float) -> float:
+    """Seconds before reconnect attempt number ``failures`` (1, 2, ...).
+
+    Doubles from ``min_delay`` up to ``max_delay``; ``jitter`` in [0, 1) takes up to a
+    quarter off, so many clients restarted together do not reconnect in lockstep.
+    """
+    base = min(max_delay, min_delay * 2 ** min(failures - 1, 64))
+    return base * (1.0 - 0.25 * jitter)
+
+
+class AmiClient:
+    """A self-healing AMI session feeding ``consumer``; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: AmiClientSettings,
+        consumer: AmiConsumer,
+        *,
+        reactor: Any = None,
+        endpoint: IStreamClientEndpoint | None = None,
+        random: Callable[[], float] = _random.random,
+        action_id_prefix: str | None = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as global_reactor
+
+            reactor = global_reactor
+        self.settings = settings
+        self.consumer = consumer
+        self.reactor: IReactorTime = reactor
+        self.name = f"{settings.host}:{settings.port}"
+        self.state = LinkState.DISCONNECTED
+        #: Every live event and each resync snapshot, in order; add subscribers freely.
+        self.stream: EventStream[AmiFeed] = EventStream(f"ami {self.name}")
+        self.subscription = self.stream.subscribe(
+            self._dispatch, max_pending=settings.max_pending_events, name="ami-consumer"
+        )
+        self.stream.register_producer(self)
+        #: The connection currently up, if any.
+        self.protocol: AmiProtocol | None = None
+        self._random = random
+        self._failures = 0
+        self._connections = itertools.count(1)
+        prefix = action_id_prefix if action_id_prefix is not None else f"cti{os.getpid()}"
+        self._action_ids = (f"{prefix}-{n}" for n in itertools.count(1))
+        self._ready_waiters: list[Deferred[None]] = []
+        self._stop_reason: str | None = None
+        if endpoint is None:
+            endpoint = HostnameEndpoint(reactor, settings.host, settings.port)
+        self._service = ClientService(
+            endpoint, _AmiFactory(self), retryPolicy=self._retry_delay, clock=reactor
+        )
+
+    # -- public API ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect, log in, and keep reconnecting until :meth:`stop`."""
+        self._stop_reason = None
+        self._service.startService()
+
+    def stop(self) -> Deferred[None]:
+        """Close the link and stop reconnecting; fires when the connection is closed."""
+        self._stop_reason = "client stopped"
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for d in waiters:
+            d.errback(AmiConnectionLost(f"AMI client {self.name} stopped"))
+        return self._service.stopService()
+
+    def when_ready(self) -> Deferred[None]:
+        """Fires when the current or next session has logged in and delivered its resync."""
+        if self.state is LinkState.READY:
+            return defer.succeed(None)
+        d: Deferred[None] = Deferred()
+        self._ready_waiters.append(d)
+        return d
+
+    def send_action(
+        self, name: str, fields: Fields = (), *, timeout: float | None = None
+    ) -> Deferred[Message]:
+        """Send an action; fires with its response, or fails with :class:`ActionFailed`,
+        :class:`ActionTimeout` or :class:`AmiConnectionLost`."""
+        proto = self._logged_in_protocol(name)
+        if proto is None:
+            return defer.fail(AmiConnectionLost(f"{name}: AMI link {self.name} is not logged in"))
+        return proto.send_action(name, fields, timeout=timeout)
+
+    def send_list_action(
+        self, name: str, fields: Fields = (), *, timeout: float | None = None
+    ) -> Deferred[ListResult]:
+        """Send an EventList action (``CoreShowChannels``, ``QueueStatus``...); fires with
+        every item once the ``...Complete`` event arrives. The timeout restarts with each
+        item, so long lists are fine as long as they keep coming."""
+        proto = self._logged_in_protocol(name)
+        if proto is None:
+            return defer.fail(AmiConnectionLost(f"{name}: AMI link {self.name} is not logged in"))
+        return proto.send_list_action(name, fields, timeout=timeout)
+
+    # -- IPushProducer, driven by the stream's high/low-water marks -----------------------
+
+    def pauseProducing(self) -> None:
+        if self.protocol is not None:
+            self.protocol.pause_reading()
+
+    def resumeProducing(self) -> None:
+        if self.protocol is not None:
+            self.protocol.resume_reading()
+
+    def stopProducing(self) -> None:
+        self.stop()
+
+    # -- used by AmiProtocol --------------------------------------------------------------
+
+    def _logged_in_protocol(self, action: str) -> AmiProtocol | None:
+        if self.state in (LinkState.LOGGED_IN, LinkState.READY) and self.protocol is not None:
+            return self.protocol
+        return None
+
+    def _next_action_id(self) -> str:
+        return next(self._action_ids)
+
+    def _next_connection(self) -> str:
+        return f"AMI#{next(self._connections)} {self.name}"
+
+    def _retry_delay(self, _attempts: int) -> float:
+        # ClientService resets its own counter whenever TCP connects, but a refused login
+        # also connects: count failures ourselves, reset only by a successful login.
+        self._failures += 1
+        s = self.settings
+        delay = reconnect_delay(
+            self._failures, s.reconnect_min_delay, s.reconnect_max_delay, self._random()
+        )
+        log.info("AMI %s: reconnecting in %.2f s (attempt %d)", self.name, delay, self._failures)
+        return delay
+
+    def _logged_in(self) -> None:
+        self._failures = 0
+
+    def _set_state(self, state: LinkState, connection: str, reason: str | None = None) -> None:
+        self.state = state
+        change = LinkChange(state, self.reactor.seconds(), connection, reason)
+        if reason:
+            log.info("%s: %s (%s)", connection, state.value, reason)
+        else:
+            log.info("%s: %s", connection, state.value)
+        try:
+            self.consumer.on_link(change)
+        except Exception:
+            log.exception("%s: consumer failed on link change %s", connection, state.value)
+        if state is LinkState.READY:
+            waiters, self._ready_waiters = self._ready_waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    def _dispatch(self, item: AmiFeed) -> Deferred[Any] | None:
+        if isinstance(item, ResyncSnapshot):
+            return self.consumer.on_resync(item.results, item.at)
+        return self.consumer.on_message(item)
+
+
+class _AmiFactory(Factory):
+    def __init__(self, client: AmiClient):
+        self.client = client
+
+    def buildProtocol(self, addr: object) -> AmiProtocol:
+        return AmiProtocol(self.client)
+
+
+class _Pending:
+    """An action waiting for its answer."""
+
+    __slots__ = ("action", "action_id", "deferred", "items", "response", "timeout", "timer",
+                 "wants_list")
+
+    def __init__(self, action: str, action_id: str, wants_list: bool, timeout: float):
+        self.action = action
+        self.action_id = action_id
+        self.wants_list = wants_list
+        self.timeout = timeout
+        self.deferred: Deferred[Any] = Deferred()
+        self.response: Message | None = None
+        self.items: list[Message] = []
+        self.timer: IDelayedCall | None = None
+
+
+class AmiProtocol(TwistedProtocol):
+    """One AMI connection: login, action correlation, keepalive, resync, delivery."""
+
+    def __init__(self, client: AmiClient):
+        self.client = client
+        self.settings = client.settings
+        self.reactor = client.reactor
+        self.connection = client._next_connection()
+        self._parser = Parser(expect_banner=True)
+        self._pending: dict[str, _Pending] = {}
+        self._bytes = 0
+        self._frames = 0
+        self._banner: str | None = None
+        self._live = False  # resync delivered: events go straight to the stream
+        self._held: list[Message] = []  # events received before the resync was delivered
+        self._reading_paused = False
+        self._closed = False
+        self._ping: LoopingCall | None = None
+        self._ping_outstanding = False
+        self._close_reason: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<AmiProtocol {self.connection} live={self._live}>"
+
+    # -- connection lifecycle -------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.client.protocol = self
+        self.client._set_state(LinkState.CONNECTED, self.connection)
+        # Asterisk reads actions as soon as the socket is up: no need to await the banner.
+        self._session().addErrback(self._session_failed)
+
+    def _session_failed(self, failure: Failure) -> None:
+        # A bug in login/resync handling must not leave a connected but dead session.
+        log.error("%s: session setup crashed; reconnecting: %s", self.connection,
+                  failure.getTraceback())
+        if not self._closed:
+            self._drop("session setup crashed")
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._closed = True
+        if self._ping is not None and self._ping.running:
+            self._ping.stop()
+        for msg in self._parser.close():
+            self._log_frame(logging.WARNING, "incomplete frame at close", msg)
+        why = self._close_reason or self.client._stop_reason or (
+            "closed by the server" if reason.check(ConnectionDone) else reason.getErrorMessage())
+        if self._held:
+            log.warning("%s: %d events received before the resync completed are discarded; "
+                        "the next session's resync replaces them", self.connection,
+                        len(self._held))
+            self._held.clear()
+        pending, self._pending = self._pending, {}
+        for p in pending.values():
+            self._cancel_timer(p)
+            p.deferred.errback(AmiConnectionLost(
+                f"{p.action} (ActionID {p.action_id}): connection {self.connection} lost: {why}"))
+        if self.client.protocol is self:
+            self.client.protocol = None
+        self.client._set_state(
+            LinkState.DISCONNECTED, self.connection,
+            f"{why}; {self._bytes} bytes, {self._frames} frames received",
+        )
+
+    @defer.inlineCallbacks
+    def _session(self) -> Generator[Deferred[Any], Any, None]:
+        try:
+            yield self._login()
+        except AmiConnectionLost:
+            return  # connectionLost has logged it
+        except ActionFailed as exc:
+            log.error("%s: login as %r refused by the server: %s; retrying with backoff",
+                      self.connection, self.settings.username, exc.message)
+            self._drop("login refused")
+            return
+        except Exception as exc:
+            log.error("%s: login failed: %s; retrying with backoff", self.connection, exc)
+            self._drop("login failed")
+            return
+        self.client._logged_in()
+        self.client._set_state(LinkState.LOGGED_IN, self.connection)
+        self._ping = LoopingCall(self._keepalive)
+        self._ping.clock = self.reactor
+        self._ping.start(self.settings.ping_interval, now=False)
+        results: dict[str, list[Message]] = {}
+        failed: list[str] = []
+        for action, fields in self.settings.resync_actions:
+            try:
+                result = yield self.send_list_action(action, fields)
+            except AmiConnectionLost:
+                return
+            except Exception as exc:
+                log.error("%s: resync %s failed: %s; continuing without it",
+                          self.connection, action, exc)
+                failed.append(action)
+            else:
+                results[action] = result.items
+        if not self._closed:
+            self._go_live(ResyncSnapshot(results, self.reactor.seconds(), tuple(failed)))
+
+    def _drop(self, reason: str, *, abort: bool = False) -> None:
+        self._close_reason = reason
+        if abort:
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
+
+    def _login(self) -> Deferred[Message]:
+        s = self.settings
+        events = ("Events", s.events)
+        if s.auth == "plain":
+            return self.send_action(
+                "Login", [("Username", s.username), ("Secret", s.secret), events])
+
+        def answer(challenge: Message) -> Deferred[Message]:
+            key = hashlib.md5((challenge.get("Challenge", "") + s.secret).encode()).hexdigest()
+            return self.send_action(
+                "Login", [("AuthType", "md5"), ("Username", s.username), ("Key", key), events])
+
+        return self.send_action("Challenge", [("AuthType", "md5")]).addCallback(answer)
+
+    def _go_live(self, snapshot: ResyncSnapshot) -> None:
+        self._live = True
+        held, self._held = self._held, []
+        stream = self.client.stream
+        stream.publish(snapshot)
+        for msg in held:
+            stream.publish(msg)
+        if stream.paused:
+            self.pause_reading()
+        self.client._set_state(
+            LinkState.READY, self.connection,
+            f"resync: {', '.join(f'{k} {len(v)}' for k, v in snapshot.results.items())}"
+            + (f"; failed: {', '.join(snapshot.failed)}" if snapshot.failed else ""),
+        )
+
+    # -- keepalive and flow control -------------------------------------------------------
+
+    def _keepalive(self) -> None:
+        if self._reading_paused or self._ping_outstanding or self._closed:
+            return
+        self._ping_outstanding = True
+        d = self.send_action("Ping")
+
+        def done(result: object) -> None:
+            self._ping_outstanding = False
+            if isinstance(result, Failure):
+                if result.check(ActionTimeout):
+                    log.warning("%s: no Pong within %.1f s; dropping the connection",
+                                self.connection, self.settings.action_timeout)
+                    self._drop("keepalive timeout", abort=True)
+                elif not result.check(AmiConnectionLost):
+                    log.warning("%s: Ping failed: %s", self.connection,
+                                result.getErrorMessage())
+
+        d.addBoth(done)
+
+    def pause_reading(self) -> None:
+        """Stop reading the socket (the consumer is behind); only once live, since login
+        and resync answers must still be read."""
+        if not self._live or self._reading_paused or self._closed:
+            return
+        self._reading_paused = True
+        self.transport.pauseProducing()
+        for p in self._pending.values():
+            self._cancel_timer(p)
+        log.info("%s: consumer behind (%d pending): paused reading", self.connection,
+                 self.client.stream.pending)
+
+    def resume_reading(self) -> None:
+        if not self._reading_paused or self._closed:
+            return
+        self._reading_paused = False
+        for p in self._pending.values():
+            self._arm_timer(p)
+        self.transport.resumeProducing()
+        log.info("%s: consumer caught up: resumed reading", self.connection)
+
+    # -- actions --------------------------------------------------------------------------
+
+    def send_action(
+        self, name: str, fields: Fields = (), *, timeout: float | None = None
+    ) -> Deferred[Message]:
+        return self._send(name, fields, wants_list=False, timeout=timeout)
+
+    def send_list_action(
+        self, name: str, fields: Fields = (), *, timeout: float | None = None
+    ) -> Deferred[ListResult]:
+        return self._send(name, fields, wants_list=True, timeout=timeout)
+
+    def _send(self, name: str, fields: Fields, *, wants_list: bool,
+              timeout: float | None) -> Deferred[Any]:
+        if self._closed:
+            return defer.fail(AmiConnectionLost(f"{name}: connection {self.connection} closed"))
+        pairs = list(fields.items()) if isinstance(fields, Mapping) else list(fields)
+        action_id = self.client._next_action_id()
+        try:
+            data = encode_action(name, [("ActionID", action_id), *pairs])
+        except ValueError as exc:
+            return defer.fail(exc)
+        p = _Pending(name, action_id, wants_list,
+                     self.settings.action_timeout if timeout is None else timeout)
+        self._pending[action_id.lower()] = p
+        self._arm_timer(p)
+        log.debug("%s: -> %s (ActionID %s)", self.connection, name, action_id)
+        self.transport.write(data)
+        return p.deferred
+
+    def _arm_timer(self, p: _Pending) -> None:
+        self._cancel_timer(p)
+        if not self._reading_paused:
+            p.timer = self.reactor.callLater(p.timeout, self._timed_out, p)
+
+    @staticmethod
+    def _cancel_timer(p: _Pending) -> None:
+        if p.timer is not None and p.timer.active():
+            p.timer.cancel()
+        p.timer = None
+
+    def _timed_out(self, p: _Pending) -> None:
+        p.timer = None
+        del self._pending[p.action_id.lower()]
+        got = f" after {len(p.items)} items" if p.items else ""
+        p.deferred.errback(ActionTimeout(
+            f"{p.action} (ActionID {p.action_id}): no complete answer within "
+            f"{p.timeout:g} s{got} on {self.connection}"))
+
+    def _finish(self, p: _Pending, result: object) -> None:
+        self._cancel_timer(p)
+        del self._pending[p.action_id.lower()]
+        if isinstance(result, Exception):
+            p.deferred.errback(result)
+        else:
+            p.deferred.callback(result)
+
+    # -- incoming -------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        self._bytes += len(data)
+        for msg in self._parser.feed(data):
+            self._frames += 1
+            try:
+                self._received(msg)
+            except Exception:
+                # A bug here must not stop the session: log and go on with the next frame.
+                self._log_frame(logging.ERROR, "failed to handle frame", msg, exc_info=True)
+
+    def _received(self, msg: Message) -> None:
+        kind = msg.kind
+        if kind == "banner":
+            if self._banner is None:
+                log.info("%s: banner %r", self.connection, msg.name)
+            else:
+                self._log_frame(logging.WARNING, "second banner mid-stream", msg)
+            self._banner = msg.name
+            return
+        if self._banner is None:
+            self._banner = ""
+            self._log_frame(logging.WARNING, "no AMI banner; is this an Asterisk manager port?",
+                            msg)
+        if msg.problems:
+            self._log_frame(logging.WARNING, f"malformed frame ({'; '.join(msg.problems)})", msg)
+        if kind == "response":
+            self._response(msg)
+        elif kind == "event":
+            self._event(msg)
+        else:
+            self._log_frame(logging.WARNING, "frame is neither an event nor a response; dropped",
+                            msg)
+
+    def _response(self, msg: Message) -> None:
+        aid = msg.action_id
+        p = self._pending.get(aid.lower()) if aid else None
+        if p is None:
+            self._log_frame(logging.WARNING,
+                            "response to no pending action (timed out or not ours); dropped", msg)
+            return
+        status = msg.name.lower()
+        if status in ("error", "failure"):
+            self._finish(p, ActionFailed(p.action, msg))
+        elif not p.wants_list:
+            self._finish(p, msg)
+        elif (msg.get("EventList") or "").lower() == "start":
+            p.response = msg
+            self._arm_timer(p)
+        else:
+            log.warning("%s: %s (ActionID %s) answered %s without an event list",
+                        self.connection, p.action, p.action_id, msg.name)
+            self._finish(p, ListResult(msg, p.items, None))
+
+    def _event(self, msg: Message) -> None:
+        aid = msg.action_id
+        p = self._pending.get(aid.lower()) if aid else None
+        if p is not None and p.wants_list:
+            if (msg.get("EventList") or "").lower() == "complete":
+                self._complete_list(p, msg)
+            else:
+                p.items.append(msg)
+                self._arm_timer(p)
+            return
+        if self._live:
+            self.client.stream.publish(msg)
+        else:
+            self._held.append(msg)
+
+    def _complete_list(self, p: _Pending, complete: Message) -> None:
+        announced = complete.get("ListItems")
+        if announced is not None and announced.isdigit() and int(announced) != len(p.items):
+            log.warning("%s: %s (ActionID %s) announced %s items, got %d", self.connection,
+                        p.action, p.action_id, announced, len(p.items))
+        response = p.response if p.response is not None else complete
+        self._finish(p, ListResult(response, p.items, complete))
+
+    def _log_frame(self, level: int, what: str, msg: Message, exc_info: bool = False) -> None:
+        log.log(level, "%s: %s at byte %d: %s", self.connection, what, self._bytes,
+                _first_lines(msg), exc_info=exc_info)
+
+
+def _first_lines(msg: Message, lines: int = 3, limit: int = 240) -> str:
+    if msg.banner is not None:
+        return repr(msg.banner)
+    if not msg.headers:
+        return "(no headers)"
+    text = " | ".join(f"{k}: {v}" for k, v in msg.headers[:lines])
+    if len(msg.headers) > lines:
+        text += f" | ... ({len(msg.headers)} headers)"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+__all__ = [
+    "DEFAULT_RESYNC_ACTIONS",
+    "ActionFailed",
+    "ActionTimeout",
+    "AmiClient",
+    "AmiClientSettings",
+    "AmiConnectionLost",
+    "AmiConsumer",
+    "AmiError",
+    "AmiFeed",
+    "AmiProtocol",
+    "LinkChange",
+    "LinkState",
+    "ListResult",
+    "ResyncSnapshot",
+    "reconnect_delay",
+]
