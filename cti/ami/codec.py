@@ -15,7 +15,7 @@ no clocks. It copes with what a real Asterisk 22 sends (see ``shared/ami-capture
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 BANNER_PREFIX = "Asterisk Call Manager/"
@@ -38,7 +38,8 @@ class Message:
 
     headers: list[tuple[str, str]]
     banner: str | None = None
-    problems: list[str] = field(default_factory=list)
+    # A tuple, so the common frame with no problems shares one empty value.
+    problems: tuple[str, ...] = ()
     _index: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -184,18 +185,40 @@ class Parser:
             self._check_size(out)
             return out
         self._scanned = 0
-        chunks = bytes(buf).split(_TERMINATOR)
-        rest = chunks.pop()
-        buf.clear()
-        buf += rest
-        for chunk in chunks:
-            if self._skipping:
-                # The tail of an oversized frame: drop it, resume at the next frame.
-                self._skipping = False
-                self.dropped_bytes += len(chunk)
-                continue
-            if chunk:
-                out.extend(_parse_frame(chunk))
+        cut = buf.rfind(_TERMINATOR)
+        complete = bytes(buf[:cut])
+        del buf[: cut + 4]
+        if self._skipping:
+            # The tail of an oversized frame: drop it, resume at the next frame.
+            self._skipping = False
+            head, _, complete = complete.partition(_TERMINATOR)
+            self.dropped_bytes += len(head)
+        try:
+            # Complete frames end on a frame boundary, so one decode covers them all.
+            frames = complete.decode("utf-8").split("\r\n\r\n")
+        except UnicodeDecodeError:
+            for chunk in complete.split(_TERMINATOR):
+                if chunk:
+                    out.extend(_parse_frame(chunk))
+        else:
+            append = out.append
+            for frame in frames:
+                if not frame or frame.startswith(BANNER_PREFIX):
+                    if frame:
+                        out.extend(_parse_frame(frame.encode()))
+                    continue
+                headers = []
+                add = headers.append
+                for line in frame.split("\r\n"):
+                    key, sep, value = line.partition(": ")
+                    if not sep:
+                        break
+                    add((key, value))
+                else:
+                    append(Message(headers))
+                    continue
+                # A line that is not "Key: value": the careful path reports it.
+                out.extend(_parse_frame(frame.encode()))
         self._check_size(out)
         return out
 
@@ -205,10 +228,10 @@ class Parser:
             out.append(
                 Message(
                     headers=[],
-                    problems=[
+                    problems=(
                         f"frame larger than {self._max_frame} bytes without a blank-line "
-                        f"terminator; {len(self._buf)} bytes discarded"
-                    ],
+                        f"terminator; {len(self._buf)} bytes discarded",
+                    ),
                 )
             )
             self._buf.clear()
@@ -220,15 +243,18 @@ class Parser:
         if not self._buf.strip():
             self._buf.clear()
             return []
-        msgs = list(_parse_frame(bytes(self._buf)))
+        msgs = _parse_frame(bytes(self._buf))
         self._buf.clear()
         for m in msgs:
             if m.banner is None:
-                m.problems.append("connection closed before the frame's blank-line terminator")
+                m.problems += ("connection closed before the frame's blank-line terminator",)
         return msgs
 
 
-def _parse_frame(chunk: bytes) -> Iterator[Message]:
+def _parse_frame(chunk: bytes) -> list[Message]:
+    """The careful path: banners glued to a frame, bad UTF-8, lines that are not
+    ``Key: value``."""
+    out: list[Message] = []
     try:
         text = chunk.decode("utf-8")
         problems: list[str] = []
@@ -240,9 +266,9 @@ def _parse_frame(chunk: bytes) -> Iterator[Message]:
     if lines[0].startswith(BANNER_PREFIX) and ":" not in lines[0]:
         # A new connection's banner, glued to its first frame (recordings of several
         # connections, or a server that restarted on the same stream).
-        yield Message.make_banner(lines.pop(0))
+        out.append(Message.make_banner(lines.pop(0)))
         if not lines or lines == [""]:
-            return
+            return out
     headers: list[tuple[str, str]] = []
     append = headers.append
     for line in lines:
@@ -260,4 +286,5 @@ def _parse_frame(chunk: bytes) -> Iterator[Message]:
             else:
                 problems.append(f"line without 'Key: value' kept as-is: {line[:120]!r}")
                 append(("", line))
-    yield Message(headers=headers, problems=problems)
+    out.append(Message(headers=headers, problems=tuple(problems)))
+    return out
