@@ -1,0 +1,204 @@
+"""A small dialplan model: contexts of extensions, each a list of priorities, like
+``extensions.conf``; ``lab_dialplan`` builds the lab's (shared/ami-captures/conf) from
+the DID map. Application data is a template (``${VAR}``) or, where Asterisk evaluates an
+expression, a function of the channel's variables that returns the expanded text."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from .settings import Route, Settings
+
+Data = str | Callable[[Mapping[str, str]], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    app: str
+    data: Data = ""
+    label: str | None = None
+
+
+Dialplan = dict[str, dict[str, list[Step]]]
+
+_VAR = re.compile(r"\$\{([^${}]+)\}")
+
+
+def expand(data: Data, variables: Mapping[str, str]) -> str:
+    """Substitute ``${NAME}`` (innermost first); unknown names expand to empty."""
+    text = data(variables) if callable(data) else data
+    while True:
+        new = _VAR.sub(lambda m: variables.get(m.group(1), ""), text)
+        if new == text:
+            return new
+        text = new
+
+
+def matches(pattern: str, exten: str) -> bool:
+    """Asterisk extension patterns: ``_`` then X=[0-9], N=[2-9], Z=[1-9], ``.`` = rest."""
+    if not pattern.startswith("_"):
+        return pattern == exten
+    classes = {"X": "0123456789", "N": "23456789", "Z": "123456789"}
+    for i, p in enumerate(pattern[1:]):
+        if p == ".":
+            return i < len(exten)
+        if i >= len(exten) or exten[i] not in classes.get(p, p):
+            return False
+    return len(exten) == len(pattern) - 1
+
+
+def find_extension(plan: Dialplan, context: str, exten: str) -> list[Step] | None:
+    extens = plan.get(context, {})
+    if exten in extens:
+        return extens[exten]
+    return next((steps for pat, steps in extens.items() if matches(pat, exten)), None)
+
+
+def _wait_or(default: str) -> Data:
+    return lambda v: v.get("LAB_WAIT") or default
+
+
+def _route_steps(did: str, route: Route) -> list[Step]:
+    if route.kind == "queue":
+        return [Step("Goto", f"queue-entry,{route.target},1")]
+    if route.kind == "ivr":
+        return [Step("Goto", "ivr-main,s,1")]
+    if route.kind == "holding":
+        return [Step("Goto", "holding,s,1")]
+    if route.kind == "holding-moh":
+        return [Step("Goto", "holding,moh,1")]
+    return [
+        Step("Answer"),
+        Step("AGI", "agi:async"),
+        Step("NoOp", "AsyncAGI returned AGISTATUS=${AGISTATUS} CTI_ROUTE=${CTI_ROUTE}"),
+        Step("Goto", lambda v: f"queue-entry,{v.get('CTI_ROUTE') or route.target},1"),
+    ]
+
+
+def _cid_normalize(v: Mapping[str, str]) -> str:
+    num = v.get("CALLERID(num)", "")
+    ten = len(num) == 10 and num.isdigit()
+    return f"{int(ten)}?Set(CALLERID(num)=+1{num})"
+
+
+def lab_dialplan(settings: Settings) -> Dialplan:
+    """The lab's extensions.conf, with ``[inbound]`` routes from ``settings.dids``."""
+    plan: Dialplan = {
+        "caller-script": {
+            "hangup-after": [
+                Step("NoOp", "caller script: hang up after ${LAB_WAIT}s"),
+                Step("Wait", "${LAB_WAIT}"),
+                Step("Hangup"),
+            ],
+            "dtmf": [
+                Step("NoOp", "caller script: DTMF '${LAB_DTMF1}' then '${LAB_DTMF2}'"),
+                Step("Wait", "${LAB_DELAY1}"),
+                Step("SendDTMF", "${LAB_DTMF1},250,150"),
+                Step("GotoIf", lambda v: f"{int(not v.get('LAB_DTMF2'))}?done"),
+                Step("Wait", "${LAB_DELAY2}"),
+                Step("SendDTMF", "${LAB_DTMF2},250,150"),
+                Step("Wait", "${LAB_WAIT}", label="done"),
+                Step("Hangup"),
+            ],
+            "stay": [
+                Step("NoOp", "caller script: stay"),
+                Step("Wait", _wait_or("600")),
+                Step("Hangup"),
+            ],
+        },
+        "cid-normalize": {
+            "s": [Step("ExecIf", _cid_normalize), Step("Return")],
+        },
+        "inbound": {
+            "_50XX": [
+                Step("NoOp", "Inbound DID ${EXTEN} from ${CALLERID(all)}"),
+                Step("Gosub", "cid-normalize,s,1"),
+                Step("Set", "__CTI_CALLID=${UNIQUEID}"),
+                Step("Goto", "did-${EXTEN},1"),
+            ],
+            **{f"did-{did}": _route_steps(did, route) for did, route in settings.dids.items()},
+        },
+        "queue-entry": {
+            q.name: [
+                Step("NoOp", f"enter queue {q.name}"),
+                Step("Answer"),
+                Step("Queue", f"{q.name},tT,,,300"),
+                Step("NoOp", "QUEUESTATUS=${QUEUESTATUS}"),
+                Step("Hangup"),
+            ]
+            for q in settings.queues
+        },
+        "ivr-main": {
+            "s": [
+                Step("NoOp", "IVR main menu"),
+                Step("Answer"),
+                Step("Set", "TIMEOUT(digit)=3"),
+                Step("Set", "TIMEOUT(response)=6"),
+                Step("BackGround", "lab-menu", label="menu"),
+                Step("WaitExten", "6"),
+            ],
+            "1": [
+                Step("NoOp", "IVR option 1: sales, collect account number"),
+                Step("Set", "__IVR_CHOICE=sales"),
+                Step("Read", "ACCOUNT,lab-beep,8,,1,6"),
+                Step("Set", "__CTI_ACCOUNT=${ACCOUNT}"),
+                Step("NoOp", "READSTATUS=${READSTATUS} ACCOUNT=${ACCOUNT}"),
+                Step("Goto", "queue-entry,sales,1"),
+            ],
+            "2": [
+                Step("NoOp", "IVR option 2: support"),
+                Step("Set", "__IVR_CHOICE=support"),
+                Step("Goto", "queue-entry,support,1"),
+            ],
+            "i": [Step("Playback", "lab-beep"), Step("Goto", "s,menu")],
+            "t": [Step("Goto", "queue-entry,sales,1")],
+        },
+        "holding": {
+            "s": [
+                Step("NoOp", "parked for external ACD: ${CALLERID(num)}"),
+                Step("Answer"),
+                Step(
+                    "UserEvent",
+                    "CtiParked,Queue: external,CallerIDNum: ${CALLERID(num)},"
+                    "CtiCallId: ${CTI_CALLID}",
+                ),
+                Step("Wait", "300", label="loop"),
+                Step("Goto", "loop"),
+            ],
+            "moh": [
+                Step("NoOp", "parked with MOH"),
+                Step("Answer"),
+                Step(
+                    "UserEvent",
+                    "CtiParked,Queue: external-moh,CallerIDNum: ${CALLERID(num)},"
+                    "CtiCallId: ${CTI_CALLID}",
+                ),
+                Step("MusicOnHold", "default,300", label="loop"),
+                Step("Goto", "loop"),
+            ],
+        },
+        "agents": {
+            "_6XXX": [
+                Step("NoOp", "Agent ${EXTEN} alerted for CTI_CALLID=${CTI_CALLID}"),
+                Step("Ringing"),
+                Step("Wait", lambda v: v.get("LAB_AGENT_RING") or v.get("AGENT_RING_SECS", "1")),
+                Step("Answer"),
+                Step("Wait", lambda v: v.get("AGENT_TALK_SECS") or "600"),
+                Step("Hangup"),
+            ],
+        },
+        "agents-noanswer": {
+            "_6XXX": [
+                Step("NoOp", "Agent ${EXTEN} rings but never answers"),
+                Step("Ringing"),
+                Step("Wait", "600"),
+                Step("Hangup"),
+            ],
+        },
+        "agent-standby": {
+            "s": [Step("NoOp", "agent leg standing by"), Step("Wait", "600"), Step("Hangup")],
+        },
+    }
+    return plan

@@ -1,0 +1,1372 @@
+"""The telephony core: Local channel pairs running the dialplan, bridges, app_queue,
+AsyncAGI and DTMF. Pure: time comes from the :class:`Scheduler` (advanced by the caller),
+randomness from the ``random.Random`` passed in, and every AMI event goes to ``emit``.
+
+Dialplan applications are generators: they ``yield Wait(...)`` to block (for a time, a
+digit or an AGI command) and return ``None`` (next priority), a :class:`Jump` or
+``HANGUP``. A channel is driven by resuming its generator from timers and wake-ups."""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+import uuid
+from collections import deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .dialplan import Data, Dialplan, Step, expand, find_extension, lab_dialplan
+from .frames import CAUSE_TEXT, Headers, agi_quote, bridge_block, channel_block, timestamp
+from .settings import Member, QueueSettings, Settings
+
+HANGUP = object()
+DOWN, RING, RINGING, UP = 0, 4, 5, 6
+
+
+# ---------------------------------------------------------------------------- time
+
+
+@dataclass(order=True)
+class Timer:
+    due: float
+    seq: int
+    fn: Callable[[], None] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Scheduler:
+    """A heap of timers; ``advance(now)`` fires the due ones with ``now`` set to each
+    timer's own due time, so event timestamps are exact whatever the driver's jitter."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self._heap: list[Timer] = []
+        self._seq = itertools.count()
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Timer:
+        timer = Timer(self.now + max(0.0, delay), next(self._seq), fn)
+        heapq.heappush(self._heap, timer)
+        return timer
+
+    def next_deadline(self) -> float | None:
+        while self._heap and self._heap[0].cancelled:
+            heapq.heappop(self._heap)
+        return self._heap[0].due if self._heap else None
+
+    def advance(self, now: float) -> None:
+        while (due := self.next_deadline()) is not None and due <= now:
+            timer = heapq.heappop(self._heap)
+            self.now = max(self.now, timer.due)
+            timer.fn()
+        self.now = max(self.now, now)
+
+
+# ---------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True, slots=True)
+class Jump:
+    context: str | None
+    exten: str | None
+    priority: int | str
+
+
+@dataclass(slots=True)
+class Wait:
+    """Block the channel's dialplan: for ``seconds`` (None = until woken), woken early by
+    a digit (``wake_on='digit'``) or a queued AGI command (``wake_on='agi'``)."""
+
+    seconds: float | None
+    wake_on: str | None = None
+
+
+@dataclass(eq=False)
+class Channel:
+    name: str
+    uniqueid: str
+    linkedid: str
+    created: float
+    context: str
+    exten: str
+    priority: int = 1
+    state: int = DOWN
+    cid_num: str = "<unknown>"
+    cid_name: str = "<unknown>"
+    conn_num: str = "<unknown>"
+    conn_name: str = "<unknown>"
+    variables: dict[str, str] = field(default_factory=dict)
+    inherited: set[str] = field(default_factory=set)
+    partner: Channel | None = None
+    device: str = ""
+    app: str = ""
+    app_data: str = ""
+    runner: Generator[Wait, Any, Any] | None = None
+    waiting: Wait | None = None
+    wait_timer: Timer | None = None
+    digits: deque[str] = field(default_factory=deque)
+    gosub_stack: list[tuple[str, str, int]] = field(default_factory=list)
+    bridge: Bridge | None = None
+    #: What to do when the bridge ends under this channel: resume the dialplan at the
+    #: next priority, or hang up (a queue's agent leg has no dialplan of its own).
+    after_bridge: str = "hangup"
+    dial: Dial | None = None
+    queue_call: QueueCall | None = None
+    moh: bool = False
+    #: A ;1 half that marks its device (queue member interface) in use.
+    holds_device: bool = False
+    agi_commands: deque[tuple[str, str]] | None = None
+    gone: bool = False
+
+    @property
+    def half(self) -> int:
+        return int(self.name[-1])
+
+
+@dataclass(eq=False)
+class Dial:
+    """An outgoing leg being dialled: by Originate (``caller`` None) or by a queue."""
+
+    leg: Channel  # the ;1 half
+    dialstring: str
+    caller: Channel | None = None
+    started: float = 0.0
+    timer: Timer | None = None
+    on_answer: Callable[[], None] | None = None
+    on_fail: Callable[[int], None] | None = None
+
+
+@dataclass(eq=False)
+class Bridge:
+    uniqueid: str
+    channels: list[Channel] = field(default_factory=list)
+    #: Called once, when the first channel leaves (app_queue's AgentComplete).
+    on_break: Callable[[Channel], None] | None = None
+    #: Made by the AMI ``Bridge`` action: a hangup inside it is not soft-requested.
+    by_action: bool = False
+
+
+@dataclass(eq=False)
+class QueueMember:
+    settings: Member
+    name: str
+    interface: str
+    penalty: int
+    membership: str = "static"
+    paused: bool = False
+    paused_reason: str = ""
+    calls_taken: int = 0
+    last_call: int = 0
+    last_pause: int = 0
+    login_time: int = 0
+    in_call: bool = False
+
+
+@dataclass(eq=False)
+class QueueCall:
+    caller: Channel
+    queue: Queue
+    joined: float
+    original_position: int
+    rings: list[Dial] = field(default_factory=list)
+    #: The caller's next turn check (app_queue polls; nothing is event-driven).
+    turn_timer: Timer | None = None
+
+
+@dataclass(eq=False)
+class Queue:
+    settings: QueueSettings
+    members: list[QueueMember]
+    calls: list[QueueCall] = field(default_factory=list)
+    last_member: int = -1
+    completed: int = 0
+    abandoned: int = 0
+    total_hold: float = 0.0
+    total_talk: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+
+class ChannelError(LookupError):
+    """An action named a channel that does not exist."""
+
+
+# ---------------------------------------------------------------------------- engine
+
+
+class Pbx:
+    """The simulated Asterisk: channels, dialplan, queues, bridges, AsyncAGI."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        scheduler: Scheduler,
+        rng: random.Random,
+        emit: Callable[[Headers], None],
+        dialplan: Dialplan | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = scheduler
+        self.rng = rng
+        self._emit = emit
+        self.dialplan = dialplan if dialplan is not None else lab_dialplan(settings)
+        self.channels: dict[str, Channel] = {}
+        self.bridges: dict[str, Bridge] = {}
+        self.started = scheduler.now
+        self._unique_counter = itertools.count()
+        self._local_counter = itertools.count()
+        self.devices_in_use: dict[str, int] = {}
+        #: Draws an agent's talk time in seconds; None = the lab's 600 s.
+        self.handle_time: Callable[[], float] | None = None
+        login = int(scheduler.now)
+        self.queues: dict[str, Queue] = {
+            q.name: Queue(
+                q,
+                [
+                    QueueMember(m, m.name, m.interface, m.penalty, login_time=login)
+                    for m in q.members
+                ],
+            )
+            for q in settings.queues
+        }
+        self._apps: dict[str, Callable[[Channel, str], Generator[Wait, Any, Any]]] = {
+            "NoOp": self._app_noop,
+            "Verbose": self._app_noop,
+            "Set": self._app_set,
+            "ExecIf": self._app_execif,
+            "Gosub": self._app_gosub,
+            "Return": self._app_return,
+            "Goto": self._app_goto,
+            "GotoIf": self._app_gotoif,
+            "Answer": self._app_answer,
+            "Ringing": self._app_ringing,
+            "Wait": self._app_wait,
+            "Hangup": self._app_hangup,
+            "Queue": self._app_queue,
+            "BackGround": self._app_background,
+            "WaitExten": self._app_waitexten,
+            "Playback": self._app_playback,
+            "Read": self._app_read,
+            "AGI": self._app_agi,
+            "UserEvent": self._app_userevent,
+            "MusicOnHold": self._app_moh,
+            "SendDTMF": self._app_senddtmf,
+        }
+
+    # ------------------------------------------------------------ events
+
+    @property
+    def now(self) -> float:
+        return self.clock.now
+
+    def emit(self, name: str, privilege: str, body: Headers) -> None:
+        self._emit(
+            [("Event", name), ("Privilege", privilege), ("Timestamp", timestamp(self.now)), *body]
+        )
+
+    def block(self, ch: Channel, prefix: str = "") -> Headers:
+        return channel_block(ch, self.settings.channelvars, prefix)
+
+    def emit_channel(self, name: str, privilege: str, ch: Channel, extra: Headers = ()) -> None:
+        self.emit(name, privilege, [*self.block(ch), *extra])
+
+    def emit_dial(self, name: str, leg: Dial, extra: Headers) -> None:
+        src = self.block(leg.caller) if leg.caller is not None else []
+        self.emit(name, "call,all", [*src, *self.block(leg.leg, "Dest"), *extra])
+
+    # ------------------------------------------------------------ channels
+
+    def find(self, name: str) -> Channel:
+        ch = self.channels.get(name)
+        if ch is None:
+            raise ChannelError(name)
+        return ch
+
+    def _new_uniqueid(self) -> str:
+        return f"{int(self.now)}.{next(self._unique_counter)}"
+
+    def new_local_pair(
+        self,
+        exten: str,
+        context: str,
+        *,
+        linkedid: str | None = None,
+        ids: tuple[str | None, str | None] = (None, None),
+    ) -> tuple[Channel, Channel]:
+        """``Local/<exten>@<context>-XXXXXXXX;1`` and ``;2``, announced by Newchannel."""
+        base = f"Local/{exten}@{context}-{next(self._local_counter):08x}"
+        one_id = ids[0] or self._new_uniqueid()
+        two_id = ids[1] or self._new_uniqueid()
+        link = linkedid or one_id
+        one = Channel(
+            f"{base};1", one_id, link, self.now, context, exten, device=f"Local/{exten}@{context}"
+        )
+        two = Channel(
+            f"{base};2", two_id, link, self.now, context, exten, state=RING, device=one.device
+        )
+        one.partner, two.partner = two, one
+        for ch in (one, two):
+            self.channels[ch.name] = ch
+            self.emit_channel("Newchannel", "call,all", ch)
+        return one, two
+
+    def set_var(self, ch: Channel, name: str, value: str, *, event: bool = True) -> None:
+        bare = name.lstrip("_")
+        if name.startswith("_"):
+            ch.inherited.add(bare)
+        ch.variables[bare] = value
+        if event:
+            self.emit_channel("VarSet", "dialplan,all", ch, [("Variable", name), ("Value", value)])
+
+    def inherit(self, src: Channel, dst: Channel) -> None:
+        for name in sorted(src.inherited):
+            self.set_var(dst, f"__{name}", src.variables[name])
+
+    def set_callerid(self, ch: Channel, num: str, name: str | None = None) -> None:
+        ch.cid_num = num
+        if name is not None:
+            ch.cid_name = name
+        self.emit_channel(
+            "NewCallerid",
+            "call,all",
+            ch,
+            [("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")],
+        )
+
+    def set_connected(self, ch: Channel, num: str, name: str) -> None:
+        ch.conn_num, ch.conn_name = num, name
+        self.emit_channel("NewConnectedLine", "call,all", ch)
+
+    def set_state(self, ch: Channel, state: int) -> None:
+        if ch.state != state:
+            ch.state = state
+            self.emit_channel("Newstate", "call,all", ch)
+
+    def local_bridge(self, one: Channel, two: Channel) -> None:
+        self.emit(
+            "LocalBridge",
+            "call,all",
+            [
+                *self.block(one, "LocalOne"),
+                *self.block(two, "LocalTwo"),
+                ("Context", two.context),
+                ("Exten", two.exten),
+                ("LocalOptimization", "Yes"),
+            ],
+        )
+
+    def channel_vars(self, ch: Channel) -> dict[str, str]:
+        """Variables visible to dialplan expressions, including the built-ins."""
+        v = dict(ch.variables)
+        v["EXTEN"] = ch.exten
+        v["UNIQUEID"] = ch.uniqueid
+        v["CALLERID(num)"] = ch.cid_num
+        v["CALLERID(name)"] = ch.cid_name
+        v["CALLERID(all)"] = f'"{ch.cid_name}" <{ch.cid_num}>'
+        return v
+
+    # ------------------------------------------------------------ devices
+
+    def device_use(self, device: str, delta: int) -> None:
+        before = self.devices_in_use.get(device, 0)
+        after = max(0, before + delta)
+        self.devices_in_use[device] = after
+        if (before == 0) != (after == 0):
+            for queue in self.queues.values():
+                for member in queue.members:
+                    if member.interface == device:
+                        self.member_event("QueueMemberStatus", queue, member)
+
+    def member_status(self, member: QueueMember) -> int:
+        return 2 if self.devices_in_use.get(member.interface, 0) else 1
+
+    def member_fields(self, queue: Queue, m: QueueMember, *, listing: bool = False) -> Headers:
+        name_keys = ("Name", "Location") if listing else ("MemberName", "Interface")
+        out: Headers = [
+            ("Queue", queue.name),
+            (name_keys[0], m.name),
+            (name_keys[1], m.interface),
+            ("StateInterface", m.interface),
+            ("Membership", m.membership),
+            ("Penalty", str(m.penalty)),
+            ("CallsTaken", str(m.calls_taken)),
+            ("LastCall", str(m.last_call)),
+            ("LastPause", str(m.last_pause)),
+            ("LoginTime", str(m.login_time)),
+            ("InCall", str(int(m.in_call))),
+            ("Status", str(self.member_status(m))),
+            ("Paused", str(int(m.paused))),
+            ("PausedReason", m.paused_reason),
+        ]
+        if not listing:
+            out.append(("Ringinuse", "0"))
+        out.append(("Wrapuptime", "0"))
+        return out
+
+    def member_event(self, name: str, queue: Queue, member: QueueMember) -> None:
+        self.emit(name, "agent,all", self.member_fields(queue, member))
+
+    # ------------------------------------------------------------ dialplan runner
+
+    def start_dialplan(
+        self,
+        ch: Channel,
+        context: str,
+        exten: str,
+        priority: int = 1,
+        shown: tuple[str, str] | None = None,
+    ) -> None:
+        """Run ``ch`` from ``context,exten,priority``. ``shown`` is the application the
+        first Newexten reports: after an async goto Asterisk still shows the old one."""
+        self.stop_runner(ch)
+        ch.runner = self._run(ch, context, exten, priority, shown)
+        self._resume(ch, None)
+
+    def run_application(self, ch: Channel, app: str, data: str) -> None:
+        """Originate's ``Application``/``Data``: run one app on the answered leg."""
+
+        def single() -> Generator[Wait, Any, Any]:
+            ch.app, ch.app_data = app, data
+            yield from self._apps.get(app, self._app_noop)(ch, data)
+            self.hangup(ch, 16, request=True)
+
+        self.stop_runner(ch)
+        ch.runner = single()
+        self._resume(ch, None)
+
+    def stop_runner(self, ch: Channel) -> None:
+        if ch.wait_timer is not None:
+            ch.wait_timer.cancel()
+        ch.wait_timer = None
+        ch.waiting = None
+        runner, ch.runner = ch.runner, None
+        if runner is not None and not runner.gi_running:
+            runner.close()
+
+    def _resume(self, ch: Channel, value: Any) -> None:
+        runner = ch.runner
+        if runner is None or ch.gone:
+            return
+        if ch.wait_timer is not None:
+            ch.wait_timer.cancel()
+        ch.wait_timer = None
+        ch.waiting = None
+        try:
+            wait = runner.send(value)
+        except StopIteration:
+            if ch.runner is runner:
+                ch.runner = None
+            return
+        if ch.runner is not runner:  # the app redirected or replaced this channel's runner
+            return
+        ch.waiting = wait
+        if wait.seconds is not None:
+            ch.wait_timer = self.clock.call_later(wait.seconds, lambda: self._resume(ch, None))
+
+    def wake(self, ch: Channel, kind: str, value: Any = True) -> bool:
+        if ch.waiting is not None and ch.waiting.wake_on == kind:
+            self._resume(ch, value)
+            return True
+        return False
+
+    def _run(
+        self, ch: Channel, context: str, exten: str, priority: int, shown: tuple[str, str] | None
+    ) -> Generator[Wait, Any, Any]:
+        while True:
+            steps = find_extension(self.dialplan, context, exten)
+            if steps is None or priority > len(steps):
+                # autofallthrough=yes: running off the end hangs up
+                self.hangup(ch, 16, request=True)
+                return
+            step = steps[priority - 1]
+            ch.context, ch.exten, ch.priority = context, exten, priority
+            data = expand(step.data, self.channel_vars(ch))
+            ch.app, ch.app_data = step.app, data
+            app_shown, data_shown = shown or (step.app, data)
+            shown = None
+            self.newexten(ch, app_shown, data_shown)
+            result = yield from self._apps[step.app](ch, data)
+            if result is HANGUP or ch.gone:
+                return
+            if isinstance(result, Jump):
+                context = result.context or context
+                exten = result.exten or exten
+                priority = self._priority(
+                    steps if result.exten is None else None, context, exten, result.priority
+                )
+            else:
+                priority += 1
+
+    def _priority(self, steps: list[Step] | None, context: str, exten: str, prio: int | str) -> int:
+        if isinstance(prio, int):
+            return prio
+        if prio.isdigit():
+            return int(prio)
+        steps = steps or find_extension(self.dialplan, context, exten) or []
+        return next((i + 1 for i, s in enumerate(steps) if s.label == prio), 1)
+
+    def newexten(self, ch: Channel, app: str, data: str) -> None:
+        self.emit_channel(
+            "Newexten",
+            "dialplan,all",
+            ch,
+            [("Extension", ch.exten), ("Application", app), ("AppData", data)],
+        )
+
+    @staticmethod
+    def parse_goto(target: str) -> Jump:
+        parts = target.split(",")
+        if len(parts) == 3:
+            return Jump(parts[0], parts[1], parts[2])
+        if len(parts) == 2:
+            return Jump(None, parts[0], parts[1])
+        return Jump(None, None, parts[0])
+
+    # ------------------------------------------------------------ applications
+
+    def _app_noop(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        return None
+        yield
+
+    def _app_set(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        name, _, value = data.partition("=")
+        if name == "CALLERID(num)":
+            self.set_callerid(ch, value)
+        elif not name.startswith("TIMEOUT("):
+            self.set_var(ch, name, value)
+        return None
+        yield
+
+    def _app_execif(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        cond, _, call = data.partition("?")
+        if cond.strip() not in ("", "0") and call.startswith("Set(") and call.endswith(")"):
+            yield from self._app_set(ch, call[4:-1])
+
+    def _app_gosub(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        jump = self.parse_goto(data)
+        ch.gosub_stack.append((ch.context, ch.exten, ch.priority))
+        context, exten = jump.context or ch.context, jump.exten or ch.exten
+        # Asterisk announces the subroutine at priority 0 before running priority 1.
+        ch.context, ch.exten, ch.priority = context, exten, 0
+        self.newexten(ch, "Gosub", data)
+        self.set_var(ch, "LOCAL(ARGC)", "0")
+        return jump
+        yield
+
+    def _app_return(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        if not ch.gosub_stack:
+            return None
+        context, exten, priority = ch.gosub_stack.pop()
+        ch.context, ch.exten, ch.priority = context, exten, priority
+        self.newexten(ch, "Return", data)
+        self.set_var(ch, "GOSUB_RETVAL", "")
+        return Jump(context, exten, priority + 1)
+        yield
+
+    def _app_goto(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        return self.parse_goto(data)
+        yield
+
+    def _app_gotoif(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        cond, _, labels = data.partition("?")
+        when_true, _, when_false = labels.partition(":")
+        target = when_true if cond.strip() not in ("", "0") else when_false
+        return self.parse_goto(target) if target else None
+        yield
+
+    def _app_answer(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        if ch.state != UP:
+            self.answer(ch)
+            yield Wait(0.5)  # Answer() on a Local channel waits for media (~0.5 s)
+
+    def _app_ringing(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        one = ch.partner
+        if one is not None and one.state != UP:
+            self.set_state(one, RINGING)
+            self.clock.call_later(0, lambda: self._ring_reported(one))
+        return None
+        yield
+
+    def hold_device(self, one: Channel) -> None:
+        if not one.holds_device:
+            one.holds_device = True
+            self.device_use(one.device, +1)
+
+    def _ring_reported(self, one: Channel) -> None:
+        if one.gone:
+            return
+        self.hold_device(one)
+        if one.dial is not None:
+            self.emit_dial("DialState", one.dial, [("DialStatus", "RINGING")])
+
+    def _app_wait(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        yield Wait(_seconds(data))
+
+    def _app_hangup(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        self.hangup(ch, int(data) if data.isdigit() else 16, request=True)
+        return HANGUP
+        yield
+
+    def _app_userevent(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        name, *pairs = data.split(",")
+        extra: Headers = [("UserEvent", name)]
+        for pair in pairs:
+            key, _, value = pair.partition(":")
+            extra.append((key.strip(), value.strip()))
+        self.emit_channel("UserEvent", "user,all", ch, extra)
+        return None
+        yield
+
+    def _app_moh(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        klass, _, secs = data.partition(",")
+        self.moh_start(ch, klass or "default")
+        yield Wait(_seconds(secs) if secs else None)
+        self.moh_stop(ch)
+
+    def moh_start(self, ch: Channel, klass: str = "default") -> None:
+        ch.moh = True
+        self.emit_channel("MusicOnHoldStart", "call,all", ch, [("Class", klass)])
+
+    def moh_stop(self, ch: Channel) -> None:
+        if ch.moh:
+            ch.moh = False
+            self.emit_channel("MusicOnHoldStop", "call,all", ch)
+
+    def _app_playback(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        yield Wait(self.settings.prompt_seconds)
+
+    def _digit(self, ch: Channel, timeout: float | None) -> Generator[Wait, Any, str | None]:
+        """The next DTMF digit received (buffered first), or None after ``timeout``."""
+        if ch.digits:
+            return ch.digits.popleft()
+        got = yield Wait(timeout, "digit")
+        if got and ch.digits:
+            return ch.digits.popleft()
+        return None
+
+    def _menu_choice(self, ch: Channel, digit: str) -> Jump:
+        exten = digit if find_extension(self.dialplan, ch.context, digit) else "i"
+        # Asterisk announces the new extension at priority 0 with the interrupted app.
+        ch.exten, ch.priority = exten, 0
+        self.newexten(ch, ch.app, ch.app_data)
+        return Jump(None, exten, 1)
+
+    def _app_background(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        digit = yield from self._digit(ch, self.settings.prompt_seconds)
+        return self._menu_choice(ch, digit) if digit else None
+
+    def _app_waitexten(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        digit = yield from self._digit(ch, _seconds(data or "10"))
+        if digit:
+            return self._menu_choice(ch, digit)
+        return Jump(None, "t", 1)
+
+    def _collect(
+        self, ch: Channel, prompt: float, max_digits: int, timeout: float
+    ) -> Generator[Wait, Any, str | None]:
+        """Digits up to ``#`` or ``max_digits``; None if nothing came before the timeout."""
+        got = ""
+        first = yield from self._digit(ch, prompt)
+        digit = first
+        while True:
+            if digit is None:
+                digit = yield from self._digit(ch, timeout)
+                if digit is None:
+                    return got or None
+            if digit == "#":
+                return got
+            got += digit
+            if len(got) >= max_digits:
+                return got
+            digit = None
+
+    def _app_read(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        args = data.split(",") + [""] * 6
+        var, max_digits, timeout = args[0], int(args[2] or 255), _seconds(args[5] or "6")
+        got = yield from self._collect(ch, self.settings.prompt_seconds, max_digits, timeout)
+        self.set_var(ch, var, got or "")
+        self.set_var(ch, "READSTATUS", "OK" if got else "TIMEOUT")
+
+    def _app_senddtmf(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        digits, *rest = data.split(",")
+        between = int(rest[0]) / 1000 if rest and rest[0] else 0.25
+        duration = int(rest[1]) if len(rest) > 1 and rest[1] else 250
+        for i, digit in enumerate(digits):
+            yield Wait(0.1 if i == 0 else between)
+            far = ch.partner
+            if far is None or far.gone:
+                return None
+            self.emit_channel(
+                "DTMFBegin", "dtmf,all", far, [("Digit", digit), ("Direction", "Received")]
+            )
+            yield Wait(duration / 1000)
+            if far.gone:
+                return None
+            self.emit_channel(
+                "DTMFEnd",
+                "dtmf,all",
+                far,
+                [("Digit", digit), ("DurationMs", str(duration)), ("Direction", "Received")],
+            )
+            far.digits.append(digit)
+            self.wake(far, "digit")
+        yield Wait(between)
+
+    # ------------------------------------------------------------ answer, dial
+
+    def answer(self, ch: Channel) -> None:
+        """``ch`` (a ;2 half) answers: both halves go Up and whoever dialled is told."""
+        self.set_state(ch, UP)
+        one = ch.partner
+        if one is None or one.gone:
+            return
+        self.set_state(one, UP)
+        dial, one.dial = one.dial, None
+        if dial is not None:
+            if dial.timer is not None:
+                dial.timer.cancel()
+            self.hold_device(one)
+            self.emit_dial("DialEnd", dial, [("DialStatus", "ANSWER")])
+            if dial.on_answer is not None:
+                dial.on_answer()
+
+    def dial_local(
+        self,
+        dialstring: str,
+        *,
+        caller: Channel | None,
+        linkedid: str | None = None,
+        ids: tuple[str | None, str | None] = (None, None),
+        first_app: str,
+        cid: tuple[str, str] | None = None,
+        conn: tuple[str, str] | None = None,
+        variables: dict[str, str] | None = None,
+        exten_after: str | None = None,
+    ) -> Dial:
+        """Create the Local pair for ``exten@context`` and dial its ;1 half, with the
+        event sequence Asterisk produces (Newchannel x2, Newexten, caller ID, LocalBridge)."""
+        exten, _, context = dialstring.removeprefix("Local/").partition("@")
+        one, two = self.new_local_pair(exten, context, linkedid=linkedid, ids=ids)
+        self.newexten(one, first_app, "(Outgoing Line)")
+        for name, value in (variables or {}).items():
+            self.set_var(one, name, value)
+        if cid is not None:
+            self.set_callerid(one, *cid)
+            self.set_connected(one, *(conn or cid))
+        if caller is not None:
+            self.inherit(caller, one)
+        if exten_after is not None:
+            one.exten = exten_after
+            self.newexten(one, first_app, "(Outgoing Line)")
+        for name in one.variables:
+            self.set_var(two, ("__" if name in one.inherited else "") + name, one.variables[name])
+        if cid is not None:
+            two.cid_num, two.cid_name = (caller.cid_num, caller.cid_name) if caller else cid
+            if two.cid_num != "<unknown>" or two.cid_name != "<unknown>":  # a withheld caller
+                self.set_callerid(two, two.cid_num)
+            self.set_connected(
+                two, *((caller.conn_num, caller.conn_name) if caller else (conn or cid))
+            )
+        self.local_bridge(one, two)
+        dial = Dial(
+            one,
+            dialstring.removeprefix("Local/") if caller is None else dialstring,
+            caller,
+            self.now,
+        )
+        one.dial = dial
+        return dial
+
+    def fail_dial(self, dial: Dial, cause: int) -> None:
+        """The dialled leg did not answer in time: tear its Local pair down."""
+        one = dial.leg
+        one.dial = None
+        two = one.partner
+        if dial.on_fail is not None:
+            dial.on_fail(cause)
+        if two is not None and not two.gone:
+            self.emit_channel("HangupRequest", "call,all", two, [("Cause", str(cause))])
+        self._finish(one, cause)
+        if two is not None and not two.gone:
+            self._teardown(two, cause)
+
+    # ------------------------------------------------------------ hangup
+
+    def hangup(self, ch: Channel, cause: int = 16, *, request: bool) -> None:
+        """Hang ``ch`` up and its Local partner with it. ``request`` = the channel was
+        asked (dialplan ``Hangup()``, AMI ``Hangup``): a SoftHangupRequest comes first."""
+        if ch.gone:
+            return
+        if ch.dial is not None:
+            # Still ringing: the dialler sees a cancel.
+            self.emit_dial("DialEnd", ch.dial, [("DialStatus", "CANCEL")])
+            if ch.dial.timer is not None:
+                ch.dial.timer.cancel()
+            ch.dial = None
+        if request and ch.bridge is None:
+            self.emit_channel("SoftHangupRequest", "call,all", ch, [("Cause", "16")])
+        far = ch.partner
+        bridge = ch.bridge
+        if bridge is not None:
+            self._leave_bridge(ch)
+        if far is not None and not far.gone:
+            self.emit_channel("HangupRequest", "call,all", far, [("Cause", str(cause))])
+        self._finish(ch, cause)
+        if bridge is not None:
+            self._bridge_remainder(bridge)
+        if far is not None and not far.gone:
+            self._teardown(far, cause)
+
+    def _teardown(self, ch: Channel, cause: int) -> None:
+        """The Local partner of a channel that hung up: leave the app, then go."""
+        self._leave_app(ch, abandon=True)
+        bridge = ch.bridge
+        if bridge is not None:
+            self._leave_bridge(ch)
+        if bridge is None or not bridge.by_action:
+            self.emit_channel("SoftHangupRequest", "call,all", ch, [("Cause", "16")])
+        # Pulled out of a bridge, the channel ends on its own normal clearing.
+        self._finish(ch, cause if bridge is None else 16)
+        if bridge is not None:
+            self._bridge_remainder(bridge)
+
+    def _finish(self, ch: Channel, cause: int) -> None:
+        self._leave_app(ch, abandon=True)
+        self.stop_runner(ch)
+        ch.gone = True
+        self.emit_channel(
+            "Hangup",
+            "call,all",
+            ch,
+            [("Cause", str(cause)), ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown"))],
+        )
+        self.channels.pop(ch.name, None)
+        one = ch if ch.half == 1 else ch.partner
+        if (
+            one is not None
+            and one.holds_device
+            and (one.partner is None or one.partner.gone)
+            and one.gone
+        ):
+            one.holds_device = False
+            self.device_use(one.device, -1)
+
+    def _leave_app(self, ch: Channel, *, abandon: bool) -> None:
+        """Stop what the channel is doing (queue wait, MOH, AsyncAGI) before it goes
+        away or is redirected/bridged elsewhere."""
+        if ch.queue_call is not None:
+            self._queue_leave(ch.queue_call, abandon=abandon)
+        self.moh_stop(ch)
+        if ch.agi_commands is not None:
+            ch.agi_commands = None
+            self.emit_channel("AsyncAGIEnd", "agi,all", ch)
+
+    # ------------------------------------------------------------ bridges
+
+    def bridge_channels(
+        self, channels: list[Channel], on_break: Callable[[Channel], None] | None = None
+    ) -> Bridge:
+        bridge = Bridge(str(uuid.UUID(int=self.rng.getrandbits(128), version=4)), on_break=on_break)
+        self.bridges[bridge.uniqueid] = bridge
+        self.emit("BridgeCreate", "call,all", bridge_block(bridge))
+        for ch in channels:
+            bridge.channels.append(ch)
+            ch.bridge = bridge
+            self.emit("BridgeEnter", "call,all", [*bridge_block(bridge), *self.block(ch)])
+        return bridge
+
+    def _leave_bridge(self, ch: Channel) -> None:
+        bridge = ch.bridge
+        if bridge is None:
+            return
+        if bridge.on_break is not None:
+            on_break, bridge.on_break = bridge.on_break, None
+            on_break(ch)
+        bridge.channels.remove(ch)
+        ch.bridge = None
+        self.emit("BridgeLeave", "call,all", [*bridge_block(bridge), *self.block(ch)])
+        if not bridge.channels:
+            self.bridges.pop(bridge.uniqueid, None)
+            self.emit("BridgeDestroy", "call,all", bridge_block(bridge))
+
+    def _bridge_remainder(self, bridge: Bridge) -> None:
+        """A two-party bridge lost a side: the other side leaves too, then either carries
+        on in its dialplan or hangs up (a queue's agent leg)."""
+        for other in list(bridge.channels):
+            self._leave_bridge(other)
+            if other.after_bridge == "continue":
+                self.start_dialplan(other, other.context, other.exten, other.priority + 1)
+            else:
+                self.hangup(other, 16, request=False)
+
+    def leave_for(self, ch: Channel) -> None:
+        """Take ``ch`` out of whatever it does (app, bridge) so an action can move it."""
+        self._leave_app(ch, abandon=True)
+        if ch.bridge is not None:
+            bridge = ch.bridge
+            self._leave_bridge(ch)
+            self._bridge_remainder(bridge)
+
+    # ------------------------------------------------------------ AMI-driven operations
+
+    def redirect(self, ch: Channel, context: str, exten: str, priority: int) -> None:
+        shown = (ch.app, ch.app_data)
+        self.leave_for(ch)
+        self.start_dialplan(ch, context, exten, priority, shown=shown)
+
+    def bridge_action(self, one: Channel, two: Channel) -> None:
+        """AMI ``Bridge``: both channels stop their apps; when the bridge ends each
+        resumes its dialplan at the next priority."""
+        for ch in (one, two):
+            self.leave_for(ch)
+            self.stop_runner(ch)
+            ch.after_bridge = "continue"
+        oldest = min((one, two), key=lambda c: c.created)
+        for ch in (one, two):
+            ch.linkedid = oldest.linkedid
+        self.bridge_channels([one, two]).by_action = True
+        self.set_connected(one, two.cid_num, two.cid_name)
+
+    def agi_command(self, ch: Channel, command: str, command_id: str) -> bool:
+        if ch.agi_commands is None:
+            return False
+        ch.agi_commands.append((command, command_id))
+        self.wake(ch, "agi")
+        return True
+
+    # ------------------------------------------------------------ AsyncAGI
+
+    def _app_agi(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        if data != "agi:async":
+            return None  # FastAGI is out of scope: behave as if the script ended
+        ch.agi_commands = deque()
+        env = (
+            f"agi_request: async\nagi_channel: {ch.name}\nagi_language: en\nagi_type: Local\n"
+            f"agi_uniqueid: {ch.uniqueid}\nagi_version: 22.10.1\nagi_callerid: {ch.cid_num}\n"
+            f"agi_calleridname: {ch.cid_name}\nagi_callingpres: 0\nagi_callingani2: 0\n"
+            f"agi_callington: 0\nagi_callingtns: 0\nagi_dnid: unknown\nagi_rdnis: unknown\n"
+            f"agi_context: {ch.context}\nagi_extension: {ch.exten}\nagi_priority: {ch.priority}\n"
+            f"agi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: 1\n\n"
+        )
+        self.emit_channel("AsyncAGIStart", "agi,all", ch, [("Env", agi_quote(env))])
+        while True:
+            if not ch.agi_commands:
+                yield Wait(None, "agi")
+                continue
+            yield Wait(0)  # the command runs on the channel's thread, after the response
+            if ch.agi_commands is None or not ch.agi_commands:
+                continue
+            command, command_id = ch.agi_commands.popleft()
+            internal = str(self.rng.randrange(1, 2**31))
+            self.emit_channel(
+                "AGIExecStart", "agi,all", ch, [("CommandId", internal), ("Command", command)]
+            )
+            result, hang = yield from self._agi_run(ch, command)
+            if ch.gone:
+                return HANGUP
+            self.emit_channel(
+                "AGIExecEnd",
+                "agi,all",
+                ch,
+                [
+                    ("CommandId", internal),
+                    ("Command", command),
+                    ("ResultCode", result[:3]),
+                    ("Result", "Success"),
+                ],
+            )
+            self.emit_channel(
+                "AsyncAGIExec",
+                "agi,all",
+                ch,
+                [("Result", agi_quote(result + "\n")), ("CommandId", command_id)],
+            )
+            if hang:
+                ch.agi_commands = None
+                self.emit_channel("AsyncAGIEnd", "agi,all", ch)
+                self.hangup(ch, 16, request=True)
+                return HANGUP
+
+    def _agi_run(self, ch: Channel, command: str) -> Generator[Wait, Any, tuple[str, bool]]:
+        words = _agi_words(command)
+        verb = " ".join(words[:3]).upper()
+        upper = [w.upper() for w in words]
+        if upper[:1] == ["ANSWER"]:
+            if ch.state != UP:
+                self.answer(ch)
+            return "200 result=0", False
+        if upper[:1] == ["HANGUP"]:
+            return "200 result=1", True
+        if upper[:2] == ["GET", "VARIABLE"] and len(words) > 2:
+            value = self.channel_vars(ch).get(words[2])
+            return ("200 result=0" if value is None else f"200 result=1 ({value})"), False
+        if verb == "GET FULL VARIABLE" and len(words) > 3:
+            return f"200 result=1 ({expand(words[3], self.channel_vars(ch))})", False
+        if upper[:2] == ["SET", "VARIABLE"] and len(words) > 3:
+            self.set_var(ch, words[2], words[3])
+            return "200 result=1", False
+        if upper[:2] == ["STREAM", "FILE"]:
+            escape = words[3] if len(words) > 3 else ""
+            digit = (
+                yield from self._digit(ch, self.settings.prompt_seconds)
+                if escape
+                else _nothing(self.settings.prompt_seconds)
+            )
+            if digit and digit in escape:
+                return f"200 result={ord(digit)} endpos=6000", False
+            return "200 result=0 endpos=12000", False
+        if upper[:3] == ["WAIT", "FOR", "DIGIT"]:
+            timeout = int(words[3]) if len(words) > 3 and words[3].lstrip("-").isdigit() else -1
+            digit = yield from self._digit(ch, None if timeout < 0 else timeout / 1000)
+            return f"200 result={ord(digit) if digit else 0}", False
+        if upper[:2] == ["GET", "DATA"]:
+            timeout = int(words[3]) / 1000 if len(words) > 3 and words[3].isdigit() else 6.0
+            max_digits = int(words[4]) if len(words) > 4 and words[4].isdigit() else 1024
+            got = yield from self._collect(ch, self.settings.prompt_seconds, max_digits, timeout)
+            return (f"200 result={got}" if got else "200 result= (timeout)"), False
+        if upper[:1] == ["VERBOSE"] or upper[:1] == ["NOOP"]:
+            return "200 result=1", False
+        if upper[:2] == ["CHANNEL", "STATUS"]:
+            return f"200 result={ch.state}", False
+        return "510 Invalid or unknown command", False
+
+    # ------------------------------------------------------------ app_queue
+
+    def _app_queue(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        queue = self.queues.get(data.split(",")[0])
+        if queue is None:
+            self.set_var(ch, "QUEUESTATUS", "UNKNOWN")
+            return None
+        for var in ("ANSWEREDTIME", "DIALEDTIME", "QUEUEWAIT"):
+            self.set_var(ch, var, "")
+        call = QueueCall(ch, queue, self.now, len(queue.calls) + 1)
+        queue.calls.append(call)
+        ch.queue_call = call
+        self.emit_channel(
+            "QueueCallerJoin",
+            "agent,all",
+            ch,
+            [
+                ("Queue", queue.name),
+                ("Position", str(len(queue.calls))),
+                ("Count", str(len(queue.calls))),
+            ],
+        )
+        self.moh_start(ch)
+        self._queue_turn(call)
+        # Parked until the bridge with an agent ends (the dialplan then carries on).
+        yield Wait(None)
+        self.set_var(ch, "QUEUESTATUS", "CONTINUE")
+
+    def _in_wrapup(self, queue: Queue, member: QueueMember) -> bool:
+        """app_queue compares whole seconds: ``time(NULL) - wrapuptime < lastcall``."""
+        wrapup = queue.settings.wrapuptime
+        return bool(member.last_call and wrapup and int(self.now) - wrapup < member.last_call)
+
+    def _member_available(self, queue: Queue, member: QueueMember) -> bool:
+        """``is_member_available``: device not in use, not paused, wrap-up over."""
+        return (
+            not member.paused
+            and self.member_status(member) == 1
+            and not self._in_wrapup(queue, member)
+        )
+
+    def _callable(self, queue: Queue, member: QueueMember) -> bool:
+        """``can_ring_entry``: available and not being rung for another caller."""
+        return (
+            self._member_available(queue, member)
+            and not member.in_call
+            and not any(d.leg.device == member.interface for c in queue.calls for d in c.rings)
+        )
+
+    def _is_our_turn(self, call: QueueCall) -> bool:
+        """autofill: a caller may ring when fewer callers ahead of it (not counting those
+        already ringing someone) than members are available; ringall counts one."""
+        queue = call.queue
+        available = sum(self._member_available(queue, m) for m in queue.members)
+        if queue.settings.strategy == "ringall":
+            available = min(available, 1)
+        ahead = queue.calls[: queue.calls.index(call)]
+        return sum(not c.rings for c in ahead) < available
+
+    def _queue_turn(self, call: QueueCall) -> None:
+        """app_queue's caller loop: ring when it is this caller's turn, else check again
+        a second later (RECHECK); after a failed attempt wait ``retry`` seconds."""
+        call.turn_timer = None
+        if call not in call.queue.calls:
+            return
+        if not self._is_our_turn(call):
+            call.turn_timer = self.clock.call_later(1.0, lambda: self._queue_turn(call))
+            return
+        members = self._pick(call.queue)
+        for member in members:
+            self._ring(call, member)
+        if not members:
+            self._wait_retry(call)
+
+    def _wait_retry(self, call: QueueCall) -> None:
+        call.turn_timer = self.clock.call_later(
+            call.queue.settings.retry, lambda: self._queue_turn(call)
+        )
+
+    def _pick(self, queue: Queue) -> list[QueueMember]:
+        free = [m for m in queue.members if self._callable(queue, m)]
+        if not free:
+            return []
+        best = min(m.penalty for m in free)
+        free = [m for m in free if m.penalty == best]
+        if queue.settings.strategy == "ringall":
+            return free
+        order = queue.members
+        n = len(order)
+        for step in range(1, n + 1):
+            member = order[(queue.last_member + step) % n]
+            if member in free:
+                queue.last_member = order.index(member)
+                return [member]
+        return []
+
+    def _ring(self, call: QueueCall, member: QueueMember) -> None:
+        caller, queue = call.caller, call.queue
+        dial = self.dial_local(
+            member.interface,
+            caller=caller,
+            linkedid=caller.linkedid,
+            first_app="AppQueue",
+            cid=(caller.conn_num, caller.conn_name),
+            conn=(caller.cid_num, caller.cid_name),
+            exten_after=queue.name,
+        )
+        one = dial.leg
+        two = one.partner
+        assert two is not None
+        two.variables["AGENT_RING_SECS"] = _fmt(member.settings.ring_seconds)
+        if self.handle_time is not None:
+            two.variables["AGENT_TALK_SECS"] = _fmt(round(self.handle_time(), 1))
+        member_fields = [
+            ("Queue", queue.name),
+            ("Interface", member.interface),
+            ("MemberName", member.name),
+        ]
+        self.emit(
+            "AgentCalled",
+            "agent,all",
+            [*self.block(caller), *self.block(one, "Dest"), *member_fields],
+        )
+        self.emit_dial("DialBegin", dial, [("DialString", member.interface)])
+        call.rings.append(dial)
+        dial.on_answer = lambda: self._agent_answered(call, member, dial)
+        dial.timer = self.clock.call_later(
+            queue.settings.timeout, lambda: self._ring_timeout(call, member, dial)
+        )
+        self.start_dialplan(two, two.context, two.exten, 1)
+
+    def _ring_timeout(self, call: QueueCall, member: QueueMember, dial: Dial) -> None:
+        if dial not in call.rings:
+            return
+        caller, queue = call.caller, call.queue
+        ring_ms = round((self.now - dial.started) * 1000)
+        self.emit(
+            "AgentRingNoAnswer",
+            "agent,all",
+            [
+                *self.block(caller),
+                *self.block(dial.leg, "Dest"),
+                ("Queue", queue.name),
+                ("Interface", member.interface),
+                ("MemberName", member.name),
+                ("RingTime", str(ring_ms)),
+            ],
+        )
+        call.rings.remove(dial)
+        self.emit_dial("DialEnd", dial, [("DialStatus", "NOANSWER")])
+        self.emit_dial("DialEnd", dial, [("DialStatus", "CANCEL")])
+        self.fail_dial(dial, 0)
+        if not call.rings:
+            self._wait_retry(call)
+
+    def _cancel_rings(self, call: QueueCall, keep: Dial | None = None) -> None:
+        for dial in list(call.rings):
+            if dial is keep:
+                continue
+            call.rings.remove(dial)
+            if dial.timer is not None:
+                dial.timer.cancel()
+            self.emit_dial("DialEnd", dial, [("DialStatus", "CANCEL")])
+            self.emit_dial("DialEnd", dial, [("DialStatus", "CANCEL")])
+            self.fail_dial(dial, 0)
+        if call.turn_timer is not None:
+            call.turn_timer.cancel()
+            call.turn_timer = None
+
+    def _queue_leave(self, call: QueueCall, *, abandon: bool) -> None:
+        caller, queue = call.caller, call.queue
+        caller.queue_call = None
+        position = queue.calls.index(call) + 1
+        # Out of the queue first: cancelling rings frees devices, which re-offers callers.
+        queue.calls.remove(call)
+        self.moh_stop(caller)
+        self._cancel_rings(call)
+        if abandon:
+            queue.abandoned += 1
+            self.emit_channel(
+                "QueueCallerAbandon",
+                "agent,all",
+                caller,
+                [
+                    ("Queue", queue.name),
+                    ("Position", str(position)),
+                    ("OriginalPosition", str(call.original_position)),
+                    ("HoldTime", str(int(self.now - call.joined))),
+                ],
+            )
+        self.emit_channel(
+            "QueueCallerLeave",
+            "agent,all",
+            caller,
+            [("Queue", queue.name), ("Position", str(position)), ("Count", str(len(queue.calls)))],
+        )
+
+    def _agent_answered(self, call: QueueCall, member: QueueMember, dial: Dial) -> None:
+        caller, queue, agent = call.caller, call.queue, dial.leg
+        call.rings.remove(dial)
+        self._queue_leave(call, abandon=False)
+        hold = int(self.now - call.joined)
+        ring = round(self.now - dial.started)
+        fields = [
+            ("Queue", queue.name),
+            ("Interface", member.interface),
+            ("MemberName", member.name),
+        ]
+        self.emit(
+            "AgentConnect",
+            "agent,all",
+            [
+                *self.block(caller),
+                *self.block(agent, "Dest"),
+                *fields,
+                ("HoldTime", str(hold)),
+                ("RingTime", str(ring)),
+            ],
+        )
+        member.in_call = True
+        connected = self.now
+
+        def complete(leaving: Channel) -> None:
+            talk = int(self.now - connected)
+            member.in_call = False
+            member.calls_taken += 1
+            member.last_call = int(self.now)
+            queue.completed += 1
+            queue.total_hold += hold
+            queue.total_talk += talk
+            reason = "caller" if leaving is caller else "agent"
+            self.emit(
+                "AgentComplete",
+                "agent,all",
+                [
+                    *self.block(caller),
+                    *self.block(agent, "Dest"),
+                    *fields,
+                    ("HoldTime", str(hold)),
+                    ("TalkTime", str(talk)),
+                    ("Reason", reason),
+                ],
+            )
+
+        caller.after_bridge = "continue"
+        agent.after_bridge = "hangup"
+        self.stop_runner(caller)
+        self.bridge_channels([agent, caller], on_break=complete)
+
+    # ------------------------------------------------------------ queue administration
+
+    def queue_summary(self, queue: Queue) -> Headers:
+        members = queue.members
+        available = [
+            m for m in members if not m.paused and self.member_status(m) == 1 and not m.in_call
+        ]
+        longest = max((int(self.now - c.joined) for c in queue.calls), default=0)
+        done = queue.completed or 1
+        return [
+            ("Queue", queue.name),
+            ("LoggedIn", str(len(members))),
+            ("Available", str(len(available))),
+            ("Callers", str(len(queue.calls))),
+            ("HoldTime", str(round(queue.total_hold / done))),
+            ("TalkTime", str(round(queue.total_talk / done))),
+            ("LongestHoldTime", str(longest)),
+        ]
+
+    def set_paused(self, queue: Queue, member: QueueMember, paused: bool, reason: str) -> None:
+        member.paused = paused
+        member.paused_reason = reason if paused else ""
+        member.last_pause = int(self.now)
+        self.member_event("QueueMemberPause", queue, member)
+
+    def add_member(
+        self, queue: Queue, interface: str, name: str, penalty: int, paused: bool, reason: str
+    ) -> QueueMember:
+        exten, _, context = interface.removeprefix("Local/").partition("@")
+        settings = Member(exten, name or interface, penalty, answers=context != "agents-noanswer")
+        member = QueueMember(
+            settings,
+            name or interface,
+            interface,
+            penalty,
+            membership="dynamic",
+            paused=paused,
+            paused_reason=reason if paused else "",
+            last_pause=int(self.now),
+            login_time=int(self.now),
+        )
+        queue.members.append(member)
+        self.member_event("QueueMemberAdded", queue, member)
+        return member
+
+    def remove_member(self, queue: Queue, member: QueueMember) -> None:
+        queue.members.remove(member)
+        self.member_event("QueueMemberRemoved", queue, member)
+
+
+def _seconds(text: str) -> float:
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        return 0.0
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _nothing(seconds: float) -> Generator[Wait, Any, None]:
+    yield Wait(seconds)
+    return None
+
+
+def _agi_words(command: str) -> list[str]:
+    """AGI command words; double quotes group (``STREAM FILE lab-welcome ""``)."""
+    words: list[str] = []
+    current, quoted, started = "", False, False
+    for ch in command:
+        if ch == '"':
+            quoted, started = not quoted, True
+        elif ch == " " and not quoted:
+            if started:
+                words.append(current)
+            current, started = "", False
+        else:
+            current, started = current + ch, True
+    if started:
+        words.append(current)
+    return words
+
+
+__all__ = ["Channel", "ChannelError", "Data", "Pbx", "Scheduler"]

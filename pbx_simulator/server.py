@@ -1,0 +1,135 @@
+"""The Twisted shell: a TCP server speaking AMI, a clock driving the core's timers."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+from twisted.internet import protocol
+from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTCP, IReactorTime
+
+from cti.ami.codec import Parser, encode
+
+from .manager import Close, ManagerCore, Output, Send
+from .settings import Settings
+from .traffic import TrafficGenerator
+
+log = logging.getLogger(__name__)
+
+BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+
+
+class AmiServerProtocol(protocol.Protocol):
+    """One AMI connection: bytes -> actions -> core; outputs -> bytes."""
+
+    factory: AmiServerFactory
+    session: int | None = None
+
+    def connectionMade(self) -> None:
+        self.parser = Parser(expect_banner=False)
+        self.transport.write(BANNER)
+        peer = self.transport.getPeer()
+        self.session = self.factory.open(
+            self, f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', 0)}"
+        )
+
+    def dataReceived(self, data: bytes) -> None:
+        for message in self.parser.feed(data):
+            if self.session is None:
+                return
+            self.factory.receive(self.session, message)
+
+    def connectionLost(self, reason: object = None) -> None:
+        if self.session is not None:
+            self.factory.close(self.session)
+            self.session = None
+
+    def send(self, frame: bytes) -> None:
+        transport = self.transport
+        transport.write(frame)
+        # Asterisk drops a client that stops reading (writetimeout); bound the backlog.
+        pending = len(getattr(transport, "dataBuffer", b"")) + sum(
+            len(b) for b in getattr(transport, "_tempDataBuffer", [])
+        )
+        if pending > self.factory.settings.max_write_buffer:
+            log.warning("AMI client %s does not read: disconnecting", self.session)
+            transport.abortConnection()
+
+
+class AmiServerFactory(protocol.Factory):
+    protocol = AmiServerProtocol
+
+    def __init__(self, reactor: IReactorTime, settings: Settings) -> None:
+        self.reactor = reactor
+        self.settings = settings
+        self.core = ManagerCore(settings, now=reactor.seconds(), rng=random.Random(settings.seed))
+        self.connections: dict[int, AmiServerProtocol] = {}
+        self._timer: IDelayedCall | None = None
+        self.traffic: TrafficGenerator | None = None
+        if settings.traffic.enabled:
+            self.traffic = TrafficGenerator(
+                self.core, settings.traffic, random.Random(settings.seed + 1)
+            )
+            self.traffic.start()
+            self._reschedule()
+
+    def open(self, conn: AmiServerProtocol, peer: str) -> int:
+        sid = self.core.connect(self.reactor.seconds(), peer)
+        self.connections[sid] = conn
+        return sid
+
+    def close(self, sid: int) -> None:
+        self.connections.pop(sid, None)
+        self.core.disconnect(sid)
+
+    def receive(self, sid: int, message: object) -> None:
+        try:
+            outputs = self.core.receive(sid, message, self.reactor.seconds())  # type: ignore[arg-type]
+        except Exception:  # a bug in the simulator must not take the server down
+            log.exception("PBX simulator failed on an action")
+            outputs = [Send(sid, [("Response", "Error"), ("Message", "Internal simulator error")])]
+        self._deliver(outputs)
+
+    def _tick(self) -> None:
+        self._timer = None
+        try:
+            outputs = self.core.advance(self.reactor.seconds())
+        except Exception:
+            log.exception("PBX simulator failed in a timer")
+            outputs = []
+        self._deliver(outputs)
+
+    def _deliver(self, outputs: list[Output]) -> None:
+        for out in outputs:
+            conn = self.connections.get(out.session)
+            if conn is None:
+                continue
+            if isinstance(out, Send):
+                conn.send(encode(out.headers))
+            elif isinstance(out, Close):
+                self.connections.pop(out.session, None)
+                self.core.disconnect(out.session)
+                conn.session = None
+                conn.transport.loseConnection()
+        self._reschedule()
+
+    def _reschedule(self) -> None:
+        due = self.core.next_deadline()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if due is not None:
+            self._timer = self.reactor.callLater(max(0.0, due - self.reactor.seconds()), self._tick)
+
+    def stopFactory(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+
+def serve(reactor: IReactorTCP, settings: Settings | None = None) -> IListeningPort:
+    """Listen for AMI clients on ``settings.host:settings.port`` (0 = ephemeral; read the
+    port back with ``port.getHost().port``). ``reactor`` must also provide IReactorTime."""
+    settings = settings or Settings()
+    factory = AmiServerFactory(reactor, settings)  # type: ignore[arg-type]
+    return reactor.listenTCP(settings.port, factory, interface=settings.host)

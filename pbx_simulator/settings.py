@@ -1,0 +1,120 @@
+"""Typed settings of the PBX simulator; the defaults reproduce the Asterisk lab of
+``shared/ami-captures`` (DIDs, queues, members, manager user)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+RouteKind = Literal["queue", "ivr", "agi", "holding", "holding-moh"]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where an inbound DID goes: a queue (``target`` = queue name), the IVR menu (digit 1
+    -> account number -> ``target`` queue), AsyncAGI (then ``target`` queue unless the
+    controller set ``CTI_ROUTE``), or the holding context for an external ACD."""
+
+    kind: RouteKind
+    target: str = "sales"
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A static queue member ``Local/<exten>@<context>``; agents ring ``ring_seconds``
+    then answer and talk for a drawn handle time, unless ``answers`` is false."""
+
+    exten: str
+    name: str
+    penalty: int = 0
+    answers: bool = True
+    ring_seconds: float = 1.0
+
+    @property
+    def context(self) -> str:
+        return "agents" if self.answers else "agents-noanswer"
+
+    @property
+    def interface(self) -> str:
+        return f"Local/{self.exten}@{self.context}"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    name: str
+    strategy: Literal["rrmemory", "ringall"] = "rrmemory"
+    timeout: float = 10.0
+    retry: float = 2.0
+    wrapuptime: float = 0.0
+    members: tuple[Member, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficSettings:
+    """Simulated callers: Poisson arrivals, exponential patience, agents' handle time."""
+
+    enabled: bool = False
+    calls_per_minute: float = 6.0
+    mean_patience: float = 30.0
+    mean_handle_time: float = 20.0
+    #: DIDs callers dial, drawn uniformly.
+    dids: tuple[str, ...] = ("5000", "5001", "5003", "5006")
+    #: ``name,number`` CSV; None = the built-in demo list.
+    customers_csv: Path | None = None
+
+
+def _lab_queues() -> tuple[QueueSettings, ...]:
+    return (
+        QueueSettings(
+            "sales",
+            strategy="rrmemory",
+            timeout=10,
+            retry=2,
+            wrapuptime=2,
+            members=(
+                Member("6001", "Agent Alice"),
+                Member("6002", "Agent Bob"),
+                Member("6003", "Agent Carol", penalty=1),
+            ),
+        ),
+        QueueSettings(
+            "support",
+            strategy="ringall",
+            timeout=4,
+            retry=1,
+            members=(Member("6101", "Agent NoAnswer", answers=False),),
+        ),
+    )
+
+
+def _lab_dids() -> dict[str, Route]:
+    return {
+        "5000": Route("queue", "sales"),
+        "5001": Route("ivr", "sales"),
+        "5002": Route("agi", "sales"),
+        "5003": Route("holding"),
+        "5005": Route("queue", "support"),
+        "5006": Route("holding-moh"),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 5038  # 0 = ephemeral
+    username: str = "cti"
+    secret: str = "ctilab-secret"
+    #: ``manager.conf channelvars``: echoed as ``ChanVariable: NAME=value``.
+    channelvars: tuple[str, ...] = ("LAB_SCENARIO", "CTI_CALLID")
+    seed: int = 0
+    dids: dict[str, Route] = field(default_factory=_lab_dids)
+    queues: tuple[QueueSettings, ...] = field(default_factory=_lab_queues)
+    traffic: TrafficSettings = field(default_factory=TrafficSettings)
+    #: Asterisk's ``writetimeout``: a client that leaves this much unread is dropped.
+    max_write_buffer: int = 4 << 20
+    #: Seconds a prompt (Background, STREAM FILE, Playback) plays.
+    prompt_seconds: float = 1.5
+
+    def __repr__(self) -> str:  # keep the secret out of logs
+        return f"Settings(host={self.host!r}, port={self.port}, username={self.username!r}, ...)"

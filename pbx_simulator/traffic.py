@@ -1,0 +1,117 @@
+"""Simulated callers: Poisson arrivals into the DIDs, caller IDs from a customer list,
+IVR digits, and patience (a caller not yet talking to an agent hangs up after it).
+Pure: drives the core through its scheduler and the same path as AMI Originate."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from cti.ami.codec import Message
+
+from .engine import Channel, Pbx
+from .manager import ManagerCore
+from .settings import TrafficSettings
+
+DEMO_CUSTOMERS = Path(__file__).resolve().parent.parent / "config" / "demo-customers.csv"
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    name: str
+    number: str
+
+    @property
+    def callerid(self) -> str:
+        """CallerID for Originate; withheld numbers stay ``<unknown>``."""
+        number = self.number if self.number and self.number != "<unknown>" else ""
+        return f'"{self.name}" <{number}>' if self.name else f"<{number}>"
+
+
+def load_customers(path: Path | None = None) -> list[Customer]:
+    """``name,number`` rows (header optional). Raises ValueError on a bad file."""
+    text = (path or DEMO_CUSTOMERS).read_text(encoding="utf-8")
+    rows = list(csv.reader(io.StringIO(text)))
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["name", "number"]:
+        rows = rows[1:]
+    customers = []
+    for lineno, row in enumerate(rows, 2):
+        if not row:
+            continue
+        if len(row) != 2:
+            raise ValueError(f"{path}: line {lineno}: expected 'name,number', got {row!r}")
+        customers.append(Customer(row[0].strip(), row[1].strip()))
+    if not customers:
+        raise ValueError(f"{path}: no customers")
+    return customers
+
+
+class TrafficGenerator:
+    """Places calls at exponential inter-arrival times (``calls_per_minute``)."""
+
+    def __init__(self, core: ManagerCore, settings: TrafficSettings, rng: random.Random) -> None:
+        self.core = core
+        self.pbx: Pbx = core.pbx
+        self.settings = settings
+        self.rng = rng
+        self.customers = load_customers(settings.customers_csv)
+        self.placed = 0
+        self.pbx.handle_time = lambda: max(2.0, rng.expovariate(1 / settings.mean_handle_time))
+
+    def start(self) -> None:
+        self._schedule_next()
+
+    def _schedule_next(self) -> None:
+        gap = self.rng.expovariate(self.settings.calls_per_minute / 60)
+        self.core.scheduler.call_later(gap, self._arrival)
+
+    def _arrival(self) -> None:
+        self._schedule_next()
+        did = self.rng.choice(self.settings.dids)
+        self.place_call(
+            did,
+            self.rng.choice(self.customers),
+            self.rng.expovariate(1 / self.settings.mean_patience),
+        )
+
+    def place_call(self, did: str, customer: Customer, patience: float) -> None:
+        """One caller: Originate ``Local/<did>@inbound`` whose ;1 half is the person."""
+        self.placed += 1
+        variables = [("Variable", "__LAB_SCENARIO=traffic")]
+        route = self.pbx.settings.dids.get(did)
+        if route is not None and route.kind == "ivr":
+            account = "".join(self.rng.choice("0123456789") for _ in range(5))
+            exten = "dtmf"
+            variables += [
+                ("Variable", f"LAB_DELAY1={round(self.rng.uniform(0.8, 2.5), 1)}"),
+                ("Variable", "LAB_DTMF1=1"),
+                ("Variable", f"LAB_DELAY2={round(self.rng.uniform(0.5, 2.0), 1)}"),
+                ("Variable", f"LAB_DTMF2={account}#"),
+                ("Variable", "LAB_WAIT=600"),
+            ]
+        else:
+            exten = "stay"
+        action = Message(
+            [
+                ("Action", "Originate"),
+                ("Channel", f"Local/{did}@inbound"),
+                ("Context", "caller-script"),
+                ("Exten", exten),
+                ("Priority", "1"),
+                ("Async", "true"),
+                ("CallerID", customer.callerid),
+                *variables,
+            ]
+        )
+        self.core.originate(
+            action,
+            lambda one: self.core.scheduler.call_later(patience, lambda: self._lose_patience(one)),
+        )
+
+    def _lose_patience(self, one: Channel) -> None:
+        """Hang up unless the PBX side of the call is bridged (talking to an agent)."""
+        if not one.gone and one.partner is not None and one.partner.bridge is None:
+            self.pbx.hangup(one, 16, request=True)

@@ -1,0 +1,372 @@
+"""Deterministic tests of the simulator core (no sockets; time advanced by hand)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cti.ami.codec import Message
+from pbx_simulator import Close, ManagerCore, Send, Settings
+from pbx_simulator.traffic import TrafficGenerator, load_customers
+
+T0 = 1_800_000_000.0
+
+
+class Harness:
+    def __init__(self, **kw: object) -> None:
+        self.core = ManagerCore(Settings(**kw), now=T0)  # type: ignore[arg-type]
+        self.sid = self.core.connect(T0)
+        self.out: list = []
+        self.now = T0
+
+    def act(self, action: str, **fields: str) -> dict:
+        before = len(self.out)
+        headers = [("Action", action), ("ActionID", f"a{before}"), *fields.items()]
+        self.out += self.core.receive(self.sid, Message(headers), self.now)
+        return next(dict(o.headers) for o in self.out[before:] if o.headers[0][0] == "Response")
+
+    def login(self) -> None:
+        assert self.act("Login", Username="cti", Secret="ctilab-secret")["Response"] == "Success"
+
+    def advance(self, seconds: float) -> None:
+        end = self.now + seconds
+        while (due := self.core.next_deadline()) is not None and due <= end:
+            self.out += self.core.advance(due)
+        self.now = end
+        self.out += self.core.advance(end)
+
+    def events(self, name: str) -> list[dict]:
+        return [
+            dict(o.headers)
+            for o in self.out
+            if isinstance(o, Send) and o.headers[0] == ("Event", name)
+        ]
+
+    def call(self, did: str, exten: str = "hangup-after", **variables: str) -> None:
+        extra = [("Variable", f"{k}={v}") for k, v in variables.items()]
+        msg = Message(
+            [
+                ("Action", "Originate"),
+                ("Channel", f"Local/{did}@inbound"),
+                ("Context", "caller-script"),
+                ("Exten", exten),
+                ("Priority", "1"),
+                ("Async", "true"),
+                ("CallerID", '"Zoë Müller" <5551230001>'),
+                *extra,
+            ]
+        )
+        self.out += self.core.receive(self.sid, msg, self.now)
+
+
+def test_queue_call_answered_then_caller_hangs_up() -> None:
+    h = Harness()
+    h.login()
+    h.call("5000", LAB_WAIT="5")
+    h.advance(10)
+    assert [e["Queue"] for e in h.events("QueueCallerJoin")] == ["sales"]
+    connect = h.events("AgentConnect")[0]
+    assert connect["MemberName"] == "Agent Alice" and connect["HoldTime"] == "1"
+    assert h.events("AgentComplete")[0]["Reason"] == "caller"
+    assert not h.core.pbx.channels
+    first = h.events("Newchannel")[0]
+    assert first["Uniqueid"] == f"{int(T0)}.0" and first["Linkedid"] == f"{int(T0)}.0"
+    agent = h.events("Newchannel")[2]
+    assert agent["Linkedid"] == first["Uniqueid"]  # queue agent legs inherit the Linkedid
+    assert "ChanVariable" in agent
+
+
+def test_queue_abandon_with_ring_no_answer() -> None:
+    h = Harness()
+    h.login()
+    h.call("5005", LAB_WAIT="11")
+    h.advance(15)
+    assert [e["RingTime"] for e in h.events("AgentRingNoAnswer")] == ["4000", "4000"]
+    assert [e["DialStatus"] for e in h.events("DialEnd")].count("NOANSWER") == 2
+    abandon = h.events("QueueCallerAbandon")[0]
+    assert abandon["Position"] == "1" and abandon["HoldTime"] == "10"
+    assert h.events("QueueCallerLeave")
+
+
+def test_ivr_digits_reach_the_queue_with_account() -> None:
+    h = Harness()
+    h.login()
+    h.call(
+        "5001",
+        "dtmf",
+        LAB_DELAY1="1.5",
+        LAB_DTMF1="1",
+        LAB_DELAY2="1.5",
+        LAB_DTMF2="12345#",
+        LAB_WAIT="5",
+    )
+    h.advance(20)
+    digits = [e["Digit"] for e in h.events("DTMFEnd")]
+    assert digits == list("112345#")
+    assert all(
+        e["Direction"] == "Received" and e["Channel"].endswith(";2") for e in h.events("DTMFBegin")
+    )
+    assert {"Variable": "ACCOUNT", "Value": "12345"}.items() <= next(
+        e for e in h.events("VarSet") if e["Variable"] == "ACCOUNT"
+    ).items()
+    assert h.events("QueueCallerJoin")
+
+
+def test_async_agi_commands_and_redirect() -> None:
+    h = Harness()
+    h.login()
+    h.call("5002", "stay")
+    h.advance(1)
+    chan = h.events("AsyncAGIStart")[0]["Channel"]
+    for cid, cmd in [
+        ("c1", "ANSWER"),
+        ("c2", "SET VARIABLE CTI_ROUTE support"),
+        ("c3", 'GET FULL VARIABLE "${CALLERID(num)}"'),
+        ("c4", "WAIT FOR DIGIT 500"),
+    ]:
+        resp = h.act("AGI", Channel=chan, Command=cmd, CommandID=cid)
+        assert resp["Message"] == "Added AGI command to queue"
+        h.advance(1)
+    results = {e["CommandId"]: e["Result"] for e in h.events("AsyncAGIExec")}
+    assert results == {
+        "c1": "200%20result%3D0%0A",
+        "c2": "200%20result%3D1%0A",
+        "c3": "200%20result%3D1%20(%2B15551230001)%0A",
+        "c4": "200%20result%3D0%0A",
+    }
+    assert (
+        h.act("Redirect", Channel=chan, Context="queue-entry", Exten="support", Priority="1")[
+            "Message"
+        ]
+        == "Redirect successful"
+    )
+    h.advance(1)
+    assert h.events("AsyncAGIEnd") and h.events("QueueCallerJoin")[0]["Queue"] == "support"
+    assert h.act("AGI", Channel=chan, Command="ANSWER")["Response"] == "Error"
+
+
+def test_holding_originate_bridge_hangup() -> None:
+    h = Harness()
+    h.login()
+    h.call("5006", "stay")
+    h.advance(1)
+    parked = h.events("UserEvent")[0]
+    assert parked["UserEvent"] == "CtiParked" and parked["Queue"] == "external-moh"
+    caller = parked["Channel"]
+    h.act(
+        "Originate",
+        Channel="Local/6002@agents",
+        Context="agent-standby",
+        Exten="s",
+        Priority="1",
+        Async="true",
+        CallerID="<+15551230001>",
+        ChannelId="acd-1",
+        OtherChannelId="acd-1-2",
+    )
+    h.advance(2)
+    ok = h.events("OriginateResponse")[-1]
+    assert ok["Response"] == "Success" and ok["Uniqueid"] == "acd-1"
+    assert (
+        h.act("Bridge", Channel1=caller, Channel2=ok["Channel"])["Message"]
+        == "Channels have been bridged"
+    )
+    assert h.events("MusicOnHoldStop") and len(h.events("BridgeEnter")) == 2
+    assert h.act("Hangup", Channel=ok["Channel"], Cause="16")["Message"] == "Channel Hungup"
+    assert h.events("BridgeDestroy")
+    assert caller in h.core.pbx.channels  # the caller goes back to holding
+    h.advance(0.1)
+    assert h.events("MusicOnHoldStart")[-1]["Channel"] == caller
+
+
+def test_failures_as_in_capture_11() -> None:
+    h = Harness()
+    assert h.act("Ping")["Message"] == "Permission denied"
+    h.login()
+    bad = h.act("NoSuchAction")
+    assert bad["Message"].startswith("Invalid/unknown command: NoSuchAction.")
+    assert h.events("RequestBadFormat")
+    assert h.act("Redirect", Channel="x")["Message"] == "Context not specified"
+    assert h.act("Hangup", Channel="Local/1@x-1;1")["Message"] == "No such channel"
+    assert (
+        h.act("Bridge", Channel1="A;2", Channel2="B;1")["Message"] == "Channel1 does not exist: A;2"
+    )
+    assert h.act("Status", Channel="A;2")["Message"] == "No such channel"
+    assert (
+        h.act("QueuePause", Interface="Local/7777@agents", Paused="true")["Message"]
+        == "Interface not found"
+    )
+    assert h.act("Originate", Channel="Local/6001@agents")["Message"] == (
+        "Originate with 'Exten' requires 'Context' and 'Priority'"
+    )
+    h.act(
+        "Originate",
+        Channel="Local/6101@agents-noanswer",
+        Context="agent-standby",
+        Exten="s",
+        Priority="1",
+        Async="true",
+        Timeout="4000",
+    )
+    h.advance(5)
+    fail = h.events("OriginateResponse")[-1]
+    assert (fail["Response"], fail["Reason"], fail["Channel"]) == (
+        "Failure",
+        "3",
+        "Local/6101@agents-noanswer",
+    )
+
+
+def test_wrong_secret_refused_after_a_second_then_closed() -> None:
+    h = Harness()
+    h.out += h.core.receive(
+        h.sid, Message([("Action", "Login"), ("Username", "cti"), ("Secret", "x")]), T0
+    )
+    assert not h.out
+    h.advance(1.0)
+    assert dict(h.out[0].headers)["Message"] == "Authentication failed"
+    assert isinstance(h.out[1], Close)
+
+
+def test_md5_login_and_event_mask() -> None:
+    h = Harness()
+    challenge = h.act("Challenge", AuthType="MD5")["Challenge"]
+    key = hashlib.md5(f"{challenge}ctilab-secret".encode()).hexdigest()
+    assert (
+        h.act("Login", AuthType="MD5", Username="cti", Key=key, Events="agent")["Response"]
+        == "Success"
+    )
+    h.call("5000", LAB_WAIT="3")
+    h.advance(6)
+    assert h.events("QueueCallerJoin") and not h.events("Newchannel")
+    assert h.act("Events", EventMask="off")["Events"] == "Off"
+
+
+def test_list_actions_framing() -> None:
+    h = Harness()
+    h.login()
+    h.call("5000", "stay")
+    h.advance(3)
+    for action, complete in [
+        ("CoreShowChannels", "CoreShowChannelsComplete"),
+        ("QueueStatus", "QueueStatusComplete"),
+        ("QueueSummary", "QueueSummaryComplete"),
+        ("BridgeList", "BridgeListComplete"),
+        ("Status", "StatusComplete"),
+    ]:
+        start = len(h.out)
+        resp = h.act(action)
+        assert resp["EventList"] == "start"
+        frames = [dict(o.headers) for o in h.out[start + 1 :]]
+        assert frames[-1]["Event"] == complete and frames[-1]["EventList"] == "Complete"
+        assert int(frames[-1]["ListItems"]) == len(frames) - 1 >= 1
+        assert all(f["ActionID"] == resp["ActionID"] for f in frames)
+
+
+def test_traffic_generator_places_calls_with_customer_names() -> None:
+    core = ManagerCore(Settings(), now=T0)
+    sid = core.connect(T0)
+    core.receive(
+        sid, Message([("Action", "Login"), ("Username", "cti"), ("Secret", "ctilab-secret")]), T0
+    )
+    from pbx_simulator.settings import TrafficSettings
+
+    gen = TrafficGenerator(
+        core, TrafficSettings(enabled=True, calls_per_minute=30), random.Random(1)
+    )
+    gen.start()
+    out = []
+    t = T0
+    while t < T0 + 120:
+        t = min(core.next_deadline() or t + 1, T0 + 120)
+        out += core.advance(t)
+    assert gen.placed > 20
+    names = {dict(o.headers).get("CallerIDName") for o in out if isinstance(o, Send)}
+    assert {"Zoë Müller", "王小明"} & names
+    assert any(dict(o.headers).get("Event") == "QueueCallerAbandon" for o in out)
+    assert any(dict(o.headers).get("Event") == "AgentComplete" for o in out)
+    assert any(c.number in ("", "<unknown>") for c in load_customers())
+
+
+ACTIONS = st.sampled_from(
+    [
+        "Ping",
+        "Originate",
+        "Hangup",
+        "Redirect",
+        "Bridge",
+        "AGI",
+        "Status",
+        "QueueStatus",
+        "QueuePause",
+        "QueueAdd",
+        "QueueRemove",
+        "CoreShowChannels",
+        "Bogus",
+        "Events",
+        "BridgeInfo",
+    ]
+)
+FIELD = st.sampled_from(
+    [
+        "Channel",
+        "Channel1",
+        "Channel2",
+        "Context",
+        "Exten",
+        "Priority",
+        "Queue",
+        "Interface",
+        "Paused",
+        "Command",
+        "Async",
+        "Timeout",
+    ]
+)
+VALUE = st.one_of(
+    st.sampled_from(
+        [
+            "Local/5000@inbound",
+            "sales",
+            "1",
+            "true",
+            "queue-entry",
+            "Local/6001@agents",
+            "ANSWER",
+            "",
+            "holding",
+            "s",
+        ]
+    ),
+    st.text(max_size=8).filter(lambda s: "\r" not in s and "\n" not in s),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(ACTIONS, st.lists(st.tuples(FIELD, VALUE), max_size=5), st.floats(0, 3)),
+        max_size=15,
+    )
+)
+def test_random_actions_get_exactly_one_response_each(steps) -> None:
+    h = Harness()
+    h.login()
+    live = lambda: list(h.core.pbx.channels)  # noqa: E731
+    for i, (action, fields, wait) in enumerate(steps):
+        names = live()
+        fields = [
+            (k, names[i % len(names)] if k.startswith("Channel") and names and i % 2 else v)
+            for k, v in fields
+        ]
+        start = len(h.out)
+        h.out += h.core.receive(
+            h.sid, Message([("Action", action), ("ActionID", f"id{i}"), *fields]), h.now
+        )
+        responses = [o for o in h.out[start:] if o.headers[0][0] == "Response"]
+        assert len(responses) == 1 and dict(responses[0].headers)["ActionID"] == f"id{i}"
+        h.advance(wait)
+    h.advance(700)
