@@ -101,8 +101,15 @@ class TrafficSettings(_Section):
 
     enabled: bool = True
     calls_per_minute: float = Field(6.0, gt=0, le=6000)
+    mean_patience: float = Field(30.0, gt=0, le=3600, description="seconds a caller waits")
+    mean_handle_time: float = Field(20.0, gt=0, le=7200, description="seconds of talk")
+    #: DIDs the callers dial, drawn uniformly (repeat one to weight it). The simulator's
+    #: dialplan: 5000 queue sales, 5001 IVR menu, 5002 AsyncAGI, 5003/5006 holding for the
+    #: product's ACD, 5005 queue support (its agent never answers).
+    dids: tuple[str, ...] = Field(("5000", "5000", "5001"), min_length=1)
     seed: int | None = None
-    customers: Path | None = Path("config/demo-customers.csv")
+    #: ``name,number`` CSV of callers; relative to the configuration file. None: a built-in list.
+    customers: Path | None = None
 
 
 class SimulatorSettings(_Section):
@@ -159,9 +166,20 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         _set_path(data, keys, value, name)
         sources[keys] = name
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, origin, sources)) from None
+    return _resolve_paths(settings, path.parent if path is not None else Path.cwd())
+
+
+def _resolve_paths(settings: Settings, base: Path) -> Settings:
+    """Relative file names in the configuration are relative to the file itself."""
+    traffic = settings.simulator.traffic
+    if traffic.customers is None or traffic.customers.is_absolute():
+        return settings
+    traffic = traffic.model_copy(update={"customers": base / traffic.customers})
+    simulator = settings.simulator.model_copy(update={"traffic": traffic})
+    return settings.model_copy(update={"simulator": simulator})
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

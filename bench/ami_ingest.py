@@ -1,0 +1,191 @@
+"""AMI ingest benchmark: events/s through the codec alone and through codec + call model.
+
+Streams: each real capture of ``shared/ami-captures``, and a synthetic busy stream made
+from the 10-busy-hour capture repeated with fresh channel ids (so each copy is a new set of
+ten overlapping calls, not a replay of the same ids). Bytes are fed in 64 KiB reads, as a
+socket delivers them. A naive split-on-blank-line parser runs on the same bytes in the same
+run as the baseline. One process, one core.
+
+    python -m bench.ami_ingest [--repeat 5] [--copies 40] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cti.ami.codec import Parser
+from cti.calls.model import CallModel
+from cti.capture import captures_dir
+
+READ_SIZE = 65536
+GOAL_CODEC_VS_BASELINE = 0.9
+GOAL_MODEL_EVENTS_PER_S = 50_000
+
+
+def naive_parse(reads: list[bytes]) -> int:
+    """The baseline: the simplest incremental parser that returns frames. It keeps the
+    unterminated tail, splits on the blank line, decodes and splits lines on ': ', and
+    handles none of the codec's cases (banner, bad UTF-8, malformed lines, oversize)."""
+    count = 0
+    tail = b""
+    for chunk in reads:
+        *blocks, tail = (tail + chunk).split(b"\r\n\r\n")
+        frames = []
+        for block in blocks:
+            headers = []
+            for line in block.decode("utf-8").split("\r\n"):
+                key, _, value = line.partition(": ")
+                headers.append((key, value))
+            frames.append(headers)
+        count += len(frames)
+    return count
+
+
+def _reads(data: bytes) -> list[bytes]:
+    return [data[i : i + READ_SIZE] for i in range(0, len(data), READ_SIZE)]
+
+
+def codec_only(reads: list[bytes]) -> int:
+    parser = Parser()
+    count = 0
+    for chunk in reads:
+        count += len(parser.feed(chunk))
+    return count
+
+
+def codec_and_model(reads: list[bytes]) -> int:
+    parser = Parser()
+    model = CallModel()
+    count = 0
+    for chunk in reads:
+        for message in parser.feed(chunk):
+            model.handle(message)
+            count += 1
+    return count
+
+
+_ID = re.compile(rb"(\d{10})\.(\d+)")
+_CHANNEL_SUFFIX = re.compile(rb"-([0-9a-f]{8});")
+
+
+def synthetic_stream(copies: int) -> bytes:
+    """``copies`` of the busy hour, each with its Uniqueids/Linkedids and channel names
+    shifted so the call model sees distinct calls."""
+    source = (captures_dir() / "10-busy-hour.raw").read_bytes()
+    banner_end = source.index(b"\r\n") + 2
+    body = source[banner_end:]
+    parts = [source[:banner_end]]
+    for n in range(copies):
+        shift = n * 100_000
+
+        def renumber(m: re.Match[bytes], shift: int = shift) -> bytes:
+            return b"%s.%d" % (m.group(1), int(m.group(2)) + shift)
+
+        copy = _ID.sub(renumber, body)
+        copy = re.sub(
+            rb"-([0-9a-f]{8});", lambda m, n=n: b"-%08x;" % (int(m.group(1), 16) + n * 4096), copy
+        )
+        parts.append(copy)
+    return b"".join(parts)
+
+
+def measure(fn: Callable[[], int], repeat: int) -> tuple[int, float]:
+    """(messages, best seconds) over ``repeat`` runs."""
+    times = []
+    count = 0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        count = fn()
+        times.append(time.perf_counter() - start)
+    return count, min(times)
+
+
+def run(repeat: int, copies: int) -> dict[str, object]:
+    streams = {p.stem: p.read_bytes() for p in sorted(captures_dir().glob("*.raw"))}
+    streams[f"synthetic-busy-x{copies}"] = synthetic_stream(copies)
+    rows = []
+    for name, data in streams.items():
+        reads = _reads(data)
+        n_base, t_base = measure(lambda reads=reads: naive_parse(reads), repeat)
+        n_codec, t_codec = measure(lambda reads=reads: codec_only(reads), repeat)
+        n_model, t_model = measure(lambda reads=reads: codec_and_model(reads), repeat)
+        rows.append(
+            {
+                "stream": name,
+                "bytes": len(data),
+                "messages": n_codec,
+                "baseline_per_s": round(n_base / t_base),
+                "codec_per_s": round(n_codec / t_codec),
+                "codec_vs_baseline": round((n_codec / t_codec) / (n_base / t_base), 3),
+                "codec_model_per_s": round(n_model / t_model),
+            }
+        )
+    total = {
+        key: sum(r[key] for r in rows if not str(r["stream"]).startswith("synthetic"))
+        for key in ("messages",)
+    }
+    return {
+        "machine": f"{platform.processor() or platform.machine()}, {platform.system()} "
+        f"{platform.release()}, Python {platform.python_version()}",
+        "cpu": _cpu_model(),
+        "repeat": repeat,
+        "rows": rows,
+        "capture_messages": total["messages"],
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--repeat", type=int, default=5, help="runs per measurement (best is kept)")
+    ap.add_argument(
+        "--copies", type=int, default=40, help="busy-hour copies in the synthetic stream"
+    )
+    ap.add_argument("--json", type=Path, help="also write the results to this file")
+    args = ap.parse_args(argv)
+    result = run(args.repeat, args.copies)
+    print(f"machine: {result['cpu']}; {result['machine']}")
+    header = (
+        f"{'stream':<26}{'msgs':>8}{'baseline/s':>12}{'codec/s':>10}{'ratio':>7}"
+        f"{'codec+model/s':>15}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in result["rows"]:
+        print(
+            f"{r['stream']:<26}{r['messages']:>8}{r['baseline_per_s']:>12,}{r['codec_per_s']:>10,}"
+            f"{r['codec_vs_baseline']:>7.2f}{r['codec_model_per_s']:>15,}"
+        )
+    synthetic = result["rows"][-1]
+    ok_ratio = synthetic["codec_vs_baseline"] >= GOAL_CODEC_VS_BASELINE
+    ok_model = synthetic["codec_model_per_s"] >= GOAL_MODEL_EVENTS_PER_S
+    print(
+        f"\ngoals on the synthetic stream: codec >= {GOAL_CODEC_VS_BASELINE}x baseline: "
+        f"{'met' if ok_ratio else 'MISSED'}; codec + call model >= {GOAL_MODEL_EVENTS_PER_S:,}/s: "
+        f"{'met' if ok_model else 'MISSED'}"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0 if ok_ratio and ok_model else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

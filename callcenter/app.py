@@ -1,0 +1,143 @@
+"""The backend process: AMI client -> call model -> call event stream -> consumers.
+
+All wiring lives here, with explicit constructor injection (as Wazo's ``plugin.py``): the
+cores (codec, call model) know nothing of sockets or SQL, and each consumer of call events
+subscribes to one :class:`~cti.stream.EventStream`. When a consumer falls behind, the stream
+pauses reading from Asterisk, so memory stays bounded and nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import make_url
+from twisted.internet.defer import Deferred
+
+import migrations
+from callcenter.settings import Settings
+from cti.ami.client import AmiClient, AmiClientSettings, LinkChange
+from cti.ami.codec import Message
+from cti.calls.events import CallEvent
+from cti.calls.model import CallModel
+from cti.calls.numbers import NumberingPlan
+from cti.history import CallEventRecorder
+from cti.stream import EventStream
+
+log = logging.getLogger(__name__)
+
+#: Call events a consumer may lag behind before AMI reading pauses.
+MAX_PENDING_CALL_EVENTS = 5_000
+
+
+def client_settings(settings: Settings) -> AmiClientSettings:
+    """The AMI client's view of the configuration."""
+    ami = settings.ami
+    return AmiClientSettings(
+        host=ami.host,
+        port=ami.port,
+        username=ami.username,
+        secret=ami.secret.get_secret_value(),
+        auth=ami.auth,
+        events=ami.events,
+        ping_interval=ami.ping_interval,
+        action_timeout=ami.action_timeout,
+        reconnect_min_delay=ami.reconnect.min_delay,
+        reconnect_max_delay=ami.reconnect.max_delay,
+    )
+
+
+def numbering_plan(settings: Settings) -> NumberingPlan:
+    n = settings.numbering
+    return NumberingPlan(
+        country_code=n.country_code,
+        national_length=n.national_length,
+        international_prefixes=n.international_prefixes,
+        trunk_prefix=n.trunk_prefix,
+    )
+
+
+def open_database(settings: Settings) -> Engine:
+    """The SQL engine, schema migrated first when configured to."""
+    url = settings.database.url.get_secret_value()
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if settings.database.migrate_on_start:
+        log.info("database %s: applying migrations", settings.database.display_url())
+        migrations.upgrade(url)
+    return create_engine(url, pool_pre_ping=True)
+
+
+class CallCenter:
+    """One backend process attached to one PBX."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        reactor: Any,
+        *,
+        engine: Engine | None = None,
+        pbx_name: str = "default",
+    ) -> None:
+        self.settings = settings
+        self.reactor = reactor
+        self.model = CallModel(plan=numbering_plan(settings))
+        #: Domain call events, in order; the ACD, pops and pages subscribe here.
+        self.call_events: EventStream[CallEvent] = EventStream("call events")
+        self.engine = engine if engine is not None else open_database(settings)
+        self.history = CallEventRecorder(self.engine, reactor, pbx=pbx_name)
+        # A wide window: the history writer commits events in batches, not one by one.
+        self.call_events.subscribe(
+            self.history.record,
+            max_pending=MAX_PENDING_CALL_EVENTS,
+            window=MAX_PENDING_CALL_EVENTS,
+            name="call history",
+        )
+        self.ami = AmiClient(client_settings(settings), self, reactor=reactor)
+        self.call_events.register_producer(self.ami)
+        self.link: LinkChange | None = None
+
+    def start(self) -> None:
+        log.info(
+            "connecting to AMI %s:%d as %s (%s auth); call history in %s",
+            self.settings.ami.host,
+            self.settings.ami.port,
+            self.settings.ami.username,
+            self.settings.ami.auth,
+            self.settings.database.display_url(),
+        )
+        self.ami.start()
+
+    def stop(self) -> Deferred[None]:
+        """Close the AMI link, then write what history still holds."""
+        d = self.ami.stop()
+        d.addBoth(lambda _: self.history.close())
+        d.addBoth(lambda _: self.engine.dispose())
+        return d
+
+    def watch(self, consumer: Callable[[CallEvent], Deferred[Any] | None], name: str) -> None:
+        """Subscribe another consumer to the call events."""
+        self.call_events.subscribe(consumer, max_pending=MAX_PENDING_CALL_EVENTS, name=name)
+
+    # -- AmiConsumer ----------------------------------------------------------------------
+
+    def on_message(self, message: Message) -> None:
+        for event in self.model.handle(message, self.reactor.seconds()):
+            self.call_events.publish(event)
+
+    def on_resync(self, results: dict[str, list[Message]], now: float) -> None:
+        events = self.model.resync(results, now)
+        log.info(
+            "resync: %d live calls after reconnect, %d call events from the snapshot",
+            len(self.model.calls),
+            len(events),
+        )
+        for event in events:
+            self.call_events.publish(event)
+
+    def on_link(self, change: LinkChange) -> None:
+        self.link = change

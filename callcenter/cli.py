@@ -1,0 +1,214 @@
+"""``callcenter``: the command line.
+
+callcenter demo        backend + PBX simulator + generated callers, on embedded defaults
+callcenter run         backend against the configured Asterisk
+callcenter pbx-sim     the PBX simulator alone (AMI on TCP)
+callcenter migrate     apply the database migrations
+callcenter replay F    run a recorded capture (.jsonl/.raw) through the call model
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from callcenter.settings import ConfigError, Settings, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"callcenter: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=args.log_level or settings.log_level,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    if (args.log_level or settings.log_level) != "DEBUG":
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    return int(args.command(args, settings) or 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="callcenter", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--config",
+        type=Path,
+        help="YAML file (default: $CALLCENTER_CONFIG or config/callcenter.yaml when present)",
+    )
+    ap.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = ap.add_subparsers(required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="backend + PBX simulator + generated callers")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--calls-per-minute", type=float, help="override the traffic rate")
+    demo.add_argument("--seed", type=int, help="repeatable traffic")
+    demo.add_argument("--port", type=int, help="simulator AMI port (0: any free port)")
+    demo.set_defaults(command=_demo)
+
+    run = sub.add_parser("run", help="backend against the configured Asterisk")
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.set_defaults(command=_run)
+
+    sim = sub.add_parser("pbx-sim", help="the PBX simulator alone")
+    sim.add_argument("--port", type=int, help="AMI port (0: any free port)")
+    sim.add_argument("--calls-per-minute", type=float, help="generated callers (0: none)")
+    sim.add_argument("--seed", type=int)
+    sim.set_defaults(command=_pbx_sim)
+
+    mig = sub.add_parser("migrate", help="apply the database migrations")
+    mig.set_defaults(command=_migrate)
+
+    rep = sub.add_parser("replay", help="run a recorded capture through the call model")
+    rep.add_argument("capture", type=Path, help="a .jsonl or .raw file of shared/ami-captures")
+    rep.set_defaults(command=_replay)
+    return ap
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+def _install_reactor() -> Any:
+    """The asyncio reactor, so asyncio libraries share the loop (see architecture.md)."""
+    from twisted.internet import asyncioreactor
+
+    if "twisted.internet.reactor" not in sys.modules:
+        asyncioreactor.install()
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def _simulator_settings(settings: Settings, args: argparse.Namespace) -> Any:
+    import pbx_simulator
+
+    sim = settings.simulator
+    traffic = sim.traffic
+    rate = args.calls_per_minute if args.calls_per_minute is not None else traffic.calls_per_minute
+    seed = args.seed if args.seed is not None else traffic.seed
+    return pbx_simulator.Settings(
+        host=sim.host,
+        port=args.port if args.port is not None else sim.port,
+        username=settings.ami.username,
+        secret=settings.ami.secret.get_secret_value(),
+        seed=seed if seed is not None else 0,
+        traffic=pbx_simulator.TrafficSettings(
+            enabled=traffic.enabled and rate > 0,
+            calls_per_minute=rate if rate > 0 else traffic.calls_per_minute,
+            mean_patience=traffic.mean_patience,
+            mean_handle_time=traffic.mean_handle_time,
+            dids=traffic.dids,
+            customers_csv=traffic.customers,
+        ),
+    )
+
+
+def _pbx_sim(args: argparse.Namespace, settings: Settings) -> int:
+    import pbx_simulator
+
+    reactor = _install_reactor()
+    port = pbx_simulator.serve(reactor, _simulator_settings(settings, args))
+    host = port.getHost()
+    print(f"PBX simulator: AMI listening on {host.host}:{host.port}", flush=True)
+    reactor.run()
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    import pbx_simulator
+
+    reactor = _install_reactor()
+    port = pbx_simulator.serve(reactor, _simulator_settings(settings, args))
+    host = port.getHost()
+    settings = settings.model_copy(
+        update={"ami": settings.ami.model_copy(update={"host": host.host, "port": host.port})}
+    )
+    print(
+        f"PBX simulator: AMI on {host.host}:{host.port} "
+        f"(user {settings.ami.username}; try: nc {host.host} {host.port})\n"
+        f"Call history: {settings.database.display_url()}\n"
+        "Live call events follow; Ctrl-C stops.",
+        flush=True,
+    )
+    return _serve(reactor, settings, args.duration)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    return _serve(_install_reactor(), settings, args.duration)
+
+
+def _serve(reactor: Any, settings: Settings, duration: float | None) -> int:
+    from callcenter.app import CallCenter
+
+    app = CallCenter(settings, reactor)
+    tally: Counter[str] = Counter()
+
+    def show(event: Any) -> None:
+        tally[event.kind] += 1
+        print(describe(event), flush=True)
+
+    app.watch(show, "console")
+    app.start()
+    reactor.addSystemEventTrigger("before", "shutdown", app.stop)
+    if duration is not None:
+        reactor.callLater(duration, reactor.stop)
+    reactor.run()
+    print(
+        "summary: "
+        + ", ".join(f"{k} {tally[k]}" for k in ("arrived", "answered", "abandoned", "ended")),
+        flush=True,
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    import migrations
+
+    migrations.upgrade(settings.database.url.get_secret_value())
+    print(f"database {settings.database.display_url()} is at the newest schema")
+    return 0
+
+
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from callcenter.app import numbering_plan
+    from cti.calls.model import CallModel
+    from cti.capture import replay
+
+    if not args.capture.is_file():
+        print(f"callcenter replay: {args.capture}: no such file", file=sys.stderr)
+        return 2
+    for event in replay(args.capture, CallModel(plan=numbering_plan(settings))):
+        print(describe(event))
+    return 0
+
+
+def describe(event: Any) -> str:
+    """One readable line per call event, for the console."""
+    import time
+
+    stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
+    fields = event.to_record()
+    fields.pop("kind"), fields.pop("call_id"), fields.pop("at")
+    detail = " ".join(f"{k}={_short(v)}" for k, v in fields.items() if v not in (None, "", {}))
+    return f"{stamp} {event.call_id:<22} {event.kind:<12} {detail}"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return "(" + ", ".join(f"{k}={v}" for k, v in value.items() if v is not None) + ")"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

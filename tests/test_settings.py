@@ -1,0 +1,95 @@
+"""Configuration: defaults, files, environment overrides, and errors that say how to fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from callcenter.settings import ConfigError, Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_files_are_valid_and_the_default_file_matches_the_built_in_defaults() -> None:
+    shipped = load_settings(ROOT / "config/callcenter.yaml", {})
+    assert shipped.simulator.traffic.customers == ROOT / "config" / "demo-customers.csv"
+    assert shipped.simulator.traffic.customers.is_file()
+    traffic = shipped.simulator.traffic.model_copy(update={"customers": None})
+    simulator = shipped.simulator.model_copy(update={"traffic": traffic})
+    assert shipped.model_copy(update={"simulator": simulator}) == Settings()
+    prod = load_settings(ROOT / "config/production.example.yaml", {})
+    assert prod.database.migrate_on_start is False
+
+
+def test_environment_overrides_file_and_nests_with_double_underscore(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ami:\n  port: 5039\n  secret: from-file\n")
+    s = load_settings(
+        cfg,
+        {
+            "CALLCENTER_AMI__SECRET": "from-env",
+            "CALLCENTER_AMI__RECONNECT__MAX_DELAY": "5",
+            "CALLCENTER_REDIS__URL": "redis://127.0.0.1:6379/0",
+            "CALLCENTER_LOG_LEVEL": "DEBUG",
+            "CALLCENTER_CAPTURES": "/elsewhere",  # not a setting: ignored
+        },
+    )
+    assert s.ami.port == 5039
+    assert s.ami.secret.get_secret_value() == "from-env"
+    assert s.ami.reconnect.max_delay == 5.0
+    assert s.redis.url is not None and s.log_level == "DEBUG"
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("http:\n  port: 9000\n")
+    assert load_settings(None, {"CALLCENTER_CONFIG": str(cfg)}).http.port == 9000
+
+
+def test_secrets_never_show(tmp_path: Path) -> None:
+    s = load_settings(
+        None,
+        {
+            "CALLCENTER_AMI__SECRET": "hunter2",
+            "CALLCENTER_DATABASE__URL": "postgresql+psycopg://cc:pw-123@db/cc",
+        },
+    )
+    assert "hunter2" not in repr(s) and "hunter2" not in str(s.model_dump())
+    assert "pw-123" not in repr(s) and "pw-123" not in s.database.display_url()
+    assert s.database.display_url() == "postgresql+psycopg://cc:***@db/cc"
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, {"CALLCENTER_DATABASE__URL": "mysql://cc:pw-123@db/cc"})
+    assert "pw-123" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        ("ami:\n  port: 70000\n", {}, "c.yaml: key 'ami.port': Input should be less than"),
+        ("ami:\n  prot: 5038\n", {}, "key 'ami.prot' is not a setting; remove it"),
+        ("ami:\n  auth: sha1\n", {}, "key 'ami.auth': Input should be 'md5' or 'plain'"),
+        ("ami: [1, 2\n", {}, "c.yaml: line 2, column 1: not valid YAML"),
+        ("- just a list\n", {}, "top level must be a mapping"),
+        (
+            "",
+            {"CALLCENTER_AMI__PING_INTERVAL": "soon"},
+            "environment variable CALLCENTER_AMI__PING_INTERVAL: key 'ami.ping_interval'",
+        ),
+        ("", {"CALLCENTER_DATABASE__URL": "nonsense"}, "not a database URL; use sqlite:///"),
+        ("ami: 5\n", {"CALLCENTER_AMI__PORT": "1"}, "'ami' is not a section"),
+    ],
+)
+def test_errors_name_file_key_and_fix(
+    tmp_path: Path, text: str, env: dict[str, str], expected: str
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env)
+    assert expected in str(err.value)
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read"):
+        load_settings(tmp_path / "nope.yaml", {})
