@@ -41,7 +41,8 @@ class AmiSettings(_Section):
     username: str = Field("callcenter", min_length=1)
     secret: SecretStr = SecretStr("callcenter-demo")
     auth: Literal["md5", "plain"] = "md5"
-    events: str = Field("call,agent,user,dtmf,system", description="Login Events: mask")
+    #: The Login ``Events:`` mask: the classes whose events the call model reads.
+    events: str = "call,agent,user,dtmf,system,dialplan,agi"
     ping_interval: float = Field(20.0, gt=0, le=600)
     action_timeout: float = Field(10.0, gt=0, le=600)
     reconnect: ReconnectSettings = ReconnectSettings()

@@ -62,16 +62,21 @@ async def _until(predicate: Any, timeout: float = 15.0) -> None:
         waited += 0.05
 
 
-def _caller(number: str, name: str, did: str, talk: float) -> list[tuple[str, str]]:
-    """An Originate as the lab's driver sends it: the ;1 half scripts the human caller."""
+def _caller(
+    number: str, name: str, did: str, talk: float, keys: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
+    """An Originate as the lab's driver sends it: the ;1 half scripts the human caller,
+    who waits ``talk`` seconds and hangs up, pressing ``keys`` (menu, then more) first."""
+    script = [("Exten", "dtmf" if keys else "hangup-after"), ("Variable", f"LAB_WAIT={talk}")]
+    for n, key in enumerate(keys, 1):
+        script += [("Variable", f"LAB_DELAY{n}=1.5"), ("Variable", f"LAB_DTMF{n}={key}")]
     return [
         ("Channel", f"Local/{did}@inbound"),
         ("Context", "caller-script"),
-        ("Exten", "hangup-after"),
         ("Priority", "1"),
         ("CallerID", f"{name} <{number}>"),
-        ("Variable", f"LAB_WAIT={talk}"),
         ("Async", "true"),
+        *script,
     ]
 
 
@@ -97,6 +102,24 @@ def test_a_queue_call_flows_from_the_pbx_to_the_history(app: Any, run: Any) -> N
     assert ended.ended_by == "caller" and ended.answered and ended.talk_time > 2
     stored = load_call_events(create_engine(app.settings.database.url.get_secret_value()))
     assert stored == [e.to_record() for e in app.seen]
+
+
+def test_an_ivr_caller_keys_digits_that_reach_the_call(app: Any, run: Any) -> None:
+    """DID 5001: menu choice 1, account number, then the sales queue; the default event
+    mask must let the dialplan and DTMF events through."""
+
+    async def go() -> None:
+        fields = _caller("+442071234567", "Carla Caller", "5001", 5, keys=("1", "12345#"))
+        await app.ami.send_action("Originate", fields)
+        await _until(lambda: any(e.kind == "ended" for e in app.seen), timeout=30)
+
+    run(go(), timeout=40)
+    kinds = [e.kind for e in app.seen]
+    assert kinds[:2] == ["arrived", "ivr_entered"]
+    assert "".join(e.digits for e in app.seen if e.kind == "digits") == "112345#"
+    assert kinds[-4:] == ["queued", "offered", "answered", "ended"]
+    [call] = [c for c in app.model.recently_ended]
+    assert call.variables.get("CTI_ACCOUNT") == "12345"
 
 
 def test_a_dropped_ami_link_is_resynced_and_the_call_lost_nothing(

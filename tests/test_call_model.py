@@ -184,3 +184,13 @@ def test_real_traffic_with_damaged_fields_never_raises(data: st.DataObject) -> N
     finally:
         logger.removeHandler(errors)
     assert errors.records == []
+
+
+def test_unknown_events_are_logged_once_per_name(caplog: pytest.LogCaptureFixture) -> None:
+    model = CallModel()
+    unknown = Message([("Event", "FancyNewEvent"), ("Uniqueid", "1.1"), ("Channel", "X/1")])
+    with caplog.at_level("INFO", logger="cti.calls.model"):
+        assert model.handle(unknown) == []
+        assert model.handle(unknown) == []
+    lines = [r.getMessage() for r in caplog.records if "FancyNewEvent" in r.getMessage()]
+    assert lines == ["call model ignores FancyNewEvent events (first: Uniqueid=1.1 Channel=X/1)"]

@@ -196,6 +196,12 @@ def _seconds(duration: str | None) -> float:
 Handler = Callable[[Message, float, list[CallEvent]], None]
 
 
+def _context(msg: Message) -> str:
+    """The identifying headers of an event, for logs."""
+    keys = ("Uniqueid", "Linkedid", "Channel", "Timestamp")
+    return " ".join(f"{k}={msg.get(k)}" for k in keys if msg.get(k) is not None) or "no ids"
+
+
 class CallModel:
     """Channels -> calls. Feed every AMI message to :meth:`handle`; after each login, feed the
     snapshot to :meth:`resync`. Both return the domain events to publish, in order.
@@ -229,6 +235,7 @@ class CallModel:
         # (NewCallerid, Newstate), which must not bring it back.
         self._gone: dict[str, None] = {}
         self._last_at = 0.0
+        self._ignored: set[str] = set()
         #: Live calls by call_id (a read-only view).
         self.calls: Mapping[str, Call] = MappingProxyType(self._calls)
         #: The last ``keep_ended`` finished calls, oldest first.
@@ -276,19 +283,19 @@ class CallModel:
         if not headers:
             return []
         # Dispatch on the event name first: most traffic (VarSet aside) is dropped right here.
-        handler = self._handlers.get(headers[0][1])
+        name = headers[0][1]
+        handler = self._handlers.get(name)
         if handler is None or headers[0][0].lower() != "event":
+            if name not in self._ignored and headers[0][0].lower() == "event":
+                # Once per name: the log says what the model ignores without flooding.
+                self._ignored.add(name)
+                log.info("call model ignores %s events (first: %s)", name, _context(message))
             return []
         out: list[CallEvent] = []
         try:
             handler(message, self._time(message, received_at), out)
         except Exception:
-            log.exception(
-                "call model skipped %s (Uniqueid=%s Channel=%s)",
-                headers[0][1],
-                message.get("Uniqueid"),
-                message.get("Channel"),
-            )
+            log.exception("call model skipped %s (%s)", name, _context(message))
         return out
 
     def resync(self, results: Mapping[str, Sequence[Message]], now: float) -> list[CallEvent]:
