@@ -43,6 +43,7 @@ def client_settings(settings: Settings) -> AmiClientSettings:
         secret=ami.secret.get_secret_value(),
         auth=ami.auth,
         events=ami.events,
+        filters=ami.filters,
         ping_interval=ami.ping_interval,
         action_timeout=ami.action_timeout,
         reconnect_min_delay=ami.reconnect.min_delay,

@@ -43,6 +43,9 @@ class AmiSettings(_Section):
     auth: Literal["md5", "plain"] = "md5"
     #: The Login ``Events:`` mask: the classes whose events the call model reads.
     events: str = "call,agent,user,dtmf,system,dialplan,agi"
+    #: Per-session event filters (``Action: Filter``), e.g. ``"!Event: RTCP*"`` to drop RTCP
+    #: reports; needs ``write = system`` for the manager user.
+    filters: tuple[str, ...] = ()
     ping_interval: float = Field(20.0, gt=0, le=600)
     action_timeout: float = Field(10.0, gt=0, le=600)
     reconnect: ReconnectSettings = ReconnectSettings()

@@ -578,3 +578,20 @@ def test_a_failing_consumer_does_not_stop_the_session(caplog: pytest.LogCaptureF
     assert consumer.events() == ["Newchannel", "Hangup"]
     assert client.state is LinkState.READY
     assert "consumer failed on link change" in caplog.text and "Uniqueid" in caplog.text
+
+
+def test_event_filters_are_set_after_login_and_a_refused_one_does_not_stop_the_session() -> None:
+    reactor, client, _ = make_client(filters=("!Event: VarSet", "!Event: Newexten"))
+    link = Link(reactor)
+    link.respond(link.take("Login"), "Success")
+    first = link.take("Filter")
+    assert first.get("Operation") == "Add" and first.get("Filter") == "!Event: VarSet"
+    link.respond(first, "Success", ("Message", "Filter Added Successfully"))
+    second = link.take("Filter")
+    assert second.get("Filter") == "!Event: Newexten"
+    link.respond(second, "Error", ("Message", "Permission denied"))
+    for name in RESYNC:
+        link.answer_list(link.take(name), [])
+    assert client.state is LinkState.READY
+    with pytest.raises(ValueError, match="filter must not contain CR or LF"):
+        make_client(filters=("Event: X\r\nAction: Logoff",))

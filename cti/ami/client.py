@@ -73,6 +73,9 @@ class AmiClientSettings:
     action_timeout: float = 10.0
     reconnect_min_delay: float = 1.0
     reconnect_max_delay: float = 60.0
+    #: Session event filters sent after login (``Action: Filter``, Asterisk's syntax:
+    #: ``Event: Newexten`` keeps only matching events, ``!Event: VarSet`` drops them).
+    filters: tuple[str, ...] = ()
     #: High-water mark of the consumer's queue (events) before the socket is paused.
     max_pending_events: int = 10_000
     resync_actions: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = DEFAULT_RESYNC_ACTIONS
@@ -84,8 +87,9 @@ class AmiClientSettings:
             raise ValueError("need 0 < reconnect_min_delay <= reconnect_max_delay")
         if self.action_timeout <= 0 or self.ping_interval <= 0:
             raise ValueError("action_timeout and ping_interval must be positive")
-        for name in ("host", "username", "secret", "events"):
-            if any(c in getattr(self, name) for c in "\r\n"):
+        named = [(name, getattr(self, name)) for name in ("host", "username", "secret", "events")]
+        for name, value in [*named, *(("filter", f) for f in self.filters)]:
+            if any(c in value for c in "\r\n"):
                 raise ValueError(f"{name} must not contain CR or LF")
 
 
@@ -430,6 +434,14 @@ class AmiProtocol(TwistedProtocol):
         self._ping = LoopingCall(self._keepalive)
         self._ping.clock = self.reactor
         self._ping.start(self.settings.ping_interval, now=False)
+        for expression in self.settings.filters:
+            try:
+                yield self.send_action("Filter", [("Operation", "Add"), ("Filter", expression)])
+            except AmiConnectionLost:
+                return
+            except Exception as exc:
+                log.error("%s: event filter %r not set: %s; events it would drop still come",
+                          self.connection, expression, exc)
         results: dict[str, list[Message]] = {}
         failed: list[str] = []
         for action, fields in self.settings.resync_actions:
