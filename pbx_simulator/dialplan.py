@@ -69,10 +69,11 @@ def _route_steps(did: str, route: Route) -> list[Step]:
         return [Step("Goto", "holding,s,1")]
     if route.kind == "holding-moh":
         return [Step("Goto", "holding,moh,1")]
+    agi, label = ("agi:async", "AsyncAGI") if route.kind == "agi" else (route.agi_url, "FastAGI")
     return [
         Step("Answer"),
-        Step("AGI", "agi:async"),
-        Step("NoOp", "AsyncAGI returned AGISTATUS=${AGISTATUS} CTI_ROUTE=${CTI_ROUTE}"),
+        Step("AGI", agi),
+        Step("NoOp", label + " returned AGISTATUS=${AGISTATUS} CTI_ROUTE=${CTI_ROUTE}"),
         Step("Goto", lambda v: f"queue-entry,{v.get('CTI_ROUTE') or route.target},1"),
     ]
 
@@ -199,6 +200,14 @@ def lab_dialplan(settings: Settings) -> Dialplan:
         },
         "agent-standby": {
             "s": [Step("NoOp", "agent leg standing by"), Step("Wait", "600"), Step("Hangup")],
+        },
+        # Transfer targets: a blind transferee, or the consult channel of an attended one.
+        "xfer": {
+            "_6XXX": [
+                Step("NoOp", "transfer to agent ${EXTEN}"),
+                Step("Dial", "Local/${EXTEN}@agents,20"),
+                Step("Hangup"),
+            ],
         },
     }
     return plan

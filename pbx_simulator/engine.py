@@ -1,6 +1,7 @@
 """The telephony core: Local channel pairs running the dialplan, bridges, app_queue,
-AsyncAGI and DTMF. Pure: time comes from the :class:`Scheduler` (advanced by the caller),
-randomness from the ``random.Random`` passed in, and every AMI event goes to ``emit``.
+app_dial, transfers, AsyncAGI/FastAGI and DTMF. Pure: time comes from the
+:class:`Scheduler` (advanced by the caller), randomness from the ``random.Random``
+passed in, and every AMI event goes to ``emit``.
 
 Dialplan applications are generators: they ``yield Wait(...)`` to block (for a time, a
 digit or an AGI command) and return ``None`` (next priority), a :class:`Jump` or
@@ -17,6 +18,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .agi import FastAgiSession, agi_environment, parse_agi_url
 from .dialplan import Data, Dialplan, Step, expand, find_extension, lab_dialplan
 from .frames import CAUSE_TEXT, Headers, agi_quote, bridge_block, channel_block, timestamp
 from .settings import Member, QueueSettings, Settings
@@ -115,11 +117,16 @@ class Channel:
     #: next priority, or hang up (a queue's agent leg has no dialplan of its own).
     after_bridge: str = "hangup"
     dial: Dial | None = None
+    #: The leg this channel's ``Dial()`` is ringing.
+    outgoing: Dial | None = None
+    #: An ``Atxfer`` in progress with this channel as the transferer.
+    transfer: Transfer | None = None
     queue_call: QueueCall | None = None
     moh: bool = False
     #: A ;1 half that marks its device (queue member interface) in use.
     holds_device: bool = False
     agi_commands: deque[tuple[str, str]] | None = None
+    fastagi: FastAgiCall | None = None
     gone: bool = False
 
     @property
@@ -148,6 +155,19 @@ class Bridge:
     on_break: Callable[[Channel], None] | None = None
     #: Made by the AMI ``Bridge`` action: a hangup inside it is not soft-requested.
     by_action: bool = False
+    #: Ended by a transfer (app_queue then reports AgentComplete Reason=transfer).
+    transferred: bool = False
+
+
+@dataclass(eq=False)
+class Transfer:
+    """An attended transfer: the transferer talks to ``target`` in the consult bridge
+    while the transferee waits on hold in the original one."""
+
+    original: Bridge
+    consult: Bridge
+    transferee: Channel
+    target: Channel
 
 
 @dataclass(eq=False)
@@ -193,6 +213,59 @@ class Queue:
         return self.settings.name
 
 
+@dataclass(eq=False)
+class FastAgiCall:
+    """A channel's FastAGI connection as the I/O layer sees it: it reports
+    :meth:`connected`, :meth:`received`, :meth:`closed` or :meth:`failed`; the core
+    writes through the callables given to :meth:`connected`."""
+
+    pbx: Pbx
+    channel: Channel
+    host: str
+    port: int
+    environment: str
+    state: str = "connecting"  # -> connected -> closed, or failed
+    commands: deque[str] = field(default_factory=deque)
+    session: FastAgiSession = field(default_factory=FastAgiSession)
+    _write: Callable[[bytes], None] | None = None
+    _close: Callable[[], None] | None = None
+
+    def connected(self, write: Callable[[bytes], None], close: Callable[[], None]) -> None:
+        self._write, self._close = write, close
+        if self.state != "connecting" or self.channel.gone:
+            close()
+            return
+        self.state = "connected"
+        write(self.environment.encode())
+
+    def received(self, data: bytes) -> None:
+        if self.state == "connected":
+            self.commands.extend(self.session.feed(data))
+            self.pbx.wake(self.channel, "agi")
+
+    def closed(self) -> None:
+        """The server ended the script (or the connection dropped)."""
+        if self.state == "connected":
+            self.state = "closed"
+            self.pbx.wake(self.channel, "agi")
+
+    def failed(self) -> None:
+        """The server could not be reached."""
+        if self.state == "connecting":
+            self.state = "failed"
+            self.pbx.wake(self.channel, "agi")
+
+    def send(self, result: str) -> None:
+        if self.state == "connected" and self._write is not None:
+            self._write(FastAgiSession.reply(result))
+
+    def hang_up(self) -> None:
+        """The channel went away: drop the connection."""
+        if self.state == "connected" and self._close is not None:
+            self._close()
+        self.state = "closed"
+
+
 class ChannelError(LookupError):
     """An action named a channel that does not exist."""
 
@@ -224,6 +297,8 @@ class Pbx:
         self.devices_in_use: dict[str, int] = {}
         #: Draws an agent's talk time in seconds; None = the lab's 600 s.
         self.handle_time: Callable[[], float] | None = None
+        #: Opens a FastAGI connection for a call (the I/O layer's); None = unreachable.
+        self.fastagi_connector: Callable[[FastAgiCall], None] | None = None
         login = int(scheduler.now)
         self.queues: dict[str, Queue] = {
             q.name: Queue(
@@ -257,6 +332,7 @@ class Pbx:
             "UserEvent": self._app_userevent,
             "MusicOnHold": self._app_moh,
             "SendDTMF": self._app_senddtmf,
+            "Dial": self._app_dial,
         }
 
     # ------------------------------------------------------------ events
@@ -421,11 +497,14 @@ class Pbx:
         exten: str,
         priority: int = 1,
         shown: tuple[str, str] | None = None,
+        *,
+        announced: bool = False,
     ) -> None:
         """Run ``ch`` from ``context,exten,priority``. ``shown`` is the application the
-        first Newexten reports: after an async goto Asterisk still shows the old one."""
+        first Newexten reports: after an async goto Asterisk still shows the old one;
+        ``announced``: that Newexten is already out (:meth:`async_goto`)."""
         self.stop_runner(ch)
-        ch.runner = self._run(ch, context, exten, priority, shown)
+        ch.runner = self._run(ch, context, exten, priority, shown, announced)
         self._resume(ch, None)
 
     def run_application(self, ch: Channel, app: str, data: str) -> None:
@@ -476,7 +555,13 @@ class Pbx:
         return False
 
     def _run(
-        self, ch: Channel, context: str, exten: str, priority: int, shown: tuple[str, str] | None
+        self,
+        ch: Channel,
+        context: str,
+        exten: str,
+        priority: int,
+        shown: tuple[str, str] | None,
+        announced: bool,
     ) -> Generator[Wait, Any, Any]:
         while True:
             steps = find_extension(self.dialplan, context, exten)
@@ -489,8 +574,9 @@ class Pbx:
             data = expand(step.data, self.channel_vars(ch))
             ch.app, ch.app_data = step.app, data
             app_shown, data_shown = shown or (step.app, data)
-            shown = None
-            self.newexten(ch, app_shown, data_shown)
+            if not announced:
+                self.newexten(ch, app_shown, data_shown)
+            shown, announced = None, False
             result = yield from self._apps[step.app](ch, data)
             if result is HANGUP or ch.gone:
                 return
@@ -604,6 +690,12 @@ class Pbx:
         self.hold_device(one)
         if one.dial is not None:
             self.emit_dial("DialState", one.dial, [("DialStatus", "RINGING")])
+            # A Local channel passes the ringing on to whoever dialled its ;1 half.
+            dialler = one.dial.caller
+            upstream = dialler.partner if dialler is not None and dialler.half == 2 else None
+            if upstream is not None and upstream.dial is not None and upstream.state != UP:
+                self.set_state(upstream, RINGING)
+                self.emit_dial("DialState", upstream.dial, [("DialStatus", "RINGING")])
 
     def _app_wait(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
         yield Wait(_seconds(data))
@@ -718,6 +810,50 @@ class Pbx:
             self.wake(far, "digit")
         yield Wait(between)
 
+    def _app_dial(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        """``Dial(Local/<exten>@<context>[,timeout])``: ring, bridge on answer, and carry
+        on in the dialplan when that bridge ends (DIALSTATUS otherwise)."""
+        target, _, rest = data.partition(",")
+        timeout = rest.split(",")[0]
+        dial = self.dial_local(
+            target,
+            caller=ch,
+            linkedid=ch.linkedid,
+            first_app="AppDial",
+            cid=(ch.conn_num, ch.conn_name),
+            conn=(ch.cid_num, ch.cid_name),
+        )
+        ch.outgoing = dial
+        self.emit_dial("DialBegin", dial, [("DialString", target.removeprefix("Local/"))])
+        dial.on_answer = lambda: self.wake(ch, "dial", True)
+
+        def no_answer() -> None:
+            ch.outgoing = None
+            self.emit_dial("DialEnd", dial, [("DialStatus", "NOANSWER")])
+            self.fail_dial(dial, 0)
+            self.wake(ch, "dial", False)
+
+        if timeout:
+            dial.timer = self.clock.call_later(_seconds(timeout), no_answer)
+        two = dial.leg.partner
+        assert two is not None
+        self.start_dialplan(two, two.context, two.exten, 1)
+        answered = yield Wait(None, "dial")
+        ch.outgoing = None
+        if not answered:
+            self.set_var(ch, "DIALSTATUS", "NOANSWER")
+            return None
+        if ch.state != UP:
+            self.answer(ch)
+        callee = dial.leg
+        callee.exten = ""  # app_dial's outgoing channel has no extension of its own
+        ch.after_bridge, callee.after_bridge = "continue", "hangup"
+        bridge = self.bridge_channels([])
+        self.newexten(callee, "AppDial", "(Outgoing Line)")
+        self._enter_bridge(callee, bridge)
+        self._enter_bridge(ch, bridge)
+        yield Wait(None)  # until the bridge ends (the dialplan then resumes)
+
     # ------------------------------------------------------------ answer, dial
 
     def answer(self, ch: Channel) -> None:
@@ -809,10 +945,14 @@ class Pbx:
             if ch.dial.timer is not None:
                 ch.dial.timer.cancel()
             ch.dial = None
+        if ch.transfer is not None:
+            self._complete_attended_transfer(ch, ch.transfer)
         if request and ch.bridge is None:
             self.emit_channel("SoftHangupRequest", "call,all", ch, [("Cause", "16")])
         far = ch.partner
         bridge = ch.bridge
+        if bridge is not None:
+            cause = 16  # a bridged channel ends on its own normal clearing
         if bridge is not None:
             self._leave_bridge(ch)
         if far is not None and not far.gone:
@@ -866,6 +1006,15 @@ class Pbx:
         if ch.agi_commands is not None:
             ch.agi_commands = None
             self.emit_channel("AsyncAGIEnd", "agi,all", ch)
+        fastagi, ch.fastagi = ch.fastagi, None
+        if fastagi is not None:
+            fastagi.hang_up()
+        outgoing, ch.outgoing = ch.outgoing, None
+        if outgoing is not None and outgoing.leg.dial is outgoing:
+            if outgoing.timer is not None:
+                outgoing.timer.cancel()
+            self.emit_dial("DialEnd", outgoing, [("DialStatus", "CANCEL")])
+            self.fail_dial(outgoing, 0)
 
     # ------------------------------------------------------------ bridges
 
@@ -876,10 +1025,22 @@ class Pbx:
         self.bridges[bridge.uniqueid] = bridge
         self.emit("BridgeCreate", "call,all", bridge_block(bridge))
         for ch in channels:
-            bridge.channels.append(ch)
-            ch.bridge = bridge
-            self.emit("BridgeEnter", "call,all", [*bridge_block(bridge), *self.block(ch)])
+            self._enter_bridge(ch, bridge)
         return bridge
+
+    def _enter_bridge(self, ch: Channel, bridge: Bridge) -> None:
+        bridge.channels.append(ch)
+        ch.bridge = bridge
+        self.emit("BridgeEnter", "call,all", [*bridge_block(bridge), *self.block(ch)])
+
+    def _move(self, ch: Channel, bridge: Bridge) -> None:
+        """Move ``ch`` between bridges without ending the call it leaves."""
+        source = ch.bridge
+        assert source is not None
+        on_break, source.on_break = source.on_break, None
+        self._leave_bridge(ch)
+        source.on_break = on_break
+        self._enter_bridge(ch, bridge)
 
     def _leave_bridge(self, ch: Channel) -> None:
         bridge = ch.bridge
@@ -933,6 +1094,136 @@ class Pbx:
         self.bridge_channels([one, two]).by_action = True
         self.set_connected(one, two.cid_num, two.cid_name)
 
+    def async_goto(self, ch: Channel, context: str, exten: str) -> None:
+        """Point ``ch`` at ``context,exten,1`` while it is still busy: Asterisk announces
+        the new place with the application it is leaving."""
+        ch.context, ch.exten, ch.priority = context, exten, 1
+        self.newexten(ch, ch.app, ch.app_data)
+
+    def transfer_peer(self, transferer: Channel) -> Channel | None:
+        """Who a transfer by ``transferer`` moves: its peer in a two-party bridge."""
+        bridge = transferer.bridge
+        peers = [c for c in bridge.channels if c is not transferer] if bridge else []
+        return peers[0] if len(peers) == 1 and transferer.transfer is None else None
+
+    def blind_transfer(self, transferer: Channel, context: str, exten: str) -> None:
+        """AMI ``BlindTransfer`` of a bridged channel: its peer runs ``context,exten``,
+        the transferer hangs up."""
+        bridge, transferee = transferer.bridge, self.transfer_peer(transferer)
+        assert bridge is not None and transferee is not None
+        self.emit_channel("Unhold", "call,all", transferer)
+        self.emit(
+            "BlindTransfer",
+            "call,all",
+            [
+                ("Result", "Success"),
+                *self.block(transferer, "Transferer"),
+                *self.block(transferee, "Transferee"),
+                *bridge_block(bridge),
+                ("IsExternal", "Yes"),
+                ("Context", context),
+                ("Extension", exten),
+            ],
+        )
+        bridge.transferred = True
+        on_break, bridge.on_break = bridge.on_break, None
+        self._leave_bridge(transferer)
+        self.async_goto(transferee, context, exten)
+        self._leave_bridge(transferee)
+        if on_break is not None:
+            on_break(transferer)
+        self.hangup(transferer, 16, request=False)
+        self.start_dialplan(transferee, context, exten, 1, announced=True)
+
+    def attended_transfer(self, transferer: Channel, context: str, exten: str) -> None:
+        """AMI ``Atxfer``: Asterisk keys the ``atxfer`` feature code and the digits into
+        the transferer (DTMFEnd only, no duration), holds the transferee and dials
+        ``exten@context`` into a consult bridge; hanging up the transferer completes it."""
+        bridge, transferee = transferer.bridge, self.transfer_peer(transferer)
+        assert bridge is not None and transferee is not None
+        feature, digits = self.settings.atxfer_code, exten
+
+        def key(digit: str) -> None:
+            if not transferer.gone:
+                self.emit_channel(
+                    "DTMFEnd",
+                    "dtmf,all",
+                    transferer,
+                    [("Digit", digit), ("DurationMs", "0"), ("Direction", "Received")],
+                )
+
+        def hold() -> None:
+            if transferer.gone or transferer.bridge is not bridge:
+                return
+            self.emit_channel("Hold", "call,all", transferer)
+            self.moh_start(transferee)
+
+        # Feature code digits ~160 ms apart; the hold, then the number 60 ms apart.
+        for i, digit in enumerate(feature):
+            self.clock.call_later(0.16 * i, lambda d=digit: key(d))
+        hold_at = 0.16 * len(feature) - 0.06
+        self.clock.call_later(hold_at, hold)
+        for i, digit in enumerate(digits):
+            self.clock.call_later(hold_at + 0.06 * (i + 1), lambda d=digit: key(d))
+        self.clock.call_later(
+            hold_at + 0.06 * len(digits),
+            lambda: self._consult(transferer, bridge, transferee, context, exten),
+        )
+
+    def _consult(
+        self, transferer: Channel, original: Bridge, transferee: Channel, context: str, exten: str
+    ) -> None:
+        if transferer.gone or transferer.bridge is not original:
+            return
+        one, two = self.new_local_pair(exten, context, linkedid=transferer.linkedid)
+        self.set_connected(one, transferee.cid_num, transferee.cid_name)
+        consult = self.bridge_channels([])
+        self.set_callerid(two, transferer.cid_num, transferer.cid_name)
+        for ch in (one, two):
+            for name in sorted(transferer.inherited):
+                self.set_var(ch, f"__{name}", transferer.variables[name], event=False)
+        self.local_bridge(one, two)
+        one.dial = Dial(one, f"{exten}@{context}", None, self.now)
+        two.after_bridge = "continue"
+        self.start_dialplan(two, context, exten, 1)
+        self._enter_bridge(one, consult)
+        self._move(transferer, consult)
+        transferer.transfer = Transfer(original, consult, transferee, one)
+
+    def _complete_attended_transfer(self, transferer: Channel, xfer: Transfer) -> None:
+        """The transferer hung up: the consult bridge merges into the original one."""
+        transferer.transfer = None
+        original, consult, target = xfer.original, xfer.consult, xfer.target
+        if target.gone or target.bridge is not consult or xfer.transferee.bridge is not original:
+            return
+        self.emit(
+            "BridgeMerge",
+            "call,all",
+            [*bridge_block(original, "To"), *bridge_block(consult, "From")],
+        )
+        self._move(target, original)
+        self.moh_stop(xfer.transferee)
+        self.emit(
+            "AttendedTransfer",
+            "call,all",
+            [
+                ("Result", "Success"),
+                *self.block(transferer, "OrigTransferer"),
+                *bridge_block(original, "Orig"),
+                *self.block(transferer, "SecondTransferer"),
+                *bridge_block(consult, "Second"),
+                *self.block(xfer.transferee, "Transferee"),
+                *self.block(target, "TransferTarget"),
+                ("IsExternal", "No"),
+                ("DestType", "Bridge"),
+                ("DestBridgeUniqueid", original.uniqueid),
+            ],
+        )
+        original.transferred = True
+        on_break, original.on_break = original.on_break, None
+        if on_break is not None:
+            on_break(transferer)
+
     def agi_command(self, ch: Channel, command: str, command_id: str) -> bool:
         if ch.agi_commands is None:
             return False
@@ -943,17 +1234,13 @@ class Pbx:
     # ------------------------------------------------------------ AsyncAGI
 
     def _app_agi(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        if data.startswith("agi://"):
+            return (yield from self._fast_agi(ch, data))
         if data != "agi:async":
-            return None  # FastAGI is out of scope: behave as if the script ended
+            self.set_var(ch, "AGISTATUS", "FAILURE")  # only async and FastAGI exist here
+            return None
         ch.agi_commands = deque()
-        env = (
-            f"agi_request: async\nagi_channel: {ch.name}\nagi_language: en\nagi_type: Local\n"
-            f"agi_uniqueid: {ch.uniqueid}\nagi_version: 22.10.1\nagi_callerid: {ch.cid_num}\n"
-            f"agi_calleridname: {ch.cid_name}\nagi_callingpres: 0\nagi_callingani2: 0\n"
-            f"agi_callington: 0\nagi_callingtns: 0\nagi_dnid: unknown\nagi_rdnis: unknown\n"
-            f"agi_context: {ch.context}\nagi_extension: {ch.exten}\nagi_priority: {ch.priority}\n"
-            f"agi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: 1\n\n"
-        )
+        env = agi_environment(ch, "async")
         self.emit_channel("AsyncAGIStart", "agi,all", ch, [("Env", agi_quote(env))])
         while True:
             if not ch.agi_commands:
@@ -963,24 +1250,9 @@ class Pbx:
             if ch.agi_commands is None or not ch.agi_commands:
                 continue
             command, command_id = ch.agi_commands.popleft()
-            internal = str(self.rng.randrange(1, 2**31))
-            self.emit_channel(
-                "AGIExecStart", "agi,all", ch, [("CommandId", internal), ("Command", command)]
-            )
-            result, hang = yield from self._agi_run(ch, command)
+            result, hang = yield from self._agi_exec(ch, command)
             if ch.gone:
                 return HANGUP
-            self.emit_channel(
-                "AGIExecEnd",
-                "agi,all",
-                ch,
-                [
-                    ("CommandId", internal),
-                    ("Command", command),
-                    ("ResultCode", result[:3]),
-                    ("Result", "Success"),
-                ],
-            )
             self.emit_channel(
                 "AsyncAGIExec",
                 "agi,all",
@@ -992,6 +1264,53 @@ class Pbx:
                 self.emit_channel("AsyncAGIEnd", "agi,all", ch)
                 self.hangup(ch, 16, request=True)
                 return HANGUP
+
+    def _fast_agi(self, ch: Channel, url: str) -> Generator[Wait, Any, Any]:
+        """FastAGI: connect to the script's server (through ``fastagi_connector``, the
+        I/O layer's), send the environment, run its commands until it hangs up.
+        AGISTATUS=FAILURE if it cannot be reached; the dialplan carries on either way."""
+        host, port, script = parse_agi_url(url)
+        if self.fastagi_connector is None:
+            self.set_var(ch, "AGISTATUS", "FAILURE")
+            return None
+        call = FastAgiCall(self, ch, host, port, agi_environment(ch, url, script=script))
+        ch.fastagi = call
+        self.fastagi_connector(call)
+        while call.state in ("connecting", "connected"):
+            if not call.commands:
+                yield Wait(None, "agi")
+                continue
+            result, hang = yield from self._agi_exec(ch, call.commands.popleft())
+            if ch.gone:
+                return HANGUP
+            call.send(result)
+            if hang:
+                self.hangup(ch, 16, request=True)
+                return HANGUP
+        ch.fastagi = None
+        self.set_var(ch, "AGISTATUS", "SUCCESS" if call.state == "closed" else "FAILURE")
+        return None
+
+    def _agi_exec(self, ch: Channel, command: str) -> Generator[Wait, Any, tuple[str, bool]]:
+        """One AGI command between AGIExecStart/AGIExecEnd (with an internal CommandId)."""
+        internal = str(self.rng.randrange(1, 2**31))
+        self.emit_channel(
+            "AGIExecStart", "agi,all", ch, [("CommandId", internal), ("Command", command)]
+        )
+        result, hang = yield from self._agi_run(ch, command)
+        if not ch.gone:
+            self.emit_channel(
+                "AGIExecEnd",
+                "agi,all",
+                ch,
+                [
+                    ("CommandId", internal),
+                    ("Command", command),
+                    ("ResultCode", result[:3]),
+                    ("Result", "Success"),
+                ],
+            )
+        return result, hang
 
     def _agi_run(self, ch: Channel, command: str) -> Generator[Wait, Any, tuple[str, bool]]:
         words = _agi_words(command)
@@ -1011,16 +1330,13 @@ class Pbx:
         if upper[:2] == ["SET", "VARIABLE"] and len(words) > 3:
             self.set_var(ch, words[2], words[3])
             return "200 result=1", False
-        if upper[:2] == ["STREAM", "FILE"]:
+        if upper[:2] == ["STREAM", "FILE"] and len(words) > 2:
             escape = words[3] if len(words) > 3 else ""
-            digit = (
-                yield from self._digit(ch, self.settings.prompt_seconds)
-                if escape
-                else _nothing(self.settings.prompt_seconds)
-            )
+            length = self.settings.prompt_lengths.get(words[2], self.settings.prompt_seconds)
+            digit = yield from self._digit(ch, length) if escape else _nothing(length)
             if digit and digit in escape:
                 return f"200 result={ord(digit)} endpos=6000", False
-            return "200 result=0 endpos=12000", False
+            return f"200 result=0 endpos={round(length * 8000)}", False  # 8 kHz samples
         if upper[:3] == ["WAIT", "FOR", "DIGIT"]:
             timeout = int(words[3]) if len(words) > 3 and words[3].lstrip("-").isdigit() else -1
             digit = yield from self._digit(ch, None if timeout < 0 else timeout / 1000)
@@ -1267,6 +1583,8 @@ class Pbx:
             queue.total_hold += hold
             queue.total_talk += talk
             reason = "caller" if leaving is caller else "agent"
+            if bridge.transferred:
+                reason = "transfer"
             self.emit(
                 "AgentComplete",
                 "agent,all",
@@ -1283,7 +1601,7 @@ class Pbx:
         caller.after_bridge = "continue"
         agent.after_bridge = "hangup"
         self.stop_runner(caller)
-        self.bridge_channels([agent, caller], on_break=complete)
+        bridge = self.bridge_channels([agent, caller], on_break=complete)
 
     # ------------------------------------------------------------ queue administration
 
@@ -1369,4 +1687,4 @@ def _agi_words(command: str) -> list[str]:
     return words
 
 
-__all__ = ["Channel", "ChannelError", "Data", "Pbx", "Scheduler"]
+__all__ = ["Channel", "ChannelError", "Data", "FastAgiCall", "Pbx", "Scheduler"]

@@ -94,6 +94,8 @@ class ManagerCore:
             "bridge": self._bridge,
             "hangup": self._hangup,
             "agi": self._agi,
+            "blindtransfer": self._blind_transfer,
+            "atxfer": self._atxfer,
             "status": self._status,
             "coreshowchannels": self._core_show_channels,
             "bridgelist": self._bridge_list,
@@ -130,6 +132,12 @@ class ManagerCore:
     def advance(self, now: float) -> list[Output]:
         """Run the timers due by ``now``."""
         self.scheduler.advance(now)
+        return self.take()
+
+    def run(self, now: float, fn: Callable[[], None]) -> list[Output]:
+        """Run ``fn`` (an I/O callback into the PBX, e.g. FastAGI data) at ``now``."""
+        self.scheduler.advance(now)
+        fn()
         return self.take()
 
     def next_deadline(self) -> float | None:
@@ -457,6 +465,32 @@ class ManagerCore:
         cause = m.get("Cause") or "0"
         self._success(session, m, "Channel Hungup")
         self.pbx.hangup(ch, int(cause) if cause.isdigit() else 0, request=True)
+
+    def _transferer(self, session: Session, m: Message, failed: str) -> Channel | None:
+        """The bridged channel a transfer action names, or None (error answered)."""
+        if not m.get("Channel"):
+            self._error(session, m, "No channel specified")
+            return None
+        if not m.get("Exten"):
+            self._error(session, m, "No extension specified")
+            return None
+        ch = self._channel(session, m, "Channel", "No such channel")
+        if ch is not None and self.pbx.transfer_peer(ch) is None:
+            self._error(session, m, failed)
+            return None
+        return ch
+
+    def _blind_transfer(self, session: Session, m: Message) -> None:
+        ch = self._transferer(session, m, "Transfer failed")
+        if ch is not None:
+            self._success(session, m, "Transfer succeeded")
+            self.pbx.blind_transfer(ch, m.get("Context") or ch.context, m["Exten"])
+
+    def _atxfer(self, session: Session, m: Message) -> None:
+        ch = self._transferer(session, m, "Atxfer failed")
+        if ch is not None:
+            self._success(session, m, "Atxfer successfully queued")
+            self.pbx.attended_transfer(ch, m.get("Context") or ch.context, m["Exten"])
 
     def _agi(self, session: Session, m: Message) -> None:
         if not m.get("Channel") or not m.get("Command"):

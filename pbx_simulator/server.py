@@ -1,15 +1,18 @@
-"""The Twisted shell: a TCP server speaking AMI, a clock driving the core's timers."""
+"""The Twisted shell: a TCP server speaking AMI, a clock driving the core's timers, and
+the FastAGI client connections the dialplan's ``AGI(agi://...)`` opens."""
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 
 from twisted.internet import protocol
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTCP, IReactorTime
 
 from cti.ami.codec import Parser, encode
 
+from .engine import FastAgiCall
 from .manager import Close, ManagerCore, Output, Send
 from .settings import Settings
 from .traffic import TrafficGenerator
@@ -56,6 +59,33 @@ class AmiServerProtocol(protocol.Protocol):
             transport.abortConnection()
 
 
+class FastAgiClientProtocol(protocol.Protocol):
+    """Asterisk's side of a FastAGI connection: bytes to and from the core's call."""
+
+    factory: FastAgiClientFactory
+
+    def connectionMade(self) -> None:
+        call, transport = self.factory.call, self.transport
+        self.factory.drive(lambda: call.connected(transport.write, transport.loseConnection))
+
+    def dataReceived(self, data: bytes) -> None:
+        self.factory.drive(lambda: self.factory.call.received(data))
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.factory.drive(self.factory.call.closed)
+
+
+class FastAgiClientFactory(protocol.ClientFactory):
+    protocol = FastAgiClientProtocol
+
+    def __init__(self, call: FastAgiCall, drive: Callable[[Callable[[], None]], None]) -> None:
+        self.call = call
+        self.drive = drive
+
+    def clientConnectionFailed(self, connector: object, reason: object) -> None:
+        self.drive(self.call.failed)
+
+
 class AmiServerFactory(protocol.Factory):
     protocol = AmiServerProtocol
 
@@ -65,6 +95,7 @@ class AmiServerFactory(protocol.Factory):
         self.core = ManagerCore(settings, now=reactor.seconds(), rng=random.Random(settings.seed))
         self.connections: dict[int, AmiServerProtocol] = {}
         self._timer: IDelayedCall | None = None
+        self.core.pbx.fastagi_connector = self._connect_fastagi
         self.traffic: TrafficGenerator | None = None
         if settings.traffic.enabled:
             self.traffic = TrafficGenerator(
@@ -88,6 +119,19 @@ class AmiServerFactory(protocol.Factory):
         except Exception:  # a bug in the simulator must not take the server down
             log.exception("PBX simulator failed on an action")
             outputs = [Send(sid, [("Response", "Error"), ("Message", "Internal simulator error")])]
+        self._deliver(outputs)
+
+    def _connect_fastagi(self, call: FastAgiCall) -> None:
+        factory = FastAgiClientFactory(call, self._drive)
+        self.reactor.connectTCP(call.host, call.port, factory, timeout=5)  # type: ignore[attr-defined]
+
+    def _drive(self, fn: Callable[[], None]) -> None:
+        """Run an I/O callback in the core, then deliver what it produced."""
+        try:
+            outputs = self.core.run(self.reactor.seconds(), fn)
+        except Exception:
+            log.exception("PBX simulator failed on FastAGI input")
+            outputs = []
         self._deliver(outputs)
 
     def _tick(self) -> None:

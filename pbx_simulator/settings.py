@@ -7,17 +7,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-RouteKind = Literal["queue", "ivr", "agi", "holding", "holding-moh"]
+RouteKind = Literal["queue", "ivr", "agi", "fastagi", "holding", "holding-moh"]
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     """Where an inbound DID goes: a queue (``target`` = queue name), the IVR menu (digit 1
     -> account number -> ``target`` queue), AsyncAGI (then ``target`` queue unless the
-    controller set ``CTI_ROUTE``), or the holding context for an external ACD."""
+    controller set ``CTI_ROUTE``), FastAGI (the script at ``agi_url``, then likewise),
+    or the holding context for an external ACD."""
 
     kind: RouteKind
     target: str = "sales"
+    agi_url: str = "agi://127.0.0.1:4573/lab-route"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,7 @@ def _lab_dids() -> dict[str, Route]:
         "5001": Route("ivr", "sales"),
         "5002": Route("agi", "sales"),
         "5003": Route("holding"),
+        "5004": Route("fastagi", "sales"),
         "5005": Route("queue", "support"),
         "5006": Route("holding-moh"),
     }
@@ -115,6 +118,10 @@ class Settings:
     max_write_buffer: int = 4 << 20
     #: Seconds a prompt (Background, STREAM FILE, Playback) plays.
     prompt_seconds: float = 1.5
+    #: Prompts of another length (STREAM FILE reports it as ``endpos``, 8 kHz samples).
+    prompt_lengths: dict[str, float] = field(default_factory=lambda: {"lab-beep": 0.3})
+    #: ``features.conf`` ``atxfer``: keyed into the transferer by the ``Atxfer`` action.
+    atxfer_code: str = "*2"
 
     def __repr__(self) -> str:  # keep the secret out of logs
         return f"Settings(host={self.host!r}, port={self.port}, username={self.username!r}, ...)"

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from cti.ami.codec import Message
 from pbx_simulator import Close, ManagerCore, Send, Settings
+from pbx_simulator.engine import FastAgiCall
 from pbx_simulator.traffic import TrafficGenerator, load_customers
 
 T0 = 1_800_000_000.0
@@ -60,6 +61,29 @@ class Harness:
             ]
         )
         self.out += self.core.receive(self.sid, msg, self.now)
+
+
+class ScriptedFastAgi:
+    """A FastAGI server double: sends ``commands`` one per result, then hangs up; keeps
+    the transcript (``<`` from Asterisk, ``>`` to it) as in ``09-fastagi.agi.txt``."""
+
+    def __init__(self, commands: list[str]) -> None:
+        self.commands = list(commands)
+        self.transcript: list[str] = []
+        self.calls: list[FastAgiCall] = []
+
+    def __call__(self, call: FastAgiCall) -> None:
+        self.calls.append(call)
+        call.connected(lambda data: self._from_asterisk(call, data), lambda: None)
+
+    def _from_asterisk(self, call: FastAgiCall, data: bytes) -> None:
+        self.transcript += [f"< {line}" for line in data.decode().split("\n")[:-1]]
+        if self.commands:
+            command = self.commands.pop(0)
+            self.transcript.append(f"> {command}")
+            call.received(f"{command}\n".encode())
+        else:
+            call.closed()
 
 
 def test_queue_call_answered_then_caller_hangs_up() -> None:
@@ -370,3 +394,144 @@ def test_random_actions_get_exactly_one_response_each(steps) -> None:
         assert len(responses) == 1 and dict(responses[0].headers)["ActionID"] == f"id{i}"
         h.advance(wait)
     h.advance(700)
+
+
+def test_fastagi_script_routes_the_call() -> None:
+    h = Harness()
+    h.login()
+    server = ScriptedFastAgi(["GET VARIABLE CTI_CALLID", "SET VARIABLE CTI_ROUTE support"])
+    h.core.pbx.fastagi_connector = server
+    h.call("5004", LAB_WAIT="3")
+    h.advance(2)
+    call = server.calls[0]
+    assert (call.host, call.port) == ("127.0.0.1", 4573)
+    assert "< agi_network_script: lab-route" in server.transcript
+    uniqueid = h.events("AGIExecStart")[0]["Uniqueid"]
+    assert server.transcript[-3:] == [
+        f"< 200 result=1 ({uniqueid})",
+        "> SET VARIABLE CTI_ROUTE support",
+        "< 200 result=1",
+    ]
+    assert [e["Command"] for e in h.events("AGIExecEnd")] == [
+        "GET VARIABLE CTI_CALLID",
+        "SET VARIABLE CTI_ROUTE support",
+    ]
+    assert not h.events("AsyncAGIStart")
+    status = next(e for e in h.events("VarSet") if e["Variable"] == "AGISTATUS")
+    assert status["Value"] == "SUCCESS"
+    assert h.events("QueueCallerJoin")[0]["Queue"] == "support"
+
+
+def test_fastagi_unreachable_falls_through_to_the_queue() -> None:
+    h = Harness()
+    h.login()
+
+    h.core.pbx.fastagi_connector = lambda call: call.failed()
+    h.call("5004", LAB_WAIT="3")
+    h.advance(2)
+    status = next(e for e in h.events("VarSet") if e["Variable"] == "AGISTATUS")
+    assert status["Value"] == "FAILURE" and not h.events("AGIExecStart")
+    assert h.events("QueueCallerJoin")[0]["Queue"] == "sales"
+
+
+def _answered_call(h: Harness) -> dict:
+    """A sales call answered by Agent Alice; returns its AgentConnect."""
+    h.login()
+    h.call("5000", "stay")
+    h.advance(3)
+    return h.events("AgentConnect")[0]
+
+
+def test_blind_transfer_dials_the_target_agent() -> None:
+    h = Harness()
+    agent = _answered_call(h)["DestChannel"]
+    resp = h.act("BlindTransfer", Channel=agent, Context="xfer", Exten="6003")
+    assert resp["Message"] == "Transfer succeeded"
+    blind = h.events("BlindTransfer")[0]
+    assert (blind["TransfererChannel"], blind["IsExternal"], blind["Extension"]) == (
+        agent,
+        "Yes",
+        "6003",
+    )
+    assert h.events("AgentComplete")[0]["Reason"] == "transfer"
+    assert agent not in h.core.pbx.channels
+    h.advance(2)
+    dial = h.events("DialBegin")[-1]
+    assert dial["DialString"] == "6003@agents" and dial["Context"] == "xfer"
+    assert h.events("DialEnd")[-1]["DialStatus"] == "ANSWER"
+    assert len(h.core.pbx.bridges) == 1
+    assert h.act("BlindTransfer", Channel=agent, Exten="6003")["Message"] == "No such channel"
+
+
+def test_attended_transfer_merges_the_consult_bridge() -> None:
+    h = Harness()
+    connect = _answered_call(h)
+    agent, caller = connect["DestChannel"], connect["Channel"]
+    assert h.act("Atxfer", Channel=agent, Context="xfer", Exten="6003")["Response"] == "Success"
+    h.advance(2)
+    keyed = h.events("DTMFEnd")
+    assert [e["Digit"] for e in keyed] == list("*26003")
+    assert {(e["Channel"], e["DurationMs"]) for e in keyed} == {(agent, "0")}
+    assert h.events("Hold")[0]["Channel"] == agent
+    assert h.events("MusicOnHoldStart")[-1]["Channel"] == caller
+    assert len(h.core.pbx.bridges) == 3  # original, consult, consult leg <-> agent 6003
+    h.act("Hangup", Channel=agent)
+    merge, xfer = h.events("BridgeMerge")[0], h.events("AttendedTransfer")[0]
+    assert merge["ToBridgeUniqueid"] == xfer["DestBridgeUniqueid"] == xfer["OrigBridgeUniqueid"]
+    assert (xfer["DestType"], xfer["TransfereeChannel"]) == ("Bridge", caller)
+    assert xfer["TransferTargetChannel"].startswith("Local/6003@xfer-")
+    assert h.events("AgentComplete")[0]["Reason"] == "transfer"
+    assert h.events("MusicOnHoldStop")[-1]["Channel"] == caller
+    hangup = next(e for e in h.events("Hangup") if e["Channel"] == agent)
+    assert hangup["Cause"] == "16"  # bridged: normal clearing, whatever the action said
+
+
+def test_wrapup_counts_whole_seconds_and_waiting_callers_poll() -> None:
+    h = Harness()
+    h.login()
+    for name in ("Local/6002@agents", "Local/6003@agents"):
+        h.act("QueuePause", Interface=name, Paused="true")
+    h.call("5000", LAB_WAIT="3")
+    h.advance(0.7)
+    h.call("5000", LAB_WAIT="20")  # waits behind the first caller
+    h.advance(5)
+    complete = h.events("AgentComplete")[0]
+    ended = float(complete["Timestamp"])
+    h.advance(5)
+    second = h.events("AgentCalled")[1]
+    # Alice is free again once int(now) - 2 >= int(end); the caller notices on its next
+    # one-second check, not at once.
+    free_at = int(ended) + 2
+    assert free_at <= float(second["Timestamp"]) < free_at + 1.01
+    assert h.events("QueueCallerJoin")[1]["Position"] == "2"
+
+
+def test_a_dropped_session_misses_events_and_a_new_one_resyncs() -> None:
+    h = Harness()
+    _answered_call(h)
+    h.core.disconnect(h.sid)
+    mark = len(h.out)
+    # A call placed while nobody is connected (08: from the CLI); nobody is told.
+    h.core.originate(
+        Message(
+            [
+                ("Action", "Originate"),
+                ("Channel", "Local/5005@inbound"),
+                ("Context", "caller-script"),
+                ("Exten", "stay"),
+                ("Priority", "1"),
+            ]
+        )
+    )
+    h.advance(2)
+    assert h.out[mark:] == []
+    h.sid, h.out = h.core.connect(h.now), []
+    h.login()
+    assert [o.headers[0][1] for o in h.out] == [
+        "Success",
+        "FullyBooted",
+        "SuccessfulAuth",
+    ]
+    h.act("CoreShowChannels")
+    listed = {e["Channel"] for e in h.events("CoreShowChannel")}
+    assert any(c.startswith("Local/5005@inbound-") for c in listed) and len(listed) == 8

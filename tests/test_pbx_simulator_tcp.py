@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from twisted.internet import threads
+from twisted.internet import protocol, threads
 
 from pbx_simulator import Settings, serve
 
@@ -101,3 +101,69 @@ def test_asterisk_ami_client_receives_events(port: int, run: Callable[..., Any])
 
     assert run(threads.deferToThread(session), timeout=15) == ("Success", "Success")
     assert {"Newchannel", "Newexten", "QueueCallerJoin"} <= set(received)
+
+
+class _FastAgiServer(protocol.Protocol):
+    """Reads the environment, sets CTI_ROUTE, hangs up (the 09 script, shortened)."""
+
+    def connectionMade(self) -> None:
+        self.buffer = b""
+        self.factory.environments.append(b"")  # type: ignore[attr-defined]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.buffer += data
+        if b"\n\n" in self.buffer and not hasattr(self, "sent"):
+            self.factory.environments[-1] = self.buffer  # type: ignore[attr-defined]
+            self.sent = True
+            self.transport.write(b"SET VARIABLE CTI_ROUTE support\n")
+        elif self.buffer.endswith(b"200 result=1\n"):
+            self.transport.loseConnection()
+
+
+def _fastagi_call(reactor: Any, run: Callable[..., Any], agi_port: int) -> str:
+    """Place a 5004 call whose AGI script lives at ``agi_port``; the queue it reaches."""
+    from dataclasses import replace
+
+    from pbx_simulator.settings import Route
+
+    settings = Settings(port=0)
+    url = f"agi://127.0.0.1:{agi_port}/lab-route"
+    settings = replace(settings, dids={**settings.dids, "5004": Route("fastagi", "sales", url)})
+    listening = serve(reactor, settings)
+
+    def session() -> bytes:
+        with socket.create_connection(("127.0.0.1", listening.getHost().port), timeout=5) as s:
+            s.sendall(
+                b"Action: Login\r\nUsername: cti\r\nSecret: ctilab-secret\r\n\r\n"
+                b"Action: Originate\r\nChannel: Local/5004@inbound\r\nContext: caller-script\r\n"
+                b"Exten: stay\r\nPriority: 1\r\nAsync: true\r\n\r\n"
+            )
+            got, deadline = b"", time.monotonic() + 5
+            while b"Event: QueueCallerJoin" not in got and time.monotonic() < deadline:
+                got += s.recv(65536)
+            return got
+
+    try:
+        got = run(threads.deferToThread(session), timeout=10)
+    finally:
+        listening.stopListening()
+    join = got[got.index(b"Event: QueueCallerJoin") :]
+    return join.split(b"Queue: ")[1].split(b"\r\n")[0].decode()
+
+
+def test_fastagi_over_tcp(reactor: Any, run: Callable[..., Any]) -> None:
+    factory = protocol.Factory.forProtocol(_FastAgiServer)
+    factory.environments = []  # type: ignore[attr-defined]
+    agi = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        assert _fastagi_call(reactor, run, agi.getHost().port) == "support"
+    finally:
+        agi.stopListening()
+    assert b"agi_network_script: lab-route\n" in factory.environments[0]  # type: ignore[attr-defined]
+
+
+def test_fastagi_server_down_continues_to_the_queue(reactor: Any, run: Callable[..., Any]) -> None:
+    with socket.socket() as unused:  # a port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    assert _fastagi_call(reactor, run, port) == "sales"
