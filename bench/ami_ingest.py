@@ -96,15 +96,18 @@ def synthetic_stream(copies: int) -> bytes:
     return b"".join(parts)
 
 
-def measure(fn: Callable[[], int], repeat: int) -> tuple[int, float]:
-    """(messages, best seconds) over ``repeat`` runs."""
-    times = []
-    count = 0
+def measure(fns: dict[str, Callable[[], int]], repeat: int) -> dict[str, tuple[int, float]]:
+    """``name -> (messages, best seconds)``. The runs are interleaved (a, b, c, a, b, c…) so
+    that a slow patch of the machine weighs on every contender alike."""
+    best: dict[str, tuple[int, float]] = {}
     for _ in range(repeat):
-        start = time.perf_counter()
-        count = fn()
-        times.append(time.perf_counter() - start)
-    return count, min(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            count = fn()
+            elapsed = time.perf_counter() - start
+            if name not in best or elapsed < best[name][1]:
+                best[name] = (count, elapsed)
+    return best
 
 
 def run(repeat: int, copies: int) -> dict[str, object]:
@@ -113,9 +116,16 @@ def run(repeat: int, copies: int) -> dict[str, object]:
     rows = []
     for name, data in streams.items():
         reads = _reads(data)
-        n_base, t_base = measure(lambda reads=reads: naive_parse(reads), repeat)
-        n_codec, t_codec = measure(lambda reads=reads: codec_only(reads), repeat)
-        n_model, t_model = measure(lambda reads=reads: codec_and_model(reads), repeat)
+        best = measure(
+            {
+                "baseline": lambda reads=reads: naive_parse(reads),
+                "codec": lambda reads=reads: codec_only(reads),
+                "model": lambda reads=reads: codec_and_model(reads),
+            },
+            repeat,
+        )
+        (n_base, t_base), (n_codec, t_codec) = best["baseline"], best["codec"]
+        n_model, t_model = best["model"]
         rows.append(
             {
                 "stream": name,

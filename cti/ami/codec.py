@@ -185,40 +185,39 @@ class Parser:
             self._check_size(out)
             return out
         self._scanned = 0
-        cut = buf.rfind(_TERMINATOR)
-        complete = bytes(buf[:cut])
-        del buf[: cut + 4]
+        # bytearray.split hands out the frames and the unterminated rest without copying
+        # the buffer first; the rest (a bytearray) becomes the new buffer.
+        frames = buf.split(_TERMINATOR)
+        self._buf = frames.pop()
         if self._skipping:
             # The tail of an oversized frame: drop it, resume at the next frame.
             self._skipping = False
-            head, _, complete = complete.partition(_TERMINATOR)
-            self.dropped_bytes += len(head)
-        try:
-            # Complete frames end on a frame boundary, so one decode covers them all.
-            frames = complete.decode("utf-8").split("\r\n\r\n")
-        except UnicodeDecodeError:
-            for chunk in complete.split(_TERMINATOR):
-                if chunk:
-                    out.extend(_parse_frame(chunk))
-        else:
-            append = out.append
-            for frame in frames:
-                if not frame or frame.startswith(BANNER_PREFIX):
-                    if frame:
-                        out.extend(_parse_frame(frame.encode()))
-                    continue
+            self.dropped_bytes += len(frames[0])
+            frames[0] = b""
+        append = out.append
+        for frame in frames:
+            if not frame:
+                continue
+            # The fast path, for nearly every frame: decode each frame on its own (an
+            # ASCII frame stays a cheap one-byte string even beside a UTF-8 caller name).
+            if not frame.startswith(_BANNER_PREFIX_B):
+                try:
+                    lines = frame.decode("utf-8").split("\r\n")
+                except UnicodeDecodeError:
+                    lines = []
                 headers = []
                 add = headers.append
-                for line in frame.split("\r\n"):
+                for line in lines:
                     key, sep, value = line.partition(": ")
                     if not sep:
                         break
                     add((key, value))
                 else:
-                    append(Message(headers))
-                    continue
-                # A line that is not "Key: value": the careful path reports it.
-                out.extend(_parse_frame(frame.encode()))
+                    if lines:
+                        append(Message(headers))
+                        continue
+            # A banner, bad UTF-8, a line that is not "Key: value": the careful path.
+            out.extend(_parse_frame(bytes(frame)))
         self._check_size(out)
         return out
 
@@ -234,7 +233,7 @@ class Parser:
                     ),
                 )
             )
-            self._buf.clear()
+            self._buf = bytearray()
             self._scanned = 0
             self._skipping = True
 
