@@ -1,0 +1,2 @@
+"""Screen-pop bridge: caller -> customer, value tier, loyalty and history, pushed to the
+agent whose phone rings."""
