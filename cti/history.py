@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -39,6 +39,8 @@ from cti.calls.events import CallEvent
 
 log = logging.getLogger(__name__)
 
+E = TypeVar("E")
+
 metadata = MetaData()
 
 call_events = Table(
@@ -58,15 +60,18 @@ call_events = Table(
 )
 
 
-class CallEventRecorder:
-    """Persists call events in batches; ``record`` returns a Deferred fired on commit."""
+class EventRecorder(Generic[E]):
+    """Persists events into ``table`` in batches; ``record`` returns a Deferred fired on
+    commit. ``row`` turns an event into the table's columns (``recorded_at`` is added)."""
 
     def __init__(
         self,
         engine: Engine,
         reactor: Any,
+        table: Table,
+        row: Callable[[E], dict[str, Any]],
         *,
-        pbx: str = "default",
+        name: str,
         batch_size: int = 500,
         flush_delay: float = 0.05,
         retry_min: float = 0.5,
@@ -75,7 +80,9 @@ class CallEventRecorder:
     ) -> None:
         self._engine = engine
         self._reactor = reactor
-        self._pbx = pbx
+        self._table = table
+        self._row = row
+        self._name = name
         self._batch_size = batch_size
         self._flush_delay = flush_delay
         self._retry_min = retry_min
@@ -85,7 +92,7 @@ class CallEventRecorder:
         self._pending: list[tuple[dict[str, Any], Deferred[None]]] = []
         self._timer: IDelayedCall | None = None
         self._writing = False
-        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="call-history")
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
         self._pool.start()
         #: Batches that failed and were retried (for the supervisor view and tests).
         self.failed_batches = 0
@@ -95,16 +102,10 @@ class CallEventRecorder:
         """Events accepted but not yet committed."""
         return len(self._pending)
 
-    def record(self, event: CallEvent) -> Deferred[None]:
+    def record(self, event: E) -> Deferred[None]:
         """Queue ``event`` for the next batch; the Deferred fires once it is committed."""
-        row = {
-            "pbx": self._pbx,
-            "call_id": event.call_id,
-            "kind": event.kind,
-            "at": event.at,
-            "recorded_at": self._wall_clock(),
-            "payload": event.to_record(),
-        }
+        row = self._row(event)
+        row["recorded_at"] = self._wall_clock()
         done: Deferred[None] = Deferred()
         self._pending.append((row, done))
         if not self._writing:
@@ -127,7 +128,7 @@ class CallEventRecorder:
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         with self._engine.begin() as conn:
-            conn.execute(insert(call_events), rows)
+            conn.execute(insert(self._table), rows)
 
     def _written(self, _: None, batch: list[tuple[dict[str, Any], Deferred[None]]]) -> None:
         self._writing = False
@@ -143,7 +144,8 @@ class CallEventRecorder:
         # Keep the batch, in order, ahead of what came since: nothing is lost in an outage.
         self._pending = batch + self._pending
         log.warning(
-            "call history: database write failed (%s: %s); %d events kept, retry in %.1f s",
+            "%s: database write failed (%s: %s); %d events kept, retry in %.1f s",
+            self._name,
             failure.type.__name__,
             str(failure.value).splitlines()[0][:200] if str(failure.value) else "",
             len(self._pending),
@@ -168,6 +170,22 @@ class CallEventRecorder:
         if waiting:
             waiting[-1].addBoth(stop)
         return final
+
+
+class CallEventRecorder(EventRecorder[CallEvent]):
+    """Persists call events of the PBX named ``pbx`` into ``call_events``."""
+
+    def __init__(self, engine: Engine, reactor: Any, *, pbx: str = "default", **options: Any):
+        def row(event: CallEvent) -> dict[str, Any]:
+            return {
+                "pbx": pbx,
+                "call_id": event.call_id,
+                "kind": event.kind,
+                "at": event.at,
+                "payload": event.to_record(),
+            }
+
+        super().__init__(engine, reactor, call_events, row, name="call history", **options)
 
 
 def load_call_events(engine: Engine, call_id: str | None = None) -> list[dict[str, Any]]:
