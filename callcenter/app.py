@@ -15,10 +15,11 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.defer import Deferred
 
 import migrations
-from callcenter.settings import Settings
+from callcenter.settings import ConfigError, Settings
 from cti.ami.client import AmiClient, AmiClientSettings, LinkChange
 from cti.ami.codec import Message
 from cti.calls.events import CallEvent
@@ -67,10 +68,20 @@ def open_database(settings: Settings) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    if settings.database.migrate_on_start:
-        log.info("database %s: applying migrations", settings.database.display_url())
-        migrations.upgrade(url)
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        if settings.database.migrate_on_start:
+            log.info("database %s: applying migrations", settings.database.display_url())
+            migrations.upgrade(url)
+        engine = create_engine(url, pool_pre_ping=True)
+        with engine.connect():
+            pass
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+        raise ConfigError(
+            f"database {settings.database.display_url()}: {reason}; check key 'database.url' "
+            "(CALLCENTER_DATABASE__URL) and that the server is up"
+        ) from None
+    return engine
 
 
 class CallCenter:

@@ -16,7 +16,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from callcenter.settings import ConfigError, Settings, load_settings
+from callcenter.settings import ConfigError, Settings, load_settings, require_production_secrets
+from cti.calls.events import CallEvent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if (args.log_level or settings.log_level) != "DEBUG":
         logging.getLogger("alembic").setLevel(logging.WARNING)
-    return int(args.command(args, settings) or 0)
+    try:
+        return int(args.command(args, settings) or 0)
+    except ConfigError as exc:
+        print(f"callcenter: {exc}", file=sys.stderr)
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -143,6 +148,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    require_production_secrets(settings)
     return _serve(_install_reactor(), settings, args.duration)
 
 
@@ -171,9 +177,12 @@ def _serve(reactor: Any, settings: Settings, duration: float | None) -> int:
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    import migrations
+    from callcenter.app import open_database
 
-    migrations.upgrade(settings.database.url.get_secret_value())
+    migrated = settings.model_copy(
+        update={"database": settings.database.model_copy(update={"migrate_on_start": True})}
+    )
+    open_database(migrated).dispose()
     print(f"database {settings.database.display_url()} is at the newest schema")
     return 0
 
@@ -191,7 +200,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def describe(event: Any) -> str:
+def describe(event: CallEvent) -> str:
     """One readable line per call event, for the console."""
     import time
 

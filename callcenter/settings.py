@@ -7,16 +7,29 @@ as ``**********`` in logs and reprs.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy.engine import make_url
 
 ENV_PREFIX = "CALLCENTER_"
+#: CALLCENTER_* variables that are not settings (the rest must name a setting).
+_NOT_SETTINGS = ("CALLCENTER_CONFIG", "CALLCENTER_CAPTURES", "CALLCENTER_TEST_")
+#: The demo's AMI secret: fine on loopback, refused for a real PBX elsewhere.
+DEMO_SECRET = "callcenter-demo"
 #: Looked for in the working directory when neither ``--config`` nor $CALLCENTER_CONFIG is given.
 DEFAULT_FILE = Path("config/callcenter.yaml")
 
@@ -32,6 +45,15 @@ class ReconnectSettings(_Section):
     max_delay: float = Field(30.0, gt=0, le=3600)
     jitter: float = Field(0.2, ge=0, le=1)
 
+    @model_validator(mode="after")
+    def _ordered(self) -> ReconnectSettings:
+        if self.min_delay > self.max_delay:
+            raise ValueError(
+                f"min_delay ({self.min_delay}) is above max_delay ({self.max_delay}); "
+                "make min_delay the smaller"
+            )
+        return self
+
 
 class AmiSettings(_Section):
     """Where the Asterisk Manager Interface is and how to log in (manager.conf)."""
@@ -39,7 +61,7 @@ class AmiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(5038, ge=1, le=65535)
     username: str = Field("callcenter", min_length=1)
-    secret: SecretStr = SecretStr("callcenter-demo")
+    secret: SecretStr = SecretStr(DEMO_SECRET)
     auth: Literal["md5", "plain"] = "md5"
     #: The Login ``Events:`` mask: the classes whose events the call model reads.
     events: str = "call,agent,user,dtmf,system,dialplan,agi"
@@ -136,6 +158,18 @@ class Settings(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+def require_production_secrets(settings: Settings) -> None:
+    """Refuse the demo AMI secret for a PBX that is not on this machine: a production
+    start-up without ``CALLCENTER_AMI__SECRET`` must fail loudly, not loop on refused logins."""
+    host = settings.ami.host
+    local = host in ("localhost", "::1") or host.startswith("127.")
+    if not local and settings.ami.secret.get_secret_value() == DEMO_SECRET:
+        raise ConfigError(
+            f"key 'ami.secret' is the demo secret for AMI host {host}; set "
+            "CALLCENTER_AMI__SECRET to the secret of the manager.conf user"
+        )
+
+
 class ConfigError(Exception):
     """Configuration that cannot be used; the message says where, what and how to fix it."""
 
@@ -160,9 +194,15 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
             continue
+        if name.startswith(_NOT_SETTINGS):
+            continue
         keys = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
         if keys[0] not in Settings.model_fields:
-            continue  # CALLCENTER_CONFIG, CALLCENTER_CAPTURES, test variables: not settings
+            sections = ", ".join(Settings.model_fields)
+            raise ConfigError(
+                f"environment variable {name}: {keys[0]!r} is not a section or setting "
+                f"(sections: {sections}); check its spelling"
+            )
         if not all(keys):
             raise ConfigError(
                 f"environment variable {name}: empty key part; use single names joined by '__'"
@@ -214,8 +254,20 @@ def _set_path(data: dict[str, Any], keys: tuple[str, ...], value: str, name: str
         if not isinstance(child, dict):
             raise ConfigError(f"environment variable {name}: {key!r} is not a section")
         node = child
-    # "null"/"" from the environment mean "unset" for optional values such as redis.url.
-    node[keys[-1]] = None if value.strip().lower() in ("", "null", "none") else value
+    text = value.strip()
+    if text.lower() in ("", "null", "none"):
+        # "null"/"" from the environment mean "unset" for optional values such as redis.url.
+        node[keys[-1]] = None
+    elif text.startswith("["):
+        # Lists (ami.filters, numbering.international_prefixes) are written as JSON.
+        try:
+            node[keys[-1]] = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f'environment variable {name}: not a JSON list ({exc.msg}); e.g. ["00", "011"]'
+            ) from None
+    else:
+        node[keys[-1]] = value
 
 
 def _explain(exc: ValidationError, origin: str, sources: dict[tuple[str, ...], str]) -> str:
@@ -223,9 +275,9 @@ def _explain(exc: ValidationError, origin: str, sources: dict[tuple[str, ...], s
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
         dotted = ".".join(loc)
-        where = sources.get(loc, origin)
-        if where.startswith(ENV_PREFIX):
-            where = f"environment variable {where}"
+        # An error on a whole section (a cross-key check) names the variables inside it.
+        names = [var for keys, var in sources.items() if keys[: len(loc)] == loc]
+        where = " and ".join(f"environment variable {n}" for n in names) or origin
         if err["type"] == "extra_forbidden":
             fix = "remove it or check its spelling against config/callcenter.yaml"
             lines.append(f"{where}: key {dotted!r} is not a setting; {fix}")

@@ -92,8 +92,11 @@ class EventRecorder(Generic[E]):
         self._pending: list[tuple[dict[str, Any], Deferred[None]]] = []
         self._timer: IDelayedCall | None = None
         self._writing = False
+        # Started on the first write, so a process that fails before writing anything has
+        # no (non-daemon) worker thread keeping it alive.
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
-        self._pool.start()
+        self._in_flight: Deferred[None] | None = None
+        self._closing = False
         #: Batches that failed and were retried (for the supervisor view and tests).
         self.failed_batches = 0
 
@@ -123,8 +126,11 @@ class EventRecorder(Generic[E]):
             return
         batch, self._pending = self._pending[: self._batch_size], self._pending[self._batch_size :]
         self._writing = True
+        if not self._pool.started:
+            self._pool.start()
         d = deferToThreadPool(self._reactor, self._pool, self._write, [row for row, _ in batch])
         d.addCallbacks(self._written, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
+        self._in_flight = d
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         with self._engine.begin() as conn:
@@ -135,7 +141,7 @@ class EventRecorder(Generic[E]):
         self._retry_delay = self._retry_min
         for _row, done in batch:
             done.callback(None)
-        if self._pending:
+        if self._pending and not self._closing:
             self._flush_now()
 
     def _failed(self, failure: Failure, batch: list[tuple[dict[str, Any], Deferred[None]]]) -> None:
@@ -143,6 +149,8 @@ class EventRecorder(Generic[E]):
         self.failed_batches += 1
         # Keep the batch, in order, ahead of what came since: nothing is lost in an outage.
         self._pending = batch + self._pending
+        if self._closing:
+            return  # close() makes the last attempt
         log.warning(
             "%s: database write failed (%s: %s); %d events kept, retry in %.1f s",
             self._name,
@@ -155,20 +163,43 @@ class EventRecorder(Generic[E]):
         self._retry_delay = min(self._retry_delay * 2, self._retry_max)
 
     def close(self) -> Deferred[None]:
-        """Write what is pending (one attempt) and stop the worker thread."""
+        """Let the batch in flight finish, make one last attempt at what is pending, stop the
+        worker thread. Fires in every case; events the database still refused are logged."""
+        self._closing = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
         final: Deferred[None] = Deferred()
 
         def stop(_: object = None) -> None:
-            self._pool.stop()
+            if self._pool.started:
+                self._pool.stop()
             final.callback(None)
 
-        if not self._pending and not self._writing:
-            stop()
-            return final
-        waiting = [done for _, done in self._pending]
-        self._flush_now()
-        if waiting:
-            waiting[-1].addBoth(stop)
+        def last_attempt(_: object = None) -> None:
+            if not self._pending:
+                stop()
+                return
+            batch, self._pending = self._pending, []
+            if not self._pool.started:
+                self._pool.start()
+            d = deferToThreadPool(self._reactor, self._pool, self._write, [r for r, _ in batch])
+
+            def written(_: None) -> None:
+                for _row, done in batch:
+                    done.callback(None)
+
+            def refused(failure: Failure) -> None:
+                log.error("%s: %d events could not be written at shutdown: %s", self._name,
+                          len(batch), failure.getErrorMessage())
+
+            d.addCallbacks(written, refused)
+            d.addBoth(stop)
+
+        if self._writing and self._in_flight is not None:
+            self._in_flight.addBoth(last_attempt)
+        else:
+            last_attempt()
         return final
 
 

@@ -112,6 +112,13 @@ def test_oversized_frame_is_dropped_and_parsing_resumes() -> None:
     assert parser.dropped_bytes >= 200
 
 
+def test_oversized_frame_whose_terminator_spans_two_reads() -> None:
+    parser = Parser(expect_banner=False, max_frame=100)
+    assert len(parser.feed(b"Event: Big\r\nData: " + b"x" * 200 + b"\r\n\r")) == 1
+    out = parser.feed(b"\nEvent: Next\r\n\r\n")
+    assert [m.name for m in out] == ["Next"]
+
+
 def test_close_reports_a_truncated_frame() -> None:
     parser = Parser(expect_banner=False)
     assert parser.feed(b"Event: Hangup\r\nChannel: x") == []

@@ -99,3 +99,51 @@ def test_a_database_outage_loses_nothing(tmp_path: Path, reactor: Any, run: Any)
     blocker.close()
     assert load_call_events(engine) == [e.to_record() for e in events]
     engine.dispose()
+
+
+def test_close_fires_while_a_batch_is_in_flight_and_writes_the_rest(
+    tmp_path: Path, reactor: Any, run: Any
+) -> None:
+    url = f"sqlite:///{tmp_path / 'close.sqlite3'}"
+    migrations.upgrade(url)
+    engine = create_engine(url)
+    recorder = CallEventRecorder(engine, reactor, batch_size=5)
+    events = _events("c2", 12)
+
+    async def go() -> None:
+        done = [recorder.record(e) for e in events]  # the first batch of 5 is in flight
+        await recorder.close()
+        assert all(d.called for d in done)
+
+    run(go())
+    assert load_call_events(engine) == [e.to_record() for e in events]
+    engine.dispose()
+
+
+def test_close_during_an_outage_fires_and_says_what_was_not_written(
+    tmp_path: Path, reactor: Any, run: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "down.sqlite3"
+    url = f"sqlite:///{path}"
+    migrations.upgrade(url)
+    engine = create_engine(url, connect_args={"timeout": 0.05})
+    recorder = CallEventRecorder(engine, reactor, batch_size=10, retry_min=0.05)
+    blocker = sqlite3.connect(path)
+    blocker.execute("BEGIN EXCLUSIVE")
+
+    async def go() -> None:
+        for e in _events("c3", 3):
+            recorder.record(e)
+        await sleep(0.2)
+        await recorder.close()
+
+    run(go(), timeout=10)
+    blocker.close()
+    assert "5 events could not be written at shutdown" in caplog.text
+    engine.dispose()
+
+
+def test_a_recorder_that_never_wrote_leaves_no_thread_behind(reactor: Any, run: Any) -> None:
+    recorder = CallEventRecorder(create_engine("sqlite://"), reactor)
+    run(recorder.close())
+    assert not recorder._pool.started

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from callcenter.settings import ConfigError, Settings, load_settings
+from callcenter.settings import (
+    ConfigError,
+    Settings,
+    load_settings,
+    require_production_secrets,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,6 +83,17 @@ def test_secrets_never_show(tmp_path: Path) -> None:
         ),
         ("", {"CALLCENTER_DATABASE__URL": "nonsense"}, "not a database URL; use sqlite:///"),
         ("ami: 5\n", {"CALLCENTER_AMI__PORT": "1"}, "'ami' is not a section"),
+        (
+            "",
+            {"CALLCENTER_DATABSE__URL": "x"},
+            "CALLCENTER_DATABSE__URL: 'databse' is not a section",
+        ),
+        ("", {"CALLCENTER_AMI__FILTERS": "[oops"}, "not a JSON list"),
+        (
+            "ami:\n  reconnect: {min_delay: 50, max_delay: 10}\n",
+            {},
+            "c.yaml: key 'ami.reconnect': Value error, min_delay (50.0) is above max_delay",
+        ),
     ],
 )
 def test_errors_name_file_key_and_fix(
@@ -88,6 +104,41 @@ def test_errors_name_file_key_and_fix(
     with pytest.raises(ConfigError) as err:
         load_settings(cfg, env)
     assert expected in str(err.value)
+
+
+def test_lists_come_from_the_environment_as_json() -> None:
+    s = load_settings(
+        None,
+        {
+            "CALLCENTER_AMI__FILTERS": '["!Event: RTCP*", "!Event: VarSet"]',
+            "CALLCENTER_NUMBERING__INTERNATIONAL_PREFIXES": '["00"]',
+        },
+    )
+    assert s.ami.filters == ("!Event: RTCP*", "!Event: VarSet")
+    assert s.numbering.international_prefixes == ("00",)
+
+
+def test_the_demo_secret_is_refused_for_a_remote_pbx() -> None:
+    require_production_secrets(load_settings(None, {}))  # loopback demo: fine
+    remote = load_settings(None, {"CALLCENTER_AMI__HOST": "10.0.0.10"})
+    with pytest.raises(ConfigError, match="set CALLCENTER_AMI__SECRET"):
+        require_production_secrets(remote)
+    require_production_secrets(
+        load_settings(None, {"CALLCENTER_AMI__HOST": "10.0.0.10", "CALLCENTER_AMI__SECRET": "s"})
+    )
+
+
+def test_an_unreachable_database_is_a_clear_start_up_error() -> None:
+    from callcenter.app import open_database
+
+    settings = load_settings(
+        None, {"CALLCENTER_DATABASE__URL": "postgresql+psycopg://cc:pw-9@127.0.0.1:1/cc"}
+    )
+    with pytest.raises(ConfigError) as err:
+        open_database(settings)
+    text = str(err.value)
+    assert "postgresql+psycopg://cc:***@127.0.0.1:1/cc" in text and "pw-9" not in text
+    assert "check key 'database.url' (CALLCENTER_DATABASE__URL)" in text
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:

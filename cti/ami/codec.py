@@ -223,17 +223,20 @@ class Parser:
 
     def _check_size(self, out: list[Message]) -> None:
         if len(self._buf) > self._max_frame:
-            self.dropped_bytes += len(self._buf)
+            # Keep the last three bytes: they may be the start of the terminator that ends
+            # the oversized frame, whose rest arrives with the next read.
+            dropped = len(self._buf) - 3
+            self.dropped_bytes += dropped
             out.append(
                 Message(
                     headers=[],
                     problems=(
                         f"frame larger than {self._max_frame} bytes without a blank-line "
-                        f"terminator; {len(self._buf)} bytes discarded",
+                        f"terminator; {dropped} bytes discarded",
                     ),
                 )
             )
-            self._buf = bytearray()
+            self._buf = self._buf[-3:]
             self._scanned = 0
             self._skipping = True
 
