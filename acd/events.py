@@ -85,3 +85,27 @@ class AgentStateChanged(AcdEvent):
     agent: str
     state: str
     reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OfferNotAnswered(AcdEvent):
+    """``agent`` did not take the offer of ``call_id``: ``reason`` is ``timeout`` (rang out)
+    or what the PBX reported (busy, Originate failed...). The caller keeps its place."""
+
+    kind: ClassVar[str] = "offer_not_answered"
+    call_id: str
+    queue: str
+    agent: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackRequested(AcdEvent):
+    """The caller ``call_id`` left a callback request ``request_id`` for ``number`` in
+    ``queue``; the request holds the caller's place and score."""
+
+    kind: ClassVar[str] = "callback_requested"
+    call_id: str
+    queue: str
+    request_id: str
+    number: str

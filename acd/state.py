@@ -18,9 +18,11 @@ Scores:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol
+
+from sortedcontainers import SortedList
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,61 +94,80 @@ class AcdState(Protocol):
         ...
 
 
-@dataclass(slots=True)
 class MemoryState:
-    """The in-process store (one backend, the embedded default)."""
+    """The in-process store (one backend, the embedded default).
 
-    _callers: dict[str, WaitingCaller] = field(default_factory=dict)
-    _free: dict[str, dict[str, float]] = field(default_factory=dict)  # queue -> agent -> score
-    _agent_queues: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    Sorted lists per queue keep every operation logarithmic (or linear only in what it
+    returns), so a routing decision stays well under a millisecond with 10,000 agents and
+    1,000 waiting callers.
+    """
+
+    __slots__ = ("_agent_scores", "_callbacks", "_callers", "_free", "_queues")
+
+    def __init__(self) -> None:
+        self._callers: dict[str, WaitingCaller] = {}
+        self._queues: dict[str, SortedList] = {}  # queue -> callers in serving order
+        # (queue, number) -> requests by id, in the order they were added
+        self._callbacks: dict[tuple[str, str], dict[str, WaitingCaller]] = {}
+        self._free: dict[str, SortedList] = {}  # queue -> (score, agent), best first
+        self._agent_scores: dict[str, dict[str, float]] = {}  # agent -> queue -> score
 
     def add_caller(self, caller: WaitingCaller) -> bool:
         if caller.call_id in self._callers:
             return False
         self._callers[caller.call_id] = caller
+        self._queues.setdefault(caller.queue, SortedList(key=_serving_order)).add(caller)
+        if caller.callback is not None:
+            self._callbacks.setdefault((caller.queue, caller.callback), {})[caller.call_id] = caller
         return True
 
     def remove_caller(self, call_id: str) -> WaitingCaller | None:
-        return self._callers.pop(call_id, None)
+        caller = self._callers.pop(call_id, None)
+        if caller is not None:
+            self._queues[caller.queue].remove(caller)
+            if caller.callback is not None:
+                requests = self._callbacks[caller.queue, caller.callback]
+                del requests[call_id]
+                if not requests:
+                    del self._callbacks[caller.queue, caller.callback]
+        return caller
 
     def waiting(self, queue: str) -> list[WaitingCaller]:
-        return _in_order(c for c in self._callers.values() if c.queue == queue)
+        return list(self._queues.get(queue, ()))
 
     def find_callback(self, queue: str, number: str) -> WaitingCaller | None:
-        for c in self._callers.values():
-            if c.queue == queue and c.callback == number:
-                return c
-        return None
+        return next(iter(self._callbacks.get((queue, number), {}).values()), None)
 
     def set_available(self, agent: str, scores: Mapping[str, float]) -> None:
         self.set_unavailable(agent)
         for queue, score in scores.items():
-            self._free.setdefault(queue, {})[agent] = score
-        self._agent_queues[agent] = tuple(scores)
+            self._free.setdefault(queue, SortedList()).add((score, agent))
+        self._agent_scores[agent] = dict(scores)
 
     def set_unavailable(self, agent: str) -> bool:
-        queues = self._agent_queues.pop(agent, ())
-        for queue in queues:
-            self._free.get(queue, {}).pop(agent, None)
-        return bool(queues)
+        scores = self._agent_scores.pop(agent, None)
+        for queue, score in (scores or {}).items():
+            self._free[queue].remove((score, agent))
+        return bool(scores)
 
     def available(self, queue: str) -> list[str]:
-        free = self._free.get(queue, {})
-        return sorted(free, key=lambda a: (free[a], a))
+        return [agent for _, agent in self._free.get(queue, ())]
 
     def claim(self, queue: str, pbx: str, agents: int = 1) -> Claim | None:
-        callers = [c for c in self._callers.values() if c.queue == queue and c.pbx == pbx]
-        free = self.available(queue)
-        if not callers or not free:
+        free = self._free.get(queue)
+        if not free:
             return None
-        best = _in_order(callers)[0]
-        chosen = tuple(free if agents == 0 else free[:agents])
-        del self._callers[best.call_id]
+        # Usually the head is on this PBX; a shared queue may make us skip a few.
+        best = next((c for c in self._queues.get(queue, ()) if c.pbx == pbx), None)
+        if best is None:
+            return None
+        chosen = tuple(agent for _, agent in (free if agents == 0 else free.islice(0, agents)))
+        self.remove_caller(best.call_id)
         for agent in chosen:
             self.set_unavailable(agent)
         return Claim(best, chosen)
 
 
-def _in_order(callers: Iterable[WaitingCaller]) -> list[WaitingCaller]:
+def _serving_order(caller: WaitingCaller) -> tuple[float, float, str]:
     # Higher score first; equal scores in join order, then by id, so the order is total.
-    return sorted(callers, key=lambda c: (-c.score, c.joined_at, c.call_id))
+    return (-caller.score, caller.joined_at, caller.call_id)

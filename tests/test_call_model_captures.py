@@ -18,15 +18,18 @@ from hypothesis import strategies as st
 
 from cti.ami.codec import Message
 from cti.calls.events import (
+    Agent,
     CallAbandoned,
     CallAnswered,
     CallArrived,
     CallEnded,
     CallEvent,
+    CallHeld,
     CallOffered,
     CallParked,
     CallQueued,
     CallTransferred,
+    CallUnheld,
     DigitsReceived,
     IvrEntered,
     OfferMissed,
@@ -188,27 +191,69 @@ def test_05_external_acd_bridge() -> None:
 # ---------------------------------------------------------------------------- 06
 
 
+def assert_hold_pairs(call: list[CallEvent]) -> None:
+    """Every ``unheld`` ends a ``held`` of the same channel; no channel is held twice."""
+    held: set[str] = set()
+    for event in call:
+        if isinstance(event, CallHeld):
+            assert event.channel not in held, event
+            held.add(event.channel)
+        elif isinstance(event, CallUnheld):
+            assert event.channel in held, event
+            held.remove(event.channel)
+
+
 def test_06_blind_and_attended_transfer() -> None:
     events, model = run("06-transfers.jsonl")
     calls = by_call(events)
-    assert len(calls) == 2
-    blind_id, attended_id = calls
-    (blind,) = only(calls[blind_id], CallTransferred)
-    assert blind.method == "blind"
-    assert blind.by is not None and blind.by.name == "Agent Bob"
-    assert blind.target == "6003@xfer"
-    assert ended_call(model, blind_id).agent.interface == "Local/6003@agents"
-    (attended,) = only(calls[attended_id], CallTransferred)
-    assert attended.method == "attended"
-    assert attended.by is not None and attended.by.name == "Agent Alice"
+    assert list(calls) == ["1795356756.26", "1795356766.32"]
+    blind_call, attended_call = calls["1795356756.26"], calls["1795356766.32"]
+    bob = Agent("Local/6002@agents", "Agent Bob", "Local/6002@agents-0000000d;1")
+    alice = Agent("Local/6001@agents", "Agent Alice", "Local/6001@agents-00000010;1")
+
+    # A) Asterisk sends an Unhold for the blind transferer, who was never held: not reported.
+    assert kinds(blind_call) == [
+        "arrived", "queued", "offered", "answered", "transferred", "ended",
+    ]  # fmt: skip
+    assert only(blind_call, CallAnswered)[0].agent == bob
+    (blind,) = only(blind_call, CallTransferred)
+    assert (blind.method, blind.by, blind.target) == ("blind", bob, "6003@xfer")
+    # The transferee reached the target: its agent leg is the call's agent now.
+    done = ended_call(model, "1795356756.26")
+    assert done.agent == Agent("Local/6003@agents", None, "Local/6003@agents-0000000e;1")
+
+    # B) The transferer is held while consulting, then hangs up: no Unhold comes for it.
+    assert kinds(attended_call) == [
+        "arrived", "queued", "offered", "answered", "held", "transferred", "ended",
+    ]  # fmt: skip
+    assert only(attended_call, CallAnswered)[0].agent == alice
+    (held,) = only(attended_call, CallHeld)
+    assert held.channel == alice.channel
+    (attended,) = only(attended_call, CallTransferred)
+    assert (attended.method, attended.by) == ("attended", alice)
     assert attended.target == "Local/6003@xfer-00000011;1"
-    assert "held" in kinds(calls[attended_id])
+    done = ended_call(model, "1795356766.32")
+    assert done.agent == Agent("Local/6003@xfer", None, "Local/6003@xfer-00000011;1")
+
     for call in calls.values():
+        assert_hold_pairs(call)
         (ended,) = only(call, CallEnded)
         assert ended.ended_by == "caller"  # the transferer's hang-up is not the end
         assert ended.answered
         assert kinds(call).count("answered") == 1
     assert not model.calls
+    assert all(not c.held for c in model.recently_ended)
+
+
+def test_06_the_attended_transfer_takes_the_call_off_hold() -> None:
+    model = CallModel()
+    held_after: list[tuple[str, set[str]]] = []
+    for rec in read_jsonl(capture("06-transfers.jsonl")):
+        for event in model.handle(rec.message, rec.received_at):
+            if event.call_id == "1795356766.32" and event.kind != "ended":
+                held_after.append((event.kind, set(model.calls[event.call_id].held)))
+    alice = "Local/6001@agents-00000010;1"
+    assert held_after[-3:] == [("answered", set()), ("held", {alice}), ("transferred", set())]
 
 
 # ---------------------------------------------------------------------------- 07
@@ -280,7 +325,8 @@ def test_08_calls_lost_during_the_disconnect_end_as_system() -> None:
     (ended,) = model.resync({"CoreShowChannels": []}, now=1795356800.0)
     assert isinstance(ended, CallEnded)
     assert (ended.call_id, ended.ended_by, ended.cause) == ("1795356790.44", "system", None)
-    assert ended.answered and ended.talk_time == pytest.approx(7.64, abs=0.01)
+    # Answered, but when the talk ended was never seen: the outage is not talk time.
+    assert ended.answered and ended.talk_time is None
     assert not model.calls
     # A partial snapshot (no channel list) says nothing about which calls are alive.
     assert model.resync({"QueueStatus": []}, now=1795356801.0) == []
@@ -485,6 +531,7 @@ def test_every_capture_leaves_no_live_call_and_pairs_arrivals_with_ends(name: st
         assert call[-1].kind == "ended"
         assert kinds(call).count("arrived") == kinds(call).count("ended") == 1
         assert [e.at for e in call] == sorted(e.at for e in call)
+        assert_hold_pairs(call)
     assert not model.calls
     # The same bytes, parsed by the codec, tell the same story.
     from_raw = replay(read(capture(name).with_suffix(".raw")), CallModel())

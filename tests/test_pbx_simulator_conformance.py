@@ -59,8 +59,20 @@ _BASE = re.compile(r"(Local/[^@]+@[^-;]+(?:-[a-z]+)?)-([0-9a-f]{8});([12])")
 def load(name: str) -> list[dict]:
     path = CAPTURES / f"{name}.jsonl"
     if not path.exists():
-        pytest.skip(f"capture {path} not found (set CALLCENTER_CAPTURES)")
+        # Fail, as the other capture tests do: a skip would let CI pass without the recordings.
+        pytest.fail(f"capture {path} missing (set CALLCENTER_CAPTURES)")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_a_missing_capture_fails_and_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(f"{__name__}.CAPTURES", tmp_path)
+    with pytest.raises(BaseException) as raised:
+        load("01-queue-answered")
+    assert raised.type is pytest.fail.Exception  # not pytest.skip's
+    assert str(tmp_path / "01-queue-answered.jsonl") in str(raised.value)
+    assert "CALLCENTER_CAPTURES" in str(raised.value)
 
 
 class RoleMap:
