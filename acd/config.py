@@ -1,0 +1,339 @@
+"""Queues and agents of the ACD, from YAML (``config/queues.yaml``).
+
+:func:`load_acd_config` validates the file at start-up and raises
+:class:`callcenter.settings.ConfigError` naming the file, the key and the reason: unknown
+strategy, negative timeouts, an overflow to or a membership in an unknown queue, overflow
+loops between queues (``a -> b -> a``), a lane or DID feeding two queues.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from callcenter.settings import ConfigError, _read_yaml
+from crm_bridge.tiers import TIERS
+
+Strategy = Literal["longest_idle", "fewest_calls", "round_robin", "ring_all", "skills_weighted"]
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_SPAN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+#: Penalties are bounded so that ``penalty * PENALTY_STEP`` stays exact in a float score.
+MAX_PENALTY = 1000
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _texts(value: Any) -> Any:
+    # YAML reads unquoted 5003 or 6001 as numbers; they are names here.
+    if isinstance(value, list | tuple):
+        return [str(v) if isinstance(v, int) else v for v in value]
+    if isinstance(value, dict):
+        return {str(k) if isinstance(k, int) else k: v for k, v in value.items()}
+    return value
+
+
+class ServiceLevel(_Section):
+    """The target: ``percent`` of calls answered within ``seconds`` (80% in 20 s)."""
+
+    percent: float = Field(80.0, gt=0, le=100)
+    seconds: float = Field(20.0, gt=0)
+
+
+class OverflowTarget(_Section):
+    """Where callers go when the queue is full, waited too long or is closed.
+
+    ``queue``: another ACD queue (``target`` its name); ``voicemail``: a mailbox
+    (``target`` e.g. ``5003@default``); ``callback``: the caller's number becomes a callback
+    request in ``target`` (default: the same queue) that keeps the caller's place.
+    """
+
+    kind: Literal["queue", "voicemail", "callback"]
+    target: str | None = None
+
+    @model_validator(mode="after")
+    def _target_given(self) -> OverflowTarget:
+        if self.target is None and self.kind != "callback":
+            raise ValueError(f"an overflow of kind {self.kind!r} needs a 'target'")
+        return self
+
+
+class BusinessHours(_Section):
+    """Weekly opening spans (``"08:00-18:00"``) in ``time_zone``, and closed holidays.
+
+    A weekday missing from ``weekly`` is closed all day.
+    """
+
+    time_zone: str = "UTC"
+    weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], tuple[str, ...]]
+    holidays: tuple[date, ...] = ()
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
+        return value
+
+    @field_validator("weekly")
+    @classmethod
+    def _spans(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for day, spans in value.items():
+            for span in spans:
+                m = _SPAN.match(span)
+                if m is None or (m[1], m[2]) >= (m[3], m[4]):
+                    raise ValueError(
+                        f"{day}: {span!r} is not a span 'HH:MM-HH:MM' with start before end"
+                    )
+        return value
+
+    def is_open(self, now: float) -> bool:
+        """Whether the queue takes live callers at epoch second ``now``."""
+        return any(start <= now < end for start, end in self._spans_around(now))
+
+    def next_change(self, now: float) -> float | None:
+        """The first instant after ``now`` at which :meth:`is_open` may change."""
+        edges = [t for span in self._spans_around(now) for t in span if t > now]
+        return min(edges, default=None)
+
+    def _spans_around(self, now: float) -> list[tuple[float, float]]:
+        # Opening spans as epoch intervals from yesterday to a week ahead, local time (DST).
+        zone = ZoneInfo(self.time_zone)
+        today = datetime.fromtimestamp(now, zone).date()
+        spans = []
+        for offset in range(-1, 8):
+            day = today + timedelta(days=offset)
+            if day in self.holidays:
+                continue
+            for span in self.weekly.get(WEEKDAYS[day.weekday()], ()):
+                start, end = span.split("-")
+                spans.append((_at(day, start, zone), _at(day, end, zone)))
+        return spans
+
+
+def _at(day: date, hhmm: str, zone: ZoneInfo) -> float:
+    hours, minutes = int(hhmm[:2]), int(hhmm[3:])
+    midnight = datetime.combine(day, time(0), zone)
+    if hours == 24:
+        return datetime.combine(day + timedelta(days=1), time(0), zone).timestamp()
+    return midnight.replace(hour=hours, minute=minutes).timestamp()
+
+
+class QueueConfig(_Section):
+    """One ACD queue; ``name`` is its key under ``queues:``."""
+
+    name: str
+    #: Holding lanes (the ``Queue`` header of the ``CtiParked`` user event) feeding the queue.
+    lanes: tuple[str, ...] = ()
+    #: DIDs feeding the queue, for parked callers whose lane is not mapped.
+    dids: tuple[str, ...] = ()
+    strategy: Strategy = "longest_idle"
+    #: Required skills: skill -> minimum proficiency (0-100) an agent needs to be offered calls.
+    skills: dict[str, int] = {}
+    service_level: ServiceLevel = ServiceLevel()
+    max_wait: float | None = Field(None, gt=0, description="seconds before overflow")
+    max_length: int | None = Field(None, ge=1, description="waiting callers before overflow")
+    overflow: OverflowTarget | None = None
+    wrap_up: float = Field(0.0, ge=0, description="seconds after a call before the next")
+    ring_timeout: float = Field(15.0, gt=0, description="seconds an agent's phone rings")
+    #: Consecutive missed offers after which an agent is paused (reason ``no-answer``); 0: never.
+    auto_pause_after: int = Field(3, ge=0)
+    hours: BusinessHours | None = None
+
+    @field_validator("lanes", "dids", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        return _texts(value)
+
+    @field_validator("skills")
+    @classmethod
+    def _proficiency(cls, value: dict[str, int]) -> dict[str, int]:
+        for skill, minimum in value.items():
+            if not 0 <= minimum <= 100:
+                raise ValueError(f"skill {skill!r}: minimum proficiency must be 0-100")
+        return value
+
+    @model_validator(mode="after")
+    def _overflow_needed(self) -> QueueConfig:
+        limits = [k for k in ("max_wait", "max_length", "hours") if getattr(self, k) is not None]
+        if limits and self.overflow is None:
+            raise ValueError(f"{', '.join(limits)} set: add an 'overflow' target for those callers")
+        return self
+
+    def overflow_target(self) -> str:
+        """The overflow target's name (a callback overflow defaults to this queue)."""
+        assert self.overflow is not None
+        return self.overflow.target or self.name
+
+
+class AgentConfig(_Section):
+    """An agent: skills (proficiency 0-100) and queue memberships (queue -> penalty)."""
+
+    name: str
+    skills: dict[str, int] = {}
+    queues: dict[str, int] = {}
+
+    @field_validator("skills")
+    @classmethod
+    def _proficiency(cls, value: dict[str, int]) -> dict[str, int]:
+        for skill, level in value.items():
+            if not 0 <= level <= 100:
+                raise ValueError(f"skill {skill!r}: proficiency must be 0-100, got {level}")
+        return value
+
+    @field_validator("queues")
+    @classmethod
+    def _penalties(cls, value: dict[str, int]) -> dict[str, int]:
+        for queue, penalty in value.items():
+            if not 0 <= penalty <= MAX_PENALTY:
+                raise ValueError(f"queue {queue!r}: penalty must be 0-{MAX_PENALTY}")
+        return value
+
+
+class Priority(_Section):
+    """Caller priority: ``weights[tier] + aging_rate * seconds waited``, higher first.
+
+    With ``aging_rate`` 1, a weight is a head start in seconds: a VIP (120) goes ahead of an
+    ordinary caller (0) who has waited less than two minutes longer, never of one who has
+    waited more, so no caller starves.
+    """
+
+    weights: dict[str, float] = {"vip": 120.0, "key": 60.0, "ordinary": 0.0}
+    aging_rate: float = Field(1.0, gt=0)
+
+    @field_validator("weights")
+    @classmethod
+    def _all_tiers(cls, value: dict[str, float]) -> dict[str, float]:
+        missing = [t for t in TIERS if t not in value]
+        if missing:
+            raise ValueError(f"missing weights for tiers {missing}")
+        return value
+
+    def weight(self, tier: str) -> float:
+        """A tier's weight; a tier not configured counts as ``ordinary``."""
+        return self.weights.get(tier, self.weights["ordinary"])
+
+
+class AcdConfig(_Section):
+    """The whole ACD configuration."""
+
+    priority: Priority = Priority()
+    queues: dict[str, QueueConfig]
+    agents: dict[str, AgentConfig] = {}
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _named(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {k: {"name": k, **v} if isinstance(v, dict) else v for k, v in value.items()}
+
+    @field_validator("agents", mode="before")
+    @classmethod
+    def _agent_ids(cls, value: Any) -> Any:
+        return _texts(value)
+
+    def queue_of_lane(self, lane: str) -> str | None:
+        """The queue a holding lane feeds, if any."""
+        return next((q.name for q in self.queues.values() if lane in q.lanes), None)
+
+    def queue_of_did(self, did: str) -> str | None:
+        """The queue a dialled number feeds, if any."""
+        return next((q.name for q in self.queues.values() if did in q.dids), None)
+
+
+def load_acd_config(path: Path) -> AcdConfig:
+    """Read and validate the ACD file; :class:`ConfigError` says file, key and reason."""
+    return parse_acd_config(_read_yaml(path), str(path))
+
+
+def parse_acd_config(data: Mapping[str, Any], origin: str) -> AcdConfig:
+    """Validate already-parsed YAML; ``origin`` names the source in error messages."""
+    try:
+        config = AcdConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, origin)) from None
+    _check_references(config, origin)
+    return config
+
+
+def _explain(exc: ValidationError, origin: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{origin}: key {key!r} is not a setting; check its spelling")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{origin}: key {key!r}: {msg} (got {err.get('input')!r})")
+    return "invalid ACD configuration:\n  " + "\n  ".join(lines)
+
+
+def _check_references(config: AcdConfig, origin: str) -> None:
+    errors = []
+    fed_by: dict[tuple[str, str], str] = {}
+    for name, queue in config.queues.items():
+        if queue.name != name:
+            errors.append(f"key 'queues.{name}.name': {queue.name!r} differs from the key")
+        for kind, values in (("lanes", queue.lanes), ("dids", queue.dids)):
+            for value in values:
+                other = fed_by.setdefault((kind, value), name)
+                if other != name:
+                    errors.append(
+                        f"key 'queues.{name}.{kind}': {value!r} already feeds queue {other!r}"
+                    )
+        target = queue.overflow.target if queue.overflow else None
+        if (
+            target is not None
+            and queue.overflow.kind != "voicemail"
+            and target not in config.queues
+        ):
+            errors.append(f"key 'queues.{name}.overflow.target': unknown queue {target!r}")
+    for agent_id, agent in config.agents.items():
+        errors += [
+            f"key 'agents.{agent_id}.queues.{q}': unknown queue {q!r}"
+            for q in agent.queues
+            if q not in config.queues
+        ]
+    if not errors:
+        errors += _overflow_loops(config)
+    if errors:
+        raise ConfigError(
+            "invalid ACD configuration:\n  " + "\n  ".join(f"{origin}: {e}" for e in errors)
+        )
+
+
+def _overflow_loops(config: AcdConfig) -> list[str]:
+    """Queue-to-queue overflow chains must end (at voicemail, a callback or a queue without
+    overflow); a loop would bounce callers forever."""
+    errors = []
+    reported: set[frozenset[str]] = set()
+    for start in config.queues:
+        chain = [start]
+        while (nxt := _overflow_queue(config, chain[-1])) is not None:
+            if nxt in chain:
+                loop = chain[chain.index(nxt) :]
+                if frozenset(loop) not in reported:
+                    reported.add(frozenset(loop))
+                    path = " -> ".join([*loop, nxt])
+                    errors.append(
+                        f"key 'queues.{loop[-1]}.overflow.target': overflow loop {path}; "
+                        "end the chain at voicemail, a callback or a queue without overflow"
+                    )
+                break
+            chain.append(nxt)
+    return errors
+
+
+def _overflow_queue(config: AcdConfig, name: str) -> str | None:
+    overflow = config.queues[name].overflow
+    return overflow.target if overflow is not None and overflow.kind == "queue" else None
