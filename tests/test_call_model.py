@@ -194,3 +194,80 @@ def test_unknown_events_are_logged_once_per_name(caplog: pytest.LogCaptureFixtur
         assert model.handle(unknown) == []
     lines = [r.getMessage() for r in caplog.records if "FancyNewEvent" in r.getMessage()]
     assert lines == ["call model ignores FancyNewEvent events (first: Uniqueid=1.1 Channel=X/1)"]
+
+
+# ---------------------------------------------------------------------------- hold
+
+CALLER, AGENT = "PJSIP/trunk-00000001", "PJSIP/6001-00000002"
+
+
+def _event(name: str, **headers: str) -> Message:
+    return Message([("Event", name), *headers.items()])
+
+
+HOLD = _event("Hold", Channel=AGENT, Uniqueid="9.2", Linkedid="9.1")
+UNHOLD = _event("Unhold", Channel=AGENT, Uniqueid="9.2", Linkedid="9.1")
+
+
+def _call_with_agent() -> CallModel:
+    """A trunk caller (9.1) with an agent leg (9.2) in the same call."""
+    model = CallModel()
+    model.handle(_event(
+        "Newchannel", Channel=CALLER, Uniqueid="9.1", Linkedid="9.1", Context="inbound",
+        Exten="5000", CallerIDNum="5551230001",
+    ))  # fmt: skip
+    model.handle(_event("Newchannel", Channel=AGENT, Uniqueid="9.2", Linkedid="9.1"))
+    return model
+
+
+def test_hold_is_reported_once_and_only_a_held_channel_is_unheld() -> None:
+    model = _call_with_agent()
+    # Asterisk sends an Unhold for a blind transferer that was never held.
+    assert model.handle(UNHOLD) == []
+    assert [e.kind for e in model.handle(HOLD)] == ["held"]
+    assert model.handle(HOLD) == []  # a repeated Hold is the same hold
+    assert model.calls["9.1"].held == {AGENT}
+    (unheld,) = model.handle(UNHOLD)
+    assert (unheld.kind, unheld.channel) == ("unheld", AGENT)
+    assert not model.calls["9.1"].held
+    assert model.handle(UNHOLD) == []
+
+
+@pytest.mark.parametrize(
+    "leaving",
+    [
+        _event("Hangup", Channel=AGENT, Uniqueid="9.2", Linkedid="9.1", Cause="16"),
+        _event(
+            "BlindTransfer", Result="Success", TransfereeUniqueid="9.1",
+            TransfererUniqueid="9.2", Extension="6003", Context="xfer",
+        ),
+        _event(
+            "AttendedTransfer", Result="Success", TransfereeUniqueid="9.1",
+            OrigTransfererUniqueid="9.2", TransferTargetChannel="PJSIP/6003-00000003",
+        ),
+    ],
+    ids=["hangup", "blind", "attended"],
+)  # fmt: skip
+def test_the_held_party_leaving_takes_the_call_off_hold(leaving: Message) -> None:
+    model = _call_with_agent()
+    model.handle(HOLD)
+    assert "unheld" not in [e.kind for e in model.handle(leaving)]
+    assert not model.calls["9.1"].held
+    assert model.handle(UNHOLD) == []  # a late Unhold has nothing to end
+
+
+def test_a_resync_forgets_the_hold_of_a_channel_gone_meanwhile() -> None:
+    model = _call_with_agent()
+    model.handle(HOLD)
+    # The held agent leg hung up while the AMI link was down.
+    snapshot = [_event("CoreShowChannel", Channel=CALLER, Uniqueid="9.1", Linkedid="9.1")]
+    assert model.resync({"CoreShowChannels": snapshot}, now=20.0) == []
+    assert not model.calls["9.1"].held
+
+
+def test_an_ended_call_is_not_held() -> None:
+    model = _call_with_agent()
+    model.handle(HOLD)
+    (ended,) = model.handle(_event("Hangup", Channel=CALLER, Uniqueid="9.1", Linkedid="9.1"))
+    assert ended.kind == "ended"
+    assert not model.recently_ended[-1].held

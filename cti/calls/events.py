@@ -174,7 +174,9 @@ class CallEnded(CallEvent):
     """The call is over: the caller's channels are gone (agent legs may linger a moment).
 
     ``ended_by`` is ``caller``, ``agent`` or ``system``; ``duration`` from arrival to end,
-    ``talk_time`` from answer to end (``None`` if never answered).
+    ``talk_time`` from answer to end, ``None`` if never answered or unknown: a call that
+    ended while the AMI link was down (``ended_by="system"``) keeps ``answered`` but has no
+    measured talk time.
     """
 
     kind: ClassVar[str] = "ended"

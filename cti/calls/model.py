@@ -88,6 +88,8 @@ class Call:
     ``variables`` holds the channel variables of interest (``CTI_ACCOUNT``, ``IVR_CHOICE``,
     inheritance underscores removed); ``attributes`` is for what later parts learn about the
     call (customer ids, value tier, callback request) and is never touched by the model.
+    ``held`` names the channels that have the call on hold (Asterisk's ``Hold`` names the
+    party that asked; the other one hears music); empty when nobody does.
     """
 
     call_id: str
@@ -104,6 +106,7 @@ class Call:
     answered_at: float | None = None
     wait: float | None = None
     digits: str = ""
+    held: set[str] = field(default_factory=set)
     variables: dict[str, str] = field(default_factory=dict)
     attributes: dict[str, str] = field(default_factory=dict)
     ended_at: float | None = None
@@ -263,7 +266,7 @@ class CallModel:
             "BridgeDestroy": self._on_bridge_destroy,
             "BridgeMerge": self._on_bridge_merge,
             "Hold": self._on_hold,
-            "Unhold": self._on_hold,
+            "Unhold": self._on_unhold,
             "BlindTransfer": self._on_blind_transfer,
             "AttendedTransfer": self._on_attended_transfer,
             "HangupRequest": self._on_hangup_request,
@@ -303,9 +306,10 @@ class CallModel:
 
         ``results`` maps action names (``CoreShowChannels``, ``BridgeList``,
         ``QueueStatus``, ``Status``) to the items of their event lists. Calls whose caller
-        is gone ended while the events were lost (``ended_by="system"``, cause unknown);
-        unknown inbound calls arrive (queued, offered or answered as the snapshot shows,
-        times estimated from ``Wait``/``Duration``); calls still alive keep their state.
+        is gone ended while the events were lost (``ended_by="system"``, cause and talk time
+        unknown); unknown inbound calls arrive (queued, offered or answered as the snapshot
+        shows, times estimated from ``Wait``/``Duration``); calls still alive keep their state
+        (holds of channels gone meanwhile are dropped).
         """
         out: list[CallEvent] = []
         if "CoreShowChannels" not in results:
@@ -448,7 +452,9 @@ class CallModel:
 
     # ------------------------------------------------------------------ self-service
 
-    def _enter_ivr(self, call: Call, at: float, app: str, ctx: str | None, out: list) -> None:
+    def _enter_ivr(
+        self, call: Call, at: float, app: str, ctx: str | None, out: list[CallEvent]
+    ) -> None:
         if call.state is CallState.IVR:
             return
         call.state = CallState.IVR
@@ -698,10 +704,20 @@ class CallModel:
     def _on_hold(self, msg: Message, at: float, out: list[CallEvent]) -> None:
         ch = self._channel(msg)
         call = self._call_of(ch)
-        if call is None or ch is None:
+        # A repeated Hold (a phone re-sending its hold offer) is the same hold.
+        if call is None or ch is None or ch.name in call.held:
             return
-        kind = CallHeld if msg.name == "Hold" else CallUnheld
-        self._emit(call, kind(call.call_id, at, ch.name), out)
+        call.held.add(ch.name)
+        self._emit(call, CallHeld(call.call_id, at, ch.name), out)
+
+    def _on_unhold(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+        ch = self._channel(msg)
+        call = self._call_of(ch)
+        # Asterisk also sends Unhold for a blind transferer that was never held (06).
+        if call is None or ch is None or ch.name not in call.held:
+            return
+        call.held.discard(ch.name)
+        self._emit(call, CallUnheld(call.call_id, at, ch.name), out)
 
     def _transferred_call(self, msg: Message, *uid_keys: str) -> Call | None:
         if msg.get("Result") != "Success":
@@ -720,6 +736,8 @@ class CallModel:
         target = f"{exten}@{context}" if exten and context else exten
         by = call.agent
         call.state = CallState.TRANSFERRING
+        # The transferer leaves the call; an Unhold for it may come before this or not at all.
+        call.held.clear()
         call.agent = None
         call._agent_base = None
         call._agent_left_at = None
@@ -735,6 +753,8 @@ class CallModel:
         by = call.agent
         # The transferer's hang-up completes the transfer; it is not the agent ending the call.
         call._agent_left_at = None
+        # The held transferer leaves without an Unhold: the merged bridge is talking again.
+        call.held.clear()
         if target:
             call.state = CallState.CONNECTED
             call.agent = Agent(_interface(target), None, target)
@@ -781,6 +801,7 @@ class CallModel:
         call = self._call_of(ch)
         if call is None:
             return
+        call.held.discard(ch.name)  # no Unhold follows a hang-up
         self._note_leaving(ch, call, at)
         if not ch.is_caller:
             return
@@ -824,6 +845,7 @@ class CallModel:
         for leg_uid in call._offers:
             self._offered_legs.pop(leg_uid, None)
         call._offers.clear()
+        call.held.clear()
         call.state = CallState.ENDED
         call.ended_at = at
         call.ended_by = ended_by
@@ -832,7 +854,9 @@ class CallModel:
 
     # ------------------------------------------------------------------ resync
 
-    def _resync(self, results: Mapping[str, Sequence[Message]], now: float, out: list) -> None:
+    def _resync(
+        self, results: Mapping[str, Sequence[Message]], now: float, out: list[CallEvent]
+    ) -> None:
         snapshot: dict[str, Message] = {}
         for msg in results.get("CoreShowChannels", ()):
             uid = msg.get("Uniqueid")
@@ -865,7 +889,8 @@ class CallModel:
                     cause_text=None,
                     ended_by="system",
                     duration=now - call.arrived_at,
-                    talk_time=now - call.answered_at if call.answered_at is not None else None,
+                    # When the talk ended was not seen: counting up to now would add the outage.
+                    talk_time=None,
                     answered=call.answered_at is not None,
                 )
                 self._emit(call, event, out)
@@ -873,8 +898,10 @@ class CallModel:
 
         # Channels and bridges are rebuilt from the snapshot.
         self._channels = {u: c for u, c in self._channels.items() if u in snapshot}
+        names = {msg.get("Channel") for msg in snapshot.values()}
         for call in self._calls.values():
             call._legs &= snapshot.keys()
+            call.held.intersection_update(names)
         for leg_uid in [u for u in self._offered_legs if u not in snapshot]:
             self._miss_offer(leg_uid, now, out)
         self._bridges = {}
