@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from callcenter.settings import ConfigError, _read_yaml
+from callcenter.settings import ConfigError, read_yaml
 from crm_bridge.tiers import TIERS
 
 Strategy = Literal["longest_idle", "fewest_calls", "round_robin", "ring_all", "skills_weighted"]
@@ -179,6 +179,9 @@ class AgentConfig(_Section):
     """An agent: skills (proficiency 0-100) and queue memberships (queue -> penalty)."""
 
     name: str
+    #: The dial string that rings the agent's phone (``PJSIP/6001``); default: the
+    #: configuration's ``agent_interface`` template with the agent's id.
+    interface: str | None = None
     skills: dict[str, int] = {}
     queues: dict[str, int] = {}
 
@@ -227,6 +230,8 @@ class AcdConfig(_Section):
     """The whole ACD configuration."""
 
     priority: Priority = Priority()
+    #: How to ring an agent without an ``interface`` of its own; ``{agent}`` is its id.
+    agent_interface: str = Field("PJSIP/{agent}", pattern=r"\{agent\}")
     queues: dict[str, QueueConfig]
     agents: dict[str, AgentConfig] = {}
 
@@ -242,6 +247,11 @@ class AcdConfig(_Section):
     def _agent_ids(cls, value: Any) -> Any:
         return _texts(value)
 
+    def interface_of(self, agent: str) -> str:
+        """The dial string of ``agent``."""
+        own = self.agents[agent].interface
+        return own or self.agent_interface.format(agent=agent)
+
     def queue_of_lane(self, lane: str) -> str | None:
         """The queue a holding lane feeds, if any."""
         return next((q.name for q in self.queues.values() if lane in q.lanes), None)
@@ -253,7 +263,7 @@ class AcdConfig(_Section):
 
 def load_acd_config(path: Path) -> AcdConfig:
     """Read and validate the ACD file; :class:`ConfigError` says file, key and reason."""
-    return parse_acd_config(_read_yaml(path), str(path))
+    return parse_acd_config(read_yaml(path), str(path))
 
 
 def parse_acd_config(data: Mapping[str, Any], origin: str) -> AcdConfig:

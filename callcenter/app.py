@@ -13,13 +13,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import redis
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.defer import Deferred
 
 import migrations
+from acd.config import load_acd_config
+from acd.driver import AcdDriver
+from acd.events import AcdEvent
+from acd.figures import FigureRules, LiveFigures, QueueFigures
+from acd.history import AcdEventRecorder
+from acd.router import Router
+from acd.state import AcdState, MemoryState
 from callcenter.settings import ConfigError, Settings
+from crm_bridge.tiers import StaticTiers
 from cti.ami.client import AmiClient, AmiClientSettings, LinkChange
 from cti.ami.codec import Message
 from cti.calls.events import CallEvent
@@ -84,6 +93,77 @@ def open_database(settings: Settings) -> Engine:
     return engine
 
 
+class Acd:
+    """The product's ACD inside one backend: router, driver, live figures, history."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        queues: Path,
+        reactor: Any,
+        ami: AmiClient,
+        model: CallModel,
+        engine: Engine,
+    ) -> None:
+        self.config = load_acd_config(queues)
+        self.router = Router(
+            self.config, pbx=settings.pbx, tiers=StaticTiers(), state=acd_state(settings)
+        )
+        #: ACD events (callers joined/offered/connected/abandoned, agent states), in order.
+        self.events: EventStream[AcdEvent] = EventStream("acd events")
+        self.driver = AcdDriver(
+            self.router,
+            ami,
+            reactor,
+            interfaces={agent: self.config.interface_of(agent) for agent in self.config.agents},
+            caller_channel=lambda call_id: _channel_of(model, call_id),
+            publish=self.events.publish,
+        )
+        self.history = AcdEventRecorder(engine, reactor, pbx=settings.pbx)
+        self.events.subscribe(
+            self.history.record,
+            max_pending=MAX_PENDING_CALL_EVENTS,
+            window=MAX_PENDING_CALL_EVENTS,
+            name="acd history",
+        )
+        # One figure keeper per queue, each with that queue's service-level threshold.
+        self.figures = {
+            name: LiveFigures(
+                {name: [a for a, cfg in self.config.agents.items() if name in cfg.queues]},
+                FigureRules(service_threshold=queue.service_level.seconds),
+            )
+            for name, queue in self.config.queues.items()
+        }
+        self.events.subscribe(self._count, name="live figures")
+
+    def _count(self, event: AcdEvent) -> None:
+        for figures in self.figures.values():
+            figures.apply(event)
+
+    def snapshot(self, now: float) -> list[QueueFigures]:
+        """Every queue's live figures."""
+        return [f.figures(name, now) for name, f in self.figures.items()]
+
+
+def acd_state(settings: Settings) -> AcdState:
+    """Where the ACD keeps waiting callers and free agents."""
+    if settings.acd.state == "memory":
+        return MemoryState()
+    from acd.redis_state import RedisState
+
+    assert settings.redis.url is not None  # the settings validator requires it
+    client = redis.Redis.from_url(
+        settings.redis.url.get_secret_value(), max_connections=16, socket_timeout=2.0
+    )
+    # One namespace for every backend: that is what makes the agent pool shared.
+    return RedisState(client, namespace="acd")
+
+
+def _channel_of(model: CallModel, call_id: str) -> str | None:
+    call = model.calls.get(call_id)
+    return call.channel if call is not None else None
+
+
 class CallCenter:
     """One backend process attached to one PBX."""
 
@@ -112,6 +192,15 @@ class CallCenter:
         self.ami = AmiClient(client_settings(settings), self, reactor=reactor)
         self.call_events.register_producer(self.ami)
         self.link: LinkChange | None = None
+        self.acd: Acd | None = None
+        if settings.acd.queues is not None:
+            self.acd = Acd(
+                settings, settings.acd.queues, reactor, self.ami, self.model, self.engine
+            )
+            self.call_events.subscribe(
+                self.acd.driver.on_call_event, max_pending=MAX_PENDING_CALL_EVENTS, name="acd"
+            )
+            self.ami.stream.subscribe(self.acd.driver.on_ami_message, name="acd originates")
 
     def start(self) -> None:
         log.info(
@@ -123,10 +212,17 @@ class CallCenter:
             self.settings.database.display_url(),
         )
         self.ami.start()
+        if self.acd is not None and self.settings.acd.login_agents:
+            for agent in self.acd.config.agents:
+                self.acd.driver.login(agent)
 
     def stop(self) -> Deferred[None]:
         """Close the AMI link, then write what history still holds."""
         d = self.ami.stop()
+        if self.acd is not None:
+            acd = self.acd
+            acd.driver.stop()
+            d.addBoth(lambda _: acd.history.close())
         d.addBoth(lambda _: self.history.close())
         d.addBoth(lambda _: self.engine.dispose())
         return d

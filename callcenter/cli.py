@@ -16,6 +16,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from acd.events import AcdEvent
+from acd.figures import QueueFigures
 from callcenter.settings import ConfigError, Settings, load_settings, require_production_secrets
 from cti.calls.events import CallEvent
 
@@ -80,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 # -- commands ------------------------------------------------------------------------------
+
+
+#: Seconds between the live queue figures the console prints.
+FIGURES_EVERY = 10.0
 
 
 def _install_reactor() -> Any:
@@ -153,6 +159,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(reactor: Any, settings: Settings, duration: float | None) -> int:
+    from twisted.internet.task import LoopingCall
+
     from callcenter.app import CallCenter
 
     app = CallCenter(settings, reactor)
@@ -163,6 +171,16 @@ def _serve(reactor: Any, settings: Settings, duration: float | None) -> int:
         print(describe(event), flush=True)
 
     app.watch(show, "console")
+    if app.acd is not None:
+        acd = app.acd
+        acd.events.subscribe(lambda e: print(describe_acd(e), flush=True), name="console")
+        figures = LoopingCall(
+            lambda: [
+                print(describe_figures(f), flush=True) for f in acd.snapshot(reactor.seconds())
+            ]
+        )
+        figures.clock = reactor
+        figures.start(FIGURES_EVERY, now=False)
     app.start()
     reactor.addSystemEventTrigger("before", "shutdown", app.stop)
     if duration is not None:
@@ -209,6 +227,37 @@ def describe(event: CallEvent) -> str:
     fields.pop("kind"), fields.pop("call_id"), fields.pop("at")
     detail = " ".join(f"{k}={_short(v)}" for k, v in fields.items() if v not in (None, "", {}))
     return f"{stamp} {event.call_id:<22} {event.kind:<12} {detail}"
+
+
+def describe_acd(event: AcdEvent) -> str:
+    """One line per ACD event (a caller joining, an agent's new state...)."""
+    import time
+
+    stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
+    fields = event.to_record()
+    kind = fields.pop("kind")
+    fields.pop("at")
+    detail = " ".join(f"{k}={_short(v)}" for k, v in fields.items() if v not in (None, "", ()))
+    return f"{stamp} ACD {kind:<18} {detail}"
+
+
+def describe_figures(f: QueueFigures) -> str:
+    """A supervisor's line for one queue: waiting, agents, today's service figures."""
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.0f}%"
+
+    def sec(x: float | None) -> str:
+        return "-" if x is None else f"{x:.0f}s"
+
+    t = f.today
+    return (
+        f"[{f.queue}] waiting {f.calls_waiting} (longest {sec(f.longest_wait)}), agents "
+        f"{f.agents_available} free/{f.agents_busy} busy/{f.agents_paused} paused; today: "
+        f"answered {t.answered}, abandoned {t.abandoned}, SL{f.service_threshold:.0f}s "
+        f"{pct(t.service_level)}, ASA {sec(t.asa)}, AHT {sec(t.aht)}, "
+        f"abandon {pct(t.abandonment_rate)}, occupancy {pct(t.occupancy)}"
+    )
 
 
 def _short(value: Any) -> str:

@@ -146,10 +146,29 @@ class SimulatorSettings(_Section):
     traffic: TrafficSettings = TrafficSettings()
 
 
+class AcdSettings(_Section):
+    """The product's own ACD: queues and agents (``queues``, relative to this file; none:
+    no ACD) and where its waiting callers and free agents live."""
+
+    queues: Path | None = None
+    state: Literal["memory", "redis"] = "memory"
+    #: Log every configured agent in at start-up (the simulator's agents need no desk).
+    login_agents: bool = False
+
+    @model_validator(mode="after")
+    def _state_needs_queues(self) -> AcdSettings:
+        if self.state == "redis" and self.queues is None:
+            raise ValueError("state 'redis' needs 'queues' (the ACD configuration file)")
+        return self
+
+
 class Settings(_Section):
     """The whole configuration."""
 
+    #: This PBX's name in history and shared state (one backend process per PBX).
+    pbx: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     ami: AmiSettings = AmiSettings()
+    acd: AcdSettings = AcdSettings()
     database: DatabaseSettings = DatabaseSettings()
     redis: RedisSettings = RedisSettings()
     http: HttpSettings = HttpSettings()
@@ -189,7 +208,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     origin = "built-in defaults"
     if path is not None:
         origin = str(path)
-        data = _read_yaml(path)
+        data = read_yaml(path)
     sources: dict[tuple[str, ...], str] = {}
     for name, value in environ.items():
         if not name.startswith(ENV_PREFIX):
@@ -218,15 +237,20 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
 
 def _resolve_paths(settings: Settings, base: Path) -> Settings:
     """Relative file names in the configuration are relative to the file itself."""
-    traffic = settings.simulator.traffic
-    if traffic.customers is None or traffic.customers.is_absolute():
-        return settings
-    traffic = traffic.model_copy(update={"customers": base / traffic.customers})
+
+    def resolved(path: Path | None) -> Path | None:
+        return base / path if path is not None and not path.is_absolute() else path
+
+    traffic = settings.simulator.traffic.model_copy(
+        update={"customers": resolved(settings.simulator.traffic.customers)}
+    )
     simulator = settings.simulator.model_copy(update={"traffic": traffic})
-    return settings.model_copy(update={"simulator": simulator})
+    acd = settings.acd.model_copy(update={"queues": resolved(settings.acd.queues)})
+    return settings.model_copy(update={"simulator": simulator, "acd": acd})
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping from ``path``; :class:`ConfigError` names the file, line and problem."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

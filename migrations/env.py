@@ -5,10 +5,11 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from acd.history import metadata as acd_metadata
 from cti.history import metadata as cti_metadata
 
 config = context.config
-target_metadata = [cti_metadata]
+target_metadata = [cti_metadata, acd_metadata]
 
 
 def run_migrations_offline() -> None:

@@ -150,9 +150,23 @@ def test_priority_needs_every_tier(tmp_path: Path) -> None:
     assert "key" in message
 
 
+PARIS_OFFICE_HOURS = {
+    "time_zone": "Europe/Paris",
+    "weekly": {
+        "mon": ["08:00-12:30", "13:30-18:00"],
+        "tue": ["08:00-18:00"],
+        "wed": ["08:00-18:00"],
+        "thu": ["08:00-18:00"],
+        "fri": ["08:00-17:00"],
+    },
+    "holidays": ["2026-12-25", "2027-01-01"],
+}
+
+
 def test_business_hours_weekly_spans_holidays_and_time_zone() -> None:
-    config = load_acd_config(EXAMPLE)
-    hours = config.queues["sales"].hours
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data["queues"]["sales"]["hours"] = PARIS_OFFICE_HOURS
+    hours = parse_acd_config(data, "test").queues["sales"].hours
     assert hours is not None
     # Monday 2026-11-23, Paris is UTC+1: 09:00 UTC is 10:00 there, open.
     assert hours.is_open(_epoch(2026, 11, 23, 9))

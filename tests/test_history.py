@@ -12,6 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 import migrations
+from acd.history import metadata as acd_metadata
 from cti.calls.events import Agent, CallAnswered, CallArrived, CallEnded, Caller
 from cti.history import CallEventRecorder, load_call_events, metadata
 from tests.conftest import sleep
@@ -40,11 +41,11 @@ def test_migrations_build_the_schema_the_code_describes(database_url: str) -> No
     migrations.upgrade(database_url)
     engine = create_engine(database_url)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
-    assert diff == []
-    assert "call_events" in inspect(engine).get_table_names()
+        context = MigrationContext.configure(conn)
+        assert compare_metadata(context, [metadata, acd_metadata]) == []
+    assert {"call_events", "acd_events"} <= set(inspect(engine).get_table_names())
     migrations.downgrade(database_url, "base")
-    assert "call_events" not in inspect(engine).get_table_names()
+    assert not {"call_events", "acd_events"} & set(inspect(engine).get_table_names())
     migrations.upgrade(database_url)
     assert "call_events" in inspect(engine).get_table_names()
     engine.dispose()

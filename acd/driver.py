@@ -1,0 +1,334 @@
+"""The ACD's telephony shell: router decisions become AMI actions, AMI outcomes become router
+input. Asterisk's app_queue is not the router: callers wait in a holding context
+(``UserEvent CtiParked``, see README) and this driver rings agents and bridges them, exactly
+as the external-ACD recordings (``shared/ami-captures`` 05 and 12) show:
+
+* ``Offer`` -> ``Originate Channel=<agent interface> Context=agent-standby Exten=s Async=true
+  Timeout=<ring timeout> CallerID=<caller's number> ChannelId=acd-<n>`` per agent;
+* ``OriginateResponse Success`` (the agent answered) -> the router's ``offer_answered``, whose
+  ``Connect`` -> ``Bridge Channel1=<caller> Channel2=<agent leg> Tone=no``;
+* ``OriginateResponse Failure`` (no answer, busy, congestion) or a failed action ->
+  ``offer_failed``: the caller keeps its place and the router offers it to the next agent;
+* ``CancelOffer`` -> ``Hangup`` of the agent leg; ``Overflow`` -> ``Redirect`` of the caller.
+
+Every failure of an action is logged with the call and the agent and reported to the router,
+so no caller is left parked and no agent stays reserved.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.python.failure import Failure
+
+from acd.agents import AcdError
+from acd.decisions import CallBack, CancelOffer, Connect, Decision, Offer, Overflow
+from acd.events import AcdEvent
+from cti.ami.client import AmiClient
+from cti.ami.codec import Message
+from cti.calls.events import CallEnded, CallEvent
+
+log = logging.getLogger(__name__)
+
+_EARLY_KEPT = 256
+
+#: OriginateResponse ``Reason`` codes (Asterisk's AST_CONTROL_* numbers) in words.
+ORIGINATE_REASONS = {
+    "0": "failed",
+    "1": "hung up",
+    "3": "no answer",
+    "4": "answered",
+    "5": "busy",
+    "8": "congestion",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Dialplan:
+    """Where the driver sends channels: the agent standby context (agent legs wait there
+    for the bridge), and the overflow destinations (``kind`` -> context, ``target`` is the
+    extension)."""
+
+    standby_context: str = "agent-standby"
+    standby_exten: str = "s"
+    overflow_contexts: Mapping[str, str] | None = None
+
+
+@dataclass(slots=True)
+class _Ring:
+    """One agent leg being originated for a call."""
+
+    call_id: str
+    agent: str
+    channel_id: str
+    channel: str | None = None  # the agent leg, once Asterisk names it
+
+
+class AcdDriver:
+    """Runs one router against one PBX through its AMI client."""
+
+    def __init__(
+        self,
+        router: Any,
+        ami: AmiClient,
+        reactor: Any,
+        *,
+        interfaces: Mapping[str, str],
+        caller_channel: Callable[[str], str | None],
+        publish: Callable[[AcdEvent], None],
+        dialplan: Dialplan = Dialplan(),
+    ) -> None:
+        self.router = router
+        self.ami = ami
+        self.reactor = reactor
+        self._interfaces = interfaces
+        self._publish = publish
+        self._caller_channel = caller_channel
+        self._dialplan = dialplan
+        self._numbers = (f"{n:06d}" for n in itertools.count(1))
+        self._rings: dict[str, _Ring] = {}  # ActionID -> ring
+        self._by_call_agent: dict[tuple[str, str], _Ring] = {}
+        self._early: dict[str, Message] = {}  # OriginateResponses ahead of their response
+        self._callbacks: dict[str, tuple[str, float]] = {}  # agent leg -> request, answered at
+        self._timer: IDelayedCall | None = None
+
+    # -- agent commands (they raise AcdError with the reason: unknown agent, busy...) -----
+
+    def login(self, agent: str) -> None:
+        self._apply(self.router.login(agent, self.reactor.seconds()))
+
+    def logout(self, agent: str) -> None:
+        self._apply(self.router.logout(agent, self.reactor.seconds()))
+
+    def pause(self, agent: str, reason: str) -> None:
+        self._apply(self.router.pause(agent, reason, self.reactor.seconds()))
+
+    def unpause(self, agent: str) -> None:
+        self._apply(self.router.unpause(agent, self.reactor.seconds()))
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def on_call_event(self, event: CallEvent) -> None:
+        """A call event from the call model (parked, abandoned, ended...)."""
+        self._route(self.router.on_call_event, event, self.reactor.seconds())
+
+    def on_ami_message(self, message: object) -> None:
+        """Every item of the AMI client's stream: the driver reads the outcome of its own
+        originates and the end of callback calls (not inbound, so the call model has none);
+        resync snapshots and everything else pass by."""
+        if not isinstance(message, Message) or message.kind != "event":
+            return
+        if message.name == "Hangup" and self._callbacks:
+            self._callback_ended(message)
+            return
+        if message.name != "OriginateResponse":
+            return
+        action_id = message.action_id or ""
+        ring = self._rings.pop(action_id, None)
+        if ring is None:
+            # Ours before its own response was read, or another AMI user's originate (they
+            # are broadcast): keep a few, the oldest go first.
+            self._early[action_id] = message
+            while len(self._early) > _EARLY_KEPT:
+                del self._early[next(iter(self._early))]
+            return
+        self._originated(ring, message)
+
+    # -- decisions ------------------------------------------------------------------------
+
+    def _apply(self, decisions: list[Decision]) -> None:
+        for decision in decisions:
+            try:
+                self._execute(decision)
+            except Exception:
+                log.exception("ACD: could not carry out %r", decision)
+        for event in self.router.drain_events():
+            self._publish(event)
+        self._reschedule()
+
+    def _execute(self, decision: Decision) -> None:
+        if isinstance(decision, Offer):
+            for agent in decision.agents:
+                self._ring(decision, agent)
+        elif isinstance(decision, Connect):
+            self._connect(decision)
+        elif isinstance(decision, CancelOffer):
+            self._cancel(decision.call_id, decision.agent)
+        elif isinstance(decision, Overflow):
+            self._overflow(decision)
+        elif isinstance(decision, CallBack):
+            self._call_back(decision)
+
+    def _ring(self, offer: Offer, agent: str) -> None:
+        interface = self._interfaces.get(agent)
+        if interface is None:
+            log.error("ACD: agent %s has no interface configured; offer of %s fails",
+                      agent, offer.call_id)
+            self._report_failed(offer.call_id, agent, "no interface")
+            return
+        channel_id = f"acd-{next(self._numbers)}"
+        ring = _Ring(offer.call_id, agent, channel_id)
+        self._by_call_agent[(offer.call_id, agent)] = ring
+        fields = [
+            ("Channel", interface),
+            ("Context", self._dialplan.standby_context),
+            ("Exten", self._dialplan.standby_exten),
+            ("Priority", "1"),
+            ("Async", "true"),
+            ("Timeout", str(int(offer.ring_timeout * 1000))),
+            ("CallerID", f"<{offer.caller_number or ''}>"),
+            ("ChannelId", channel_id),
+            ("OtherChannelId", f"{channel_id}-2"),
+            ("Variable", f"CTI_CALLID={offer.call_id}"),
+        ]
+        d = self.ami.send_action("Originate", fields)
+        d.addCallbacks(self._queued, self._action_failed, callbackArgs=(ring,),
+                       errbackArgs=("Originate", ring))
+
+    def _queued(self, response: Message, ring: _Ring) -> None:
+        action_id = response.action_id or ""
+        early = self._early.pop(action_id, None)
+        if early is not None:
+            self._originated(ring, early)
+        else:
+            self._rings[action_id] = ring
+
+    def _originated(self, ring: _Ring, message: Message) -> None:
+        if (ring.call_id, ring.agent) not in self._by_call_agent:
+            # The offer was cancelled while ringing (caller gone, another agent answered).
+            if message.get("Response") == "Success":
+                self._hangup(message.get("Channel"), "offer already withdrawn")
+            return
+        if message.get("Response") == "Success":
+            ring.channel = message.get("Channel")
+            if ring.channel_id.startswith("cb-"):
+                # A callback's agent answered: the dialplan connects the customer, so the
+                # leg is the callback call itself; its Hangup completes the request.
+                self._by_call_agent.pop((ring.call_id, ring.agent), None)
+                self._callbacks[ring.channel or ""] = (ring.call_id, self.reactor.seconds())
+            self._route(self.router.offer_answered, ring.call_id, ring.agent,
+                        self.reactor.seconds())
+        else:
+            reason = ORIGINATE_REASONS.get(message.get("Reason") or "", "failed")
+            self._failed(ring.call_id, ring.agent, reason)
+
+    def _connect(self, decision: Connect) -> None:
+        ring = self._by_call_agent.get((decision.call_id, decision.agent))
+        caller = self._caller_channel(decision.call_id)
+        if ring is None or ring.channel is None or caller is None:
+            log.error("ACD: cannot bridge %s with %s: caller channel %s, agent leg %s",
+                      decision.call_id, decision.agent, caller, ring and ring.channel)
+            self._failed(decision.call_id, decision.agent, "nothing to bridge")
+            return
+        fields = [("Channel1", caller), ("Channel2", ring.channel), ("Tone", "no")]
+        d = self.ami.send_action("Bridge", fields)
+        d.addCallbacks(lambda _: self._by_call_agent.pop((ring.call_id, ring.agent), None),
+                       self._action_failed, errbackArgs=("Bridge", ring))
+
+    def _cancel(self, call_id: str, agent: str) -> None:
+        ring = self._by_call_agent.pop((call_id, agent), None)
+        if ring is not None and ring.channel is not None:
+            self._hangup(ring.channel, f"offer of {call_id} to {agent} cancelled")
+
+    def _hangup(self, channel: str | None, why: str) -> None:
+        if not channel:
+            return
+        d = self.ami.send_action("Hangup", [("Channel", channel), ("Cause", "16")])
+        d.addErrback(lambda f: log.warning("ACD: Hangup of %s (%s) failed: %s",
+                                           channel, why, f.getErrorMessage()))
+
+    def _overflow(self, decision: Overflow) -> None:
+        caller = self._caller_channel(decision.call_id)
+        contexts = self._dialplan.overflow_contexts or {}
+        context = contexts.get(decision.kind)
+        if caller is None or context is None:
+            log.error("ACD: cannot overflow %s to %s %s (caller channel %s, context %s)",
+                      decision.call_id, decision.kind, decision.target, caller, context)
+            return
+        fields = [("Channel", caller), ("Context", context), ("Exten", decision.target),
+                  ("Priority", "1")]
+        d = self.ami.send_action("Redirect", fields)
+        d.addErrback(lambda f: log.error("ACD: Redirect of %s to %s failed: %s",
+                                         decision.call_id, decision.target, f.getErrorMessage()))
+
+    def _call_back(self, decision: CallBack) -> None:
+        interface = self._interfaces.get(decision.agent)
+        if interface is None:
+            log.error("ACD: callback %s: agent %s has no interface", decision.request_id,
+                      decision.agent)
+            self._report_failed(decision.request_id, decision.agent, "no interface")
+            return
+        # The agent's phone rings first; once the agent answers, the dialplan's [outbound]
+        # context dials the customer and connects the two (README: dialplan snippets).
+        fields = [("Channel", interface), ("Context", "outbound"), ("Exten", decision.number),
+                  ("Priority", "1"), ("Async", "true"), ("CallerID", f"<{decision.number}>"),
+                  ("Variable", f"CTI_CALLBACK={decision.request_id}")]
+        ring = _Ring(decision.request_id, decision.agent, f"cb-{next(self._numbers)}")
+        self._by_call_agent[(ring.call_id, ring.agent)] = ring
+        d = self.ami.send_action("Originate", fields)
+        d.addCallbacks(self._queued, self._action_failed, callbackArgs=(ring,),
+                       errbackArgs=("Originate", ring))
+
+    def _callback_ended(self, message: Message) -> None:
+        entry = self._callbacks.pop(message.get("Channel") or "", None)
+        if entry is None:
+            return
+        request_id, answered_at = entry
+        at = self.reactor.seconds()
+        cause = message.get("Cause")
+        ended = CallEnded(request_id, at, cause=int(cause) if cause and cause.isdigit() else None,
+                          cause_text=message.get("Cause-txt"), ended_by="agent",
+                          duration=at - answered_at, talk_time=at - answered_at, answered=True)
+        self._route(self.router.on_call_event, ended, at)
+
+    # -- failures and timers --------------------------------------------------------------
+
+    def _action_failed(self, failure: Failure, action: str, ring: _Ring) -> None:
+        log.warning("ACD: %s for %s / agent %s failed: %s", action, ring.call_id, ring.agent,
+                    failure.getErrorMessage())
+        self._failed(ring.call_id, ring.agent, f"{action} failed")
+
+    def _failed(self, call_id: str, agent: str, reason: str) -> None:
+        ring = self._by_call_agent.pop((call_id, agent), None)
+        if ring is not None and ring.channel is not None:
+            self._hangup(ring.channel, f"{reason}: orphan agent leg")
+        self._report_failed(call_id, agent, reason)
+
+    def _report_failed(self, call_id: str, agent: str, reason: str) -> None:
+        self._route(self.router.offer_failed, call_id, agent, reason, self.reactor.seconds())
+
+    def _route(self, step: Callable[..., list[Decision]], *args: Any) -> None:
+        """Feed the router and carry out its decisions. A refusal (an offer the router
+        already dropped because the caller left) is logged, never raised into Twisted."""
+        try:
+            decisions = step(*args)
+        except AcdError as exc:
+            log.info("ACD: %s%r refused: %s", step.__name__, args[:3], exc)
+            decisions = []
+        self._apply(decisions)
+
+    def _reschedule(self) -> None:
+        due = self.router.next_deadline()
+        if self._timer is not None and self._timer.active():
+            if due is not None and abs(self._timer.getTime() - due) < 1e-3:
+                return
+            self._timer.cancel()
+        self._timer = None
+        if due is not None:
+            self._timer = self.reactor.callLater(max(0.0, due - self.reactor.seconds()),
+                                                 self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._route(self.router.tick, self.reactor.seconds())
+
+    def stop(self) -> None:
+        """Cancel the router's timer (the app is shutting down)."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
