@@ -126,6 +126,9 @@ class AcdDriver:
         if message.name == "Hangup" and self._callbacks:
             self._callback_ended(message)
             return
+        if message.name == "Newchannel" and (message.get("Uniqueid") or "").startswith("acd-"):
+            self._leg_created(message)
+            return
         if message.name != "OriginateResponse":
             return
         action_id = message.action_id or ""
@@ -190,6 +193,15 @@ class AcdDriver:
         d.addCallbacks(self._queued, self._action_failed, callbackArgs=(ring,),
                        errbackArgs=("Originate", ring))
 
+    def _leg_created(self, message: Message) -> None:
+        # Learn the agent leg's name while it rings (its Uniqueid is our ChannelId), so a
+        # cancelled offer stops the agent's phone at once instead of at the ring timeout.
+        uniqueid = message.get("Uniqueid")
+        for ring in self._by_call_agent.values():
+            if ring.channel_id == uniqueid:
+                ring.channel = message.get("Channel")
+                return
+
     def _queued(self, response: Message, ring: _Ring) -> None:
         action_id = response.action_id or ""
         early = self._early.pop(action_id, None)
@@ -214,6 +226,7 @@ class AcdDriver:
             self._route(self.router.offer_answered, ring.call_id, ring.agent,
                         self.reactor.seconds())
         else:
+            ring.channel = None  # a failed originate leaves no leg to hang up
             reason = ORIGINATE_REASONS.get(message.get("Reason") or "", "failed")
             self._failed(ring.call_id, ring.agent, reason)
 

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import redis
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -152,11 +151,8 @@ def acd_state(settings: Settings) -> AcdState:
     from acd.redis_state import RedisState
 
     assert settings.redis.url is not None  # the settings validator requires it
-    client = redis.Redis.from_url(
-        settings.redis.url.get_secret_value(), max_connections=16, socket_timeout=2.0
-    )
     # One namespace for every backend: that is what makes the agent pool shared.
-    return RedisState(client, namespace="acd")
+    return RedisState.from_url(settings.redis.url.get_secret_value(), namespace="acd")
 
 
 def _channel_of(model: CallModel, call_id: str) -> str | None:
