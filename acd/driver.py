@@ -252,8 +252,14 @@ class AcdDriver:
         if not channel:
             return
         d = self.ami.send_action("Hangup", [("Channel", channel), ("Cause", "16")])
-        d.addErrback(lambda f: log.warning("ACD: Hangup of %s (%s) failed: %s",
-                                           channel, why, f.getErrorMessage()))
+
+        def failed(failure: Failure) -> None:
+            # "No such channel": it hung up by itself meanwhile (ring timeout, caller gone).
+            gone = "No such channel" in failure.getErrorMessage()
+            log.log(logging.DEBUG if gone else logging.WARNING, "ACD: Hangup of %s (%s) failed: %s",
+                    channel, why, failure.getErrorMessage())
+
+        d.addErrback(failed)
 
     def _overflow(self, decision: Overflow) -> None:
         caller = self._caller_channel(decision.call_id)

@@ -1,0 +1,80 @@
+"""Shared pieces of the end-to-end tests: the PBX simulator on an ephemeral port, a backend
+attached to it, callers scripted as the recordings' driver scripted them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pbx_simulator
+from callcenter.app import CallCenter
+from callcenter.settings import load_settings
+from cti.ami.codec import Message
+from tests.conftest import sleep
+
+USER, SECRET = "cti", "s3cret"
+
+
+def start_simulator(reactor: Any, **overrides: Any) -> Any:
+    """The simulator listening on a free loopback port (``port.factory.core`` is its PBX)."""
+    settings = pbx_simulator.Settings(port=0, username=USER, secret=SECRET, seed=7, **overrides)
+    return pbx_simulator.serve(reactor, settings)
+
+
+def start_backend(
+    reactor: Any, run: Callable[..., Any], simulator: Any, tmp_path: Path,
+    env: Mapping[str, str] | None = None,
+) -> CallCenter:
+    """A backend on SQLite in ``tmp_path``, logged in to ``simulator``; ``app.seen`` lists
+    its call events."""
+    settings = load_settings(
+        None,
+        {
+            "CALLCENTER_AMI__PORT": str(simulator.getHost().port),
+            "CALLCENTER_AMI__USERNAME": USER,
+            "CALLCENTER_AMI__SECRET": SECRET,
+            "CALLCENTER_AMI__RECONNECT__MIN_DELAY": "0.1",
+            "CALLCENTER_DATABASE__URL": f"sqlite:///{tmp_path / 'cc.sqlite3'}",
+            **(env or {}),
+        },
+    )
+    app = CallCenter(settings, reactor)
+    app.seen = []
+    app.watch(app.seen.append, "test")
+    app.start()
+    run(app.ami.when_ready())
+    return app
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Wait (the reactor running) until ``predicate()`` holds; fail after ``timeout``."""
+    waited = 0.0
+    while not predicate():
+        if waited >= timeout:
+            raise AssertionError("condition not reached in time")
+        await sleep(0.05)
+        waited += 0.05
+
+
+def caller(
+    number: str, name: str, did: str, talk: float, keys: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
+    """An Originate as the lab's driver sends it: the ;1 half scripts the human caller,
+    who hangs up after ``talk`` seconds, pressing ``keys`` (menu, then more) first."""
+    script = [("Exten", "dtmf" if keys else "hangup-after"), ("Variable", f"LAB_WAIT={talk}")]
+    for n, key in enumerate(keys, 1):
+        script += [("Variable", f"LAB_DELAY{n}=1.5"), ("Variable", f"LAB_DTMF{n}={key}")]
+    return [
+        ("Channel", f"Local/{did}@inbound"),
+        ("Context", "caller-script"),
+        ("Priority", "1"),
+        ("CallerID", f"{name} <{number}>"),
+        ("Async", "true"),
+        *script,
+    ]
+
+
+def originate_inside(simulator: Any, fields: list[tuple[str, str]]) -> None:
+    """A call the PBX starts by itself (nobody's AMI action), e.g. during an AMI outage."""
+    simulator.factory.core.originate(Message([("Action", "Originate"), *fields]))

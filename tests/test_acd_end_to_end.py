@@ -1,0 +1,126 @@
+"""The product's ACD against the PBX simulator over real TCP: callers parked in the holding
+context are offered to agents, bridged, and accounted for, with failures on the way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import create_engine, text
+
+from acd.events import AcdEvent
+from tests.e2e import caller, start_backend, start_simulator, until
+
+QUEUES = {
+    "agent_interface": "Local/{agent}@agents",
+    "queues": {
+        "sales": {
+            "lanes": ["external"],
+            "strategy": "longest_idle",
+            "ring_timeout": 2,
+            "wrap_up": 1,
+            "auto_pause_after": 1,
+        },
+    },
+    "agents": {
+        # Penalty 0: tried first while free. Its phone rings and is never answered.
+        "6101": {"name": "Nobody", "interface": "Local/6101@agents-noanswer",
+                 "queues": {"sales": 0}},
+        "6001": {"name": "Alice", "queues": {"sales": 1}},
+    },
+}
+
+
+@pytest.fixture
+def acd_app(reactor: Any, run: Any, tmp_path: Path) -> Any:
+    queues = tmp_path / "queues.yaml"
+    queues.write_text(yaml.safe_dump(QUEUES))
+    simulator = start_simulator(reactor)
+    app = start_backend(
+        reactor, run, simulator, tmp_path,
+        {"CALLCENTER_ACD__QUEUES": str(queues), "CALLCENTER_ACD__LOGIN_AGENTS": "true"},
+    )
+    app.acd_seen = []
+    app.acd.events.subscribe(app.acd_seen.append, name="test")
+    yield app
+    run(app.stop())
+    simulator.stopListening()
+
+
+def _acd(events: list[AcdEvent], kind: str) -> list[AcdEvent]:
+    return [e for e in events if e.kind == kind]
+
+
+def test_a_parked_caller_skips_an_agent_who_does_not_answer_and_is_bridged(
+    acd_app: Any, run: Any
+) -> None:
+    app = acd_app
+
+    async def go() -> None:
+        await app.ami.send_action("Originate", caller("+302101234567", "Ελένη", "5003", 9))
+        await until(lambda: any(e.kind == "ended" for e in app.seen), timeout=25)
+        await until(lambda: bool(_acd(app.acd_seen, "call_completed")), timeout=5)
+
+    run(go(), timeout=40)
+    call_id = app.seen[0].call_id
+    kinds = [e.kind for e in app.seen if e.call_id == call_id]
+    assert kinds[:2] == ["arrived", "parked"] and kinds[-2:] == ["answered", "ended"]
+    answered = next(e for e in app.seen if e.kind == "answered")
+    assert answered.agent.interface == "Local/6001@agents"
+    assert next(e for e in app.seen if e.kind == "ended").ended_by == "caller"
+
+    offers = [e.agents for e in _acd(app.acd_seen, "caller_offered")]
+    assert offers == [("6101",), ("6001",)]  # penalty first; the miss moves the call on
+    paused = [e for e in _acd(app.acd_seen, "agent_state") if e.state == "paused"]
+    assert [(e.agent, e.reason) for e in paused] == [("6101", "no-answer")]
+    [connected] = _acd(app.acd_seen, "caller_connected")
+    assert connected.agent == "6001" and 2 <= connected.wait <= 6
+    [completed] = _acd(app.acd_seen, "call_completed")
+    assert completed.agent == "6001" and completed.talk_time > 1
+
+    async def persisted() -> None:
+        await until(lambda: app.acd.history.pending == 0)
+
+    run(persisted())
+    engine = create_engine(app.settings.database.url.get_secret_value())
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT kind FROM acd_events ORDER BY id")).scalars().all()
+    engine.dispose()
+    # The agents' log-ins at start-up came before this test subscribed.
+    assert stored == ["agent_state", "agent_state", *(e.kind for e in app.acd_seen)]
+
+
+def test_a_caller_who_hangs_up_while_the_agent_rings_is_an_abandon_and_frees_the_agent(
+    acd_app: Any, run: Any
+) -> None:
+    app = acd_app
+    app.acd.driver.pause("6001", "lunch")  # only the agent who never answers is free
+
+    async def go() -> None:
+        await app.ami.send_action("Originate", caller("+4930123456", "Zoë", "5003", 1.2))
+        await until(lambda: any(e.kind == "ended" for e in app.seen), timeout=15)
+        await until(lambda: bool(_acd(app.acd_seen, "caller_abandoned")), timeout=5)
+
+    run(go(), timeout=30)
+    [abandoned] = _acd(app.acd_seen, "caller_abandoned")
+    assert abandoned.queue == "sales" and abandoned.wait < 2
+    assert app.acd.router.waiting("sales") == [] and app.acd.router.offers() == {}
+    assert "6101" in app.acd.router.available("sales")
+
+
+def test_agent_commands_refuse_what_cannot_be_done(acd_app: Any) -> None:
+    from acd.agents import AcdError
+
+    driver = acd_app.acd.driver
+    with pytest.raises(AcdError, match="6999"):
+        driver.login("6999")
+    with pytest.raises(AcdError):
+        driver.login("6001")  # logged in at start already
+    with pytest.raises(AcdError):
+        driver.unpause("6001")  # not paused
+    driver.pause("6001", "training")
+    assert "6001" not in acd_app.acd.router.available("sales")
+    driver.unpause("6001")
+    assert "6001" in acd_app.acd.router.available("sales")
