@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 _EARLY_KEPT = 256
 
+#: The ``UserEvent`` by which the holding dialplan asks for a callback (README).
+CALLBACK_EVENT = "CtiCallback"
+
 #: OriginateResponse ``Reason`` codes (Asterisk's AST_CONTROL_* numbers) in words.
 ORIGINATE_REASONS = {
     "0": "failed",
@@ -51,11 +54,13 @@ ORIGINATE_REASONS = {
 @dataclass(frozen=True, slots=True)
 class Dialplan:
     """Where the driver sends channels: the agent standby context (agent legs wait there
-    for the bridge), and the overflow destinations (``kind`` -> context, ``target`` is the
-    extension)."""
+    for the bridge), the callback context, and the overflow destinations (``kind`` ->
+    context, ``target`` is the extension)."""
 
     standby_context: str = "agent-standby"
     standby_exten: str = "s"
+    #: Where a callback's agent leg goes to dial the customer (extension = the number).
+    callback_context: str = "outbound"
     overflow_contexts: Mapping[str, str] | None = None
 
 
@@ -129,6 +134,9 @@ class AcdDriver:
         if message.name == "Newchannel" and (message.get("Uniqueid") or "").startswith("acd-"):
             self._leg_created(message)
             return
+        if message.name == "UserEvent" and message.get("UserEvent") == CALLBACK_EVENT:
+            self._callback_requested(message)
+            return
         if message.name != "OriginateResponse":
             return
         action_id = message.action_id or ""
@@ -192,6 +200,17 @@ class AcdDriver:
         d = self.ami.send_action("Originate", fields)
         d.addCallbacks(self._queued, self._action_failed, callbackArgs=(ring,),
                        errbackArgs=("Originate", ring))
+
+    def _callback_requested(self, message: Message) -> None:
+        # The holding dialplan's key press (README): the caller leaves a callback request
+        # that keeps their place, then hangs up. The call is named by its Linkedid, as in
+        # the call model.
+        call_id, number = message.get("Linkedid"), message.get("Number")
+        if not call_id or not number:
+            log.warning("ACD: %s without Linkedid or Number ignored: %s", CALLBACK_EVENT,
+                        message.headers[:6])
+            return
+        self._route(self.router.request_callback, call_id, number, self.reactor.seconds())
 
     def _leg_created(self, message: Message) -> None:
         # Learn the agent leg's name while it rings (its Uniqueid is our ChannelId), so a
@@ -284,7 +303,8 @@ class AcdDriver:
             return
         # The agent's phone rings first; once the agent answers, the dialplan's [outbound]
         # context dials the customer and connects the two (README: dialplan snippets).
-        fields = [("Channel", interface), ("Context", "outbound"), ("Exten", decision.number),
+        fields = [("Channel", interface), ("Context", self._dialplan.callback_context),
+                  ("Exten", decision.number),
                   ("Priority", "1"), ("Async", "true"), ("CallerID", f"<{decision.number}>"),
                   ("Variable", f"CTI_CALLBACK={decision.request_id}")]
         ring = _Ring(decision.request_id, decision.agent, f"cb-{next(self._numbers)}")

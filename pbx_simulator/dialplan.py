@@ -69,6 +69,8 @@ def _route_steps(did: str, route: Route) -> list[Step]:
         return [Step("Goto", "holding,s,1")]
     if route.kind == "holding-moh":
         return [Step("Goto", "holding,moh,1")]
+    if route.kind == "holding-callback":
+        return [Step("Goto", "holding-callback,s,1")]
     agi, label = ("agi:async", "AsyncAGI") if route.kind == "agi" else (route.agi_url, "FastAGI")
     return [
         Step("Answer"),
@@ -178,6 +180,35 @@ def lab_dialplan(settings: Settings) -> Dialplan:
                 ),
                 Step("MusicOnHold", "default,300", label="loop"),
                 Step("Goto", "loop"),
+            ],
+        },
+        # The product's callback offer (README): parked, a key press leaves a request.
+        "holding-callback": {
+            "s": [
+                Step("Answer"),
+                Step(
+                    "UserEvent",
+                    "CtiParked,Queue: external,CallerIDNum: ${CALLERID(num)},"
+                    "CtiCallId: ${CTI_CALLID}",
+                ),
+                Step("WaitExten", "300", label="loop"),
+                Step("Goto", "loop"),
+            ],
+            "5": [
+                Step(
+                    "UserEvent",
+                    "CtiCallback,CtiCallId: ${CTI_CALLID},Number: ${CALLERID(num)}",
+                ),
+                Step("Playback", "lab-beep"),
+                Step("Hangup"),
+            ],
+        },
+        # Callbacks: the agent's leg dials the customer, who talks a while then hangs up.
+        "outbound": {
+            "_.": [
+                Step("NoOp", "callback to ${EXTEN}"),
+                Step("Wait", lambda v: v.get("CALLBACK_TALK_SECS") or "3"),
+                Step("Hangup"),
             ],
         },
         "agents": {

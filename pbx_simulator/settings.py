@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-RouteKind = Literal["queue", "ivr", "agi", "fastagi", "holding", "holding-moh"]
+RouteKind = Literal[
+    "queue", "ivr", "agi", "fastagi", "holding", "holding-moh", "holding-callback"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ def _lab_dids() -> dict[str, Route]:
         "5004": Route("fastagi", "sales"),
         "5005": Route("queue", "support"),
         "5006": Route("holding-moh"),
+        "5007": Route("holding-callback"),
     }
 
 

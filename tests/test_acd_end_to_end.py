@@ -124,3 +124,34 @@ def test_agent_commands_refuse_what_cannot_be_done(acd_app: Any) -> None:
     assert "6001" not in acd_app.acd.router.available("sales")
     driver.unpause("6001")
     assert "6001" in acd_app.acd.router.available("sales")
+
+
+def test_a_callback_request_keeps_the_place_and_calls_the_customer_back(
+    acd_app: Any, run: Any
+) -> None:
+    """DID 5007 parks with a callback offer: key 5 leaves a request (UserEvent CtiCallback)
+    and the caller hangs up; when an agent is free the agent is rung, then the customer."""
+    app = acd_app
+    driver = app.acd.driver
+    driver.pause("6001", "meeting")
+    driver.pause("6101", "meeting")
+
+    async def go() -> None:
+        for _ in range(2):  # the same number twice: one request only
+            fields = caller("+4930123456", "Zoë", "5007", 6, keys=("5",))
+            await app.ami.send_action("Originate", fields)
+        await until(lambda: sum(e.kind == "ended" for e in app.seen) == 2, timeout=15)
+        assert app.acd.router.waiting("sales")[0].callback == "+4930123456"
+        driver.unpause("6001")
+        await until(lambda: bool(_acd(app.acd_seen, "call_completed")), timeout=20)
+
+    run(go(), timeout=40)
+    [requested] = _acd(app.acd_seen, "callback_requested")
+    assert requested.number == "+4930123456" and requested.queue == "sales"
+    [connected] = _acd(app.acd_seen, "caller_connected")
+    [completed] = _acd(app.acd_seen, "call_completed")
+    assert connected.call_id == completed.call_id == requested.request_id
+    assert connected.agent == completed.agent == "6001"
+    # The second caller's request was refused as a duplicate and it stayed a caller.
+    abandoned = _acd(app.acd_seen, "caller_abandoned")
+    assert len(abandoned) == 1 and abandoned[0].call_id != requested.call_id
