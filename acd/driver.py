@@ -116,6 +116,22 @@ class AcdDriver:
     def unpause(self, agent: str) -> None:
         self._apply(self.router.unpause(agent, self.reactor.seconds()))
 
+    def announce(self, call_id: str, position: int, wait: float | None) -> None:
+        """Tell the holding dialplan the caller's position and estimated wait (seconds), as
+        channel variables ``CTI_POSITION`` and ``CTI_EWT`` it can announce (README)."""
+        channel = self._caller_channel(call_id)
+        if channel is None:
+            return
+        values = [("CTI_POSITION", str(position))]
+        if wait is not None:
+            values.append(("CTI_EWT", str(round(wait))))
+        for name, value in values:
+            d = self.ami.send_action(
+                "Setvar", [("Channel", channel), ("Variable", name), ("Value", value)]
+            )
+            d.addErrback(lambda f, name=name: log.info(
+                "ACD: could not tell %s its %s: %s", call_id, name, f.getErrorMessage()))
+
     # -- inputs ---------------------------------------------------------------------------
 
     def on_call_event(self, event: CallEvent) -> None:

@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred
 import migrations
 from acd.config import load_acd_config
 from acd.driver import AcdDriver
-from acd.events import AcdEvent
+from acd.events import AcdEvent, CallerJoined
 from acd.figures import FigureRules, LiveFigures, QueueFigures
 from acd.history import AcdEventRecorder
 from acd.router import Router
@@ -138,6 +138,12 @@ class Acd:
     def _count(self, event: AcdEvent) -> None:
         for figures in self.figures.values():
             figures.apply(event)
+        if isinstance(event, CallerJoined):
+            # Position and estimated wait, for the holding dialplan to announce.
+            estimate = self.figures[event.queue].estimated_wait(
+                event.queue, event.at, event.position
+            )
+            self.driver.announce(event.call_id, event.position, estimate.seconds)
 
     def snapshot(self, now: float) -> list[QueueFigures]:
         """Every queue's live figures."""

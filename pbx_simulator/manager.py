@@ -93,6 +93,7 @@ class ManagerCore:
             "redirect": self._redirect,
             "bridge": self._bridge,
             "hangup": self._hangup,
+            "setvar": self._setvar,
             "agi": self._agi,
             "blindtransfer": self._blind_transfer,
             "atxfer": self._atxfer,
@@ -465,6 +466,17 @@ class ManagerCore:
         cause = m.get("Cause") or "0"
         self._success(session, m, "Channel Hungup")
         self.pbx.hangup(ch, int(cause) if cause.isdigit() else 0, request=True)
+
+    def _setvar(self, session: Session, m: Message) -> None:
+        # Asterisk also sets globals without Channel; the simulator's callers need channels.
+        if not m.get("Variable"):
+            self._error(session, m, "No variable specified")
+            return
+        ch = self._channel(session, m, "Channel", "No such channel")
+        if ch is None:
+            return
+        self.pbx.set_var(ch, m["Variable"], m.get("Value") or "")
+        self._success(session, m, "Variable Set")
 
     def _transferer(self, session: Session, m: Message, failed: str) -> Channel | None:
         """The bridged channel a transfer action names, or None (error answered)."""

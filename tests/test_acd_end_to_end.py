@@ -11,6 +11,7 @@ import yaml
 from sqlalchemy import create_engine, text
 
 from acd.events import AcdEvent
+from cti.ami.codec import Message
 from tests.e2e import caller, start_backend, start_simulator, until
 
 QUEUES = {
@@ -155,3 +156,26 @@ def test_a_callback_request_keeps_the_place_and_calls_the_customer_back(
     # The second caller's request was refused as a duplicate and it stayed a caller.
     abandoned = _acd(app.acd_seen, "caller_abandoned")
     assert len(abandoned) == 1 and abandoned[0].call_id != requested.call_id
+
+
+def test_a_parked_caller_is_told_its_position_for_the_announcement(acd_app: Any, run: Any) -> None:
+    app = acd_app
+    app.acd.driver.pause("6001", "meeting")
+    app.acd.driver.pause("6101", "meeting")
+    told: dict[str, str] = {}
+
+    def varset(message: object) -> None:
+        if isinstance(message, Message) and message.name == "VarSet":
+            name = message.get("Variable") or ""
+            if name.startswith("CTI_") and name != "CTI_CALLID":
+                told[name] = message.get("Value") or ""
+
+    app.ami.stream.subscribe(varset, name="test varset")
+
+    async def go() -> None:
+        await app.ami.send_action("Originate", caller("+81312345678", "Ōta", "5003", 4))
+        await until(lambda: "CTI_POSITION" in told, timeout=10)
+
+    run(go(), timeout=20)
+    # Nobody staffed: the position is told, no estimate is made up.
+    assert told == {"CTI_POSITION": "1"}
