@@ -57,6 +57,7 @@ def client_settings(settings: Settings) -> AmiClientSettings:
         action_timeout=ami.action_timeout,
         reconnect_min_delay=ami.reconnect.min_delay,
         reconnect_max_delay=ami.reconnect.max_delay,
+        reconnect_jitter=ami.reconnect.jitter,
     )
 
 
@@ -229,9 +230,15 @@ class CallCenter:
         d.addBoth(lambda _: self.engine.dispose())
         return d
 
-    def watch(self, consumer: Callable[[CallEvent], Deferred[Any] | None], name: str) -> None:
-        """Subscribe another consumer to the call events."""
-        self.call_events.subscribe(consumer, max_pending=MAX_PENDING_CALL_EVENTS, name=name)
+    def watch(
+        self,
+        consumer: Callable[[CallEvent], Deferred[Any] | None],
+        name: str,
+        max_pending: int = MAX_PENDING_CALL_EVENTS,
+    ) -> None:
+        """Subscribe another consumer to the call events; if it falls ``max_pending`` events
+        behind, AMI reading pauses until it catches up."""
+        self.call_events.subscribe(consumer, max_pending=max_pending, name=name)
 
     # -- AmiConsumer ----------------------------------------------------------------------
 

@@ -12,7 +12,8 @@ has ``max_pending`` items waiting (its high-water mark) the stream calls
 ``pauseProducing()`` on the registered producer (for AMI: the TCP transport, which stops
 reading so TCP flow control pushes back on Asterisk) and ``resumeProducing()`` once every
 subscriber is back at or below its low-water mark. A producer that delivers in batches (one
-socket read) can overshoot the mark by at most one batch.
+socket read) can overshoot the mark by at most one batch. Pauses and resumes come in
+balanced pairs, registration included, so a producer serving several streams can count them.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Subscription(Generic[T]):
 
     def __init__(
         self, consumer: Consumer[T], name: str, max_pending: int, low_water: int, window: int
-    ):
+    ) -> None:
         self.consumer = consumer
         self.name = name
         self.max_pending = max_pending
@@ -99,6 +100,7 @@ class EventStream(Generic[T]):
 
     @property
     def subscriptions(self) -> tuple[Subscription[T], ...]:
+        """The current subscriptions, in subscription order."""
         return tuple(self._subscriptions)
 
     def subscribe(
@@ -140,13 +142,23 @@ class EventStream(Generic[T]):
         self._update_flow()
 
     def register_producer(self, producer: IPushProducer) -> None:
-        """The producer to pause and resume; paused at once if the stream is paused."""
+        """The producer to pause and resume; paused at once if the stream is paused.
+
+        A producer replaced while the stream is paused is resumed (as far as this stream is
+        concerned), so that every pause it got has its resume.
+        """
+        if producer is self._producer:
+            return
+        self.unregister_producer()
         self._producer = producer
         if self._paused:
             producer.pauseProducing()
 
     def unregister_producer(self) -> None:
-        self._producer = None
+        """Forget the producer, releasing the pause this stream holds on it, if any."""
+        producer, self._producer = self._producer, None
+        if producer is not None and self._paused:
+            producer.resumeProducing()
 
     def publish(self, item: T) -> None:
         """Queue ``item`` for every subscriber and deliver what can be delivered now."""

@@ -23,7 +23,10 @@ def start_simulator(reactor: Any, **overrides: Any) -> Any:
 
 
 def start_backend(
-    reactor: Any, run: Callable[..., Any], simulator: Any, tmp_path: Path,
+    reactor: Any,
+    run: Callable[..., Any],
+    simulator: Any,
+    tmp_path: Path,
     env: Mapping[str, str] | None = None,
 ) -> CallCenter:
     """A backend on SQLite in ``tmp_path``, logged in to ``simulator``; ``app.seen`` lists

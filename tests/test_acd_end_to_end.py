@@ -27,8 +27,11 @@ QUEUES = {
     },
     "agents": {
         # Penalty 0: tried first while free. Its phone rings and is never answered.
-        "6101": {"name": "Nobody", "interface": "Local/6101@agents-noanswer",
-                 "queues": {"sales": 0}},
+        "6101": {
+            "name": "Nobody",
+            "interface": "Local/6101@agents-noanswer",
+            "queues": {"sales": 0},
+        },
         "6001": {"name": "Alice", "queues": {"sales": 1}},
     },
 }
@@ -40,7 +43,10 @@ def acd_app(reactor: Any, run: Any, tmp_path: Path) -> Any:
     queues.write_text(yaml.safe_dump(QUEUES))
     simulator = start_simulator(reactor)
     app = start_backend(
-        reactor, run, simulator, tmp_path,
+        reactor,
+        run,
+        simulator,
+        tmp_path,
         {"CALLCENTER_ACD__QUEUES": str(queues), "CALLCENTER_ACD__LOGIN_AGENTS": "true"},
     )
     app.acd_seen = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from cti.ami.client import (
+    MIN_RECONNECT_DELAY,
     ActionFailed,
     ActionTimeout,
     AmiClient,
@@ -30,6 +32,7 @@ from cti.ami.client import (
     reconnect_delay,
 )
 from cti.ami.codec import Message, Parser, encode
+from cti.stream import EventStream
 
 SECRET = "ctilab-secret"
 RESYNC = ["CoreShowChannels", "BridgeList", "QueueStatus", "Status"]
@@ -116,7 +119,9 @@ def event(name: str, **headers: str) -> list[tuple[str, str]]:
 
 
 def make_client(
-    consumer: Recorder | None = None, **overrides: Any
+    consumer: Recorder | None = None,
+    random: Callable[[], float] = lambda: 0.5,  # the middle of the jitter: the exact backoff
+    **overrides: Any,
 ) -> tuple[MemoryReactorClock, AmiClient, Recorder]:
     reactor = MemoryReactorClock()
     options: dict[str, Any] = {
@@ -128,7 +133,7 @@ def make_client(
     client = AmiClient(
         AmiClientSettings(**options), consumer, reactor=reactor,
         endpoint=TCP4ClientEndpoint(reactor, "pbx.example", 5038),
-        random=lambda: 0.0, action_id_prefix="t",
+        random=random, action_id_prefix="t",
     )
     client.start()
     return reactor, client, consumer
@@ -168,16 +173,34 @@ def test_settings_repr_hides_the_secret() -> None:
 
 @pytest.mark.parametrize("bad", [{"auth": "sha1"}, {"reconnect_min_delay": 0},
                                  {"reconnect_min_delay": 5, "reconnect_max_delay": 1},
-                                 {"action_timeout": 0}, {"secret": "a\r\nAction: Logoff"}])
+                                 {"action_timeout": 0}, {"secret": "a\r\nAction: Logoff"},
+                                 {"reconnect_jitter": -0.1}, {"reconnect_jitter": 1.5},
+                                 {"max_held_events": 0}])
 def test_settings_are_validated(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         AmiClientSettings(**{"host": "h", "username": "u", "secret": "s", **bad})
 
 
-def test_reconnect_delay_doubles_up_to_the_cap_and_jitter_only_shortens() -> None:
-    assert [reconnect_delay(n, 1.0, 30.0, 0.0) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]
-    assert reconnect_delay(3, 1.0, 30.0, 0.999) == pytest.approx(4 * 0.75, rel=1e-3)
-    assert reconnect_delay(10_000, 1.0, 30.0, 0.0) == 30
+def test_reconnect_delay_doubles_up_to_the_cap_and_jitter_spreads_it_both_ways() -> None:
+    doubling = [reconnect_delay(n, 1.0, 30.0, 0.2, 0.5) for n in range(1, 8)]
+    assert doubling == [1, 2, 4, 8, 16, 30, 30]
+    assert [reconnect_delay(n, 1.0, 30.0, 0.0, 0.9) for n in (1, 3)] == [1, 4]
+    assert reconnect_delay(3, 1.0, 30.0, 0.2, 0.0) == pytest.approx(4 * 0.8)
+    assert reconnect_delay(3, 1.0, 30.0, 0.2, 1.0) == pytest.approx(4 * 1.2)
+    assert reconnect_delay(3, 1.0, 30.0, 0.2, 0.25) == pytest.approx(4 * 0.9)
+    assert reconnect_delay(10_000, 1.0, 30.0, 0.2, 1.0) == 30  # capped, never beyond max
+    assert reconnect_delay(1, 1.0, 30.0, 1.0, 0.0) == MIN_RECONNECT_DELAY  # never zero
+
+
+def test_reconnect_uses_the_configured_jitter() -> None:
+    draws = iter([0.0, 1.0])
+    reactor, _client, _ = make_client(random=lambda: next(draws), reconnect_jitter=0.5)
+    for attempt, delay in enumerate([0.5, 2.0 * 1.5]):
+        Link(reactor).lose(ConnectionLost())
+        reactor.advance(delay - 0.001)
+        assert len(reactor.tcpClients) == attempt + 1, "reconnected too early"
+        reactor.advance(0.001)
+        assert len(reactor.tcpClients) == attempt + 2
 
 
 # -- login ----------------------------------------------------------------------------------
@@ -521,6 +544,109 @@ def test_slow_consumer_pauses_reading_and_suspends_timers() -> None:
     assert consumer.events() == ["Newchannel", "Newstate", "Hangup"]
     reactor.advance(5.0)  # the timeout restarted in full on resume
     assert isinstance(failure_of(d).value, ActionTimeout)
+
+
+class Blocker:
+    """An app-side consumer (as ``CallCenter.call_events`` has) that holds every item."""
+
+    def __init__(self, client: AmiClient) -> None:
+        self.stream: EventStream[int] = EventStream("call events")
+        self.stream.subscribe(self, max_pending=1, name="blocked")
+        self.stream.register_producer(client)
+        self.waiting: list[Deferred[None]] = []
+
+    def __call__(self, item: int) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        self.waiting.append(d)
+        return d
+
+    def block(self) -> None:
+        self.stream.publish(0)
+        assert self.stream.paused
+
+    def release(self) -> None:
+        self.waiting.pop(0).callback(None)
+        assert not self.stream.paused
+
+
+def test_a_pause_before_the_session_is_live_applies_when_it_goes_live() -> None:
+    reactor, client, consumer = make_client()
+    blocker = Blocker(client)
+    blocker.block()  # not even connected yet
+    link = Link(reactor)
+    link.respond(link.take("Login"), "Success")
+    link.feed(event("FullyBooted"))
+    assert link.transport.producerState == "producing"  # login and resync must be read
+    for name in RESYNC:
+        link.answer_list(link.take(name), [])
+    assert client.state is LinkState.READY
+    assert consumer.events() == ["FullyBooted"]  # the held events are delivered first
+    assert link.transport.producerState == "paused"
+    blocker.release()
+    assert link.transport.producerState == "producing"
+
+
+def test_backpressure_survives_a_reconnect() -> None:
+    reactor, client, consumer, link = ready_client()
+    blocker = Blocker(client)
+    blocker.block()
+    assert link.transport.producerState == "paused"
+    link.lose(ConnectionLost())
+    reactor.advance(1.0)
+    second = Link(reactor)
+    second.login()
+    assert client.state is LinkState.READY
+    assert second.transport.producerState == "paused"  # the consumer is still behind
+    blocker.release()
+    assert second.transport.producerState == "producing"
+    second.feed(event("Newchannel"))
+    assert consumer.events() == ["Newchannel"]
+
+
+def test_reading_resumes_only_when_every_stream_has_resumed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, client, consumer, link = ready_client(max_pending_events=1)
+    calls, history = Blocker(client), Blocker(client)
+    consumer.reply = Deferred()
+    link.feed(event("Newchannel"))  # the client's own stream pauses too
+    calls.block()
+    history.block()
+    assert client.paused and link.transport.producerState == "paused"
+    ready, consumer.reply = consumer.reply, None
+    ready.callback(None)
+    history.release()
+    assert link.transport.producerState == "paused"  # ``calls`` is still behind
+    calls.release()
+    assert not client.paused and link.transport.producerState == "producing"
+    with caplog.at_level(logging.WARNING):
+        client.resumeProducing()  # unbalanced: ignored, the count never goes negative
+    assert "without a matching pauseProducing" in caplog.text
+    calls.block()
+    assert link.transport.producerState == "paused"
+
+
+def test_events_held_during_resync_are_bounded_then_the_link_is_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reactor, client, consumer = make_client(max_held_events=3)
+    link = Link(reactor)
+    link.respond(link.take("Login"), "Success")
+    link.take("CoreShowChannels")
+    with caplog.at_level(logging.WARNING):
+        link.feed(*(event("Newchannel", Uniqueid=f"1.{n}") for n in range(5)))
+    assert client.protocol is not None and len(client.protocol._held) == 3  # the bound
+    assert link.transport.disconnected  # aborted: no more reading into the hold
+    assert "AMI#1 pbx.example:5038: 4 events arrived during login and resync (limit 3)" in (
+        caplog.text)
+    assert "Uniqueid: 1.3" in caplog.text and caplog.text.count("limit 3") == 1
+    link.lose(ConnectionLost())
+    assert consumer.feed == []
+    assert "too many events held during resync" in (consumer.links[-1].reason or "")
+    reactor.advance(1.0)
+    Link(reactor).login()
+    assert client.state is LinkState.READY
+    assert consumer.feed == [("resync", {k: [] for k in RESYNC})]
 
 
 # -- bad input ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import resource
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -161,8 +162,9 @@ def tcp(reactor: Any, run: Callable[..., Any]) -> Iterator[Callable[..., AmiClie
             "reconnect_min_delay": 0.05, "reconnect_max_delay": 0.2,
         }
         options.update(overrides)
+        # The middle of the jitter: each reconnect waits exactly the backoff.
         client = AmiClient(AmiClientSettings(**options), consumer, reactor=reactor,
-                           random=lambda: 0.0)
+                           random=lambda: 0.5)
         cleanup.append(client.stop)
         client.start()
         return client
@@ -213,6 +215,42 @@ def test_unknown_action_fails_and_ping_works(
     assert run(client.send_action("Ping")).get("Ping") == "Pong"
     with pytest.raises(Exception, match="Invalid/unknown command: NoSuchAction"):
         run(client.send_action("NoSuchAction"))
+
+
+@pytest.mark.parametrize("close", ["half-close", "close"])
+def test_server_closing_mid_frame_is_logged_then_the_client_reconnects_and_resyncs(
+    tcp: Callable[..., AmiClient], reactor: Any, run: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture, close: str,
+) -> None:
+    server = FakeAmi(reactor)
+
+    def cut(session: ServerSession) -> None:
+        if len(server.sessions) > 1:
+            session.send([("Event", "Newchannel"), ("Uniqueid", "2.1")])
+            return
+        session.transport.write(b"Event: Hangup\r\nUniqueid: 1.1\r\nChannel: Local/1@x-")
+        if close == "half-close":
+            session.transport.loseWriteConnection()  # FIN, still reading
+        else:
+            session.transport.loseConnection()
+
+    server.after_resync = cut
+    consumer = Recorder()
+    caplog.set_level(logging.INFO)
+    client = tcp(server, consumer)
+    run(wait_for(lambda: ("event", "Newchannel") in consumer.feed))
+    assert len(server.sessions) == 2 and client.state is LinkState.READY
+    connection = f"AMI#1 127.0.0.1:{client.settings.port}"
+    [warning] = [r.getMessage() for r in caplog.records if "incomplete frame" in r.getMessage()]
+    assert warning.startswith(f"{connection}: incomplete frame at close at byte ")
+    assert "Event: Hangup | Uniqueid: 1.1 | Channel: Local/1@x-" in warning
+    assert [c.state for c in consumer.links].count(LinkState.DISCONNECTED) == 1
+    lost = next(c for c in consumer.links if c.state is LinkState.DISCONNECTED)
+    assert lost.connection == connection and "closed by the server" in (lost.reason or "")
+    # The partial frame was never delivered; the second session resynced before its events.
+    empty = {k: [] for k in Replay08.RESYNC}
+    assert consumer.feed == [("resync", empty), ("event", "FullyBooted"),
+                             ("resync", empty), ("event", "FullyBooted"), ("event", "Newchannel")]
 
 
 # -- 08-reconnect replayed ------------------------------------------------------------------
@@ -343,14 +381,20 @@ def test_fast_server_slow_consumer_stays_bounded_and_loses_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     count, high_water = 200_000, 1_000
+    rss_before = _rss_kib()
     frames = b"".join(encode([("Event", "Tick"), ("Seq", str(i))]) for i in range(count))
     server = FakeAmi(reactor)
     server.after_resync = lambda session: session.transport.write(frames)
     consumer = Recorder(reactor, slow=True)
-    rss_before = _rss_kib()
     client = tcp(server, consumer, max_pending_events=high_water, action_timeout=30.0)
     t0 = reactor.seconds()
-    run(wait_for(lambda: consumer.events == count, timeout=30.0), timeout=40.0)
+    peak = [rss_before]
+
+    def done() -> bool:  # polled every 10 ms: also samples the RSS while the events flow
+        peak[0] = max(peak[0], _rss_kib())
+        return consumer.events == count
+
+    run(wait_for(done, timeout=30.0), timeout=40.0)
     elapsed = reactor.seconds() - t0
     sub = client.subscription
     # One socket read is at most 64 KiB; the smallest frame is "Event: Tick\r\nSeq: 0\r\n\r\n".
@@ -358,7 +402,12 @@ def test_fast_server_slow_consumer_stays_bounded_and_loses_nothing(
     assert consumer.out_of_order == 0
     assert sub.peak_pending <= high_water + per_read
     assert sub.failures == 0
+    rss_after = _rss_kib()
     with capsys.disabled():
         print(f"\n[ami backpressure] {count} events, {len(frames)} bytes in {elapsed:.2f} s; "
               f"high-water {high_water}, peak pending {sub.peak_pending} "
-              f"(bound {high_water + per_read}); RSS {rss_before} -> {_rss_kib()} KiB")
+              f"(bound {high_water + per_read}); RSS {rss_before} -> {rss_after} KiB "
+              f"(peak {peak[0]})")
+    # Measured: ~13 MB at the peak, the frames (5.5 MB, and the server's buffer of them)
+    # included; with backpressure off the peak grows by ~180 MB.
+    assert peak[0] - rss_before < 40 * 1024

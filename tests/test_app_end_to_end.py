@@ -11,73 +11,28 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine
+from twisted.internet.defer import Deferred
 
-import pbx_simulator
-from callcenter.app import CallCenter
-from callcenter.settings import load_settings
 from cti.calls.events import CallEvent
 from cti.history import load_call_events
 from tests.conftest import sleep
+from tests.e2e import caller, originate_inside, start_backend, start_simulator, until
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def simulator(reactor: Any) -> Any:
-    port = pbx_simulator.serve(
-        reactor, pbx_simulator.Settings(port=0, username="cti", secret="s3cret", seed=7)
-    )
+    port = start_simulator(reactor)
     yield port
     port.stopListening()
 
 
 @pytest.fixture
 def app(simulator: Any, reactor: Any, tmp_path: Path, run: Any) -> Any:
-    settings = load_settings(
-        None,
-        {
-            "CALLCENTER_AMI__PORT": str(simulator.getHost().port),
-            "CALLCENTER_AMI__USERNAME": "cti",
-            "CALLCENTER_AMI__SECRET": "s3cret",
-            "CALLCENTER_AMI__RECONNECT__MIN_DELAY": "0.1",
-            "CALLCENTER_DATABASE__URL": f"sqlite:///{tmp_path / 'cc.sqlite3'}",
-        },
-    )
-    center = CallCenter(settings, reactor)
-    seen: list[CallEvent] = []
-    center.watch(seen.append, "test")
-    center.seen = seen
-    center.start()
-    run(center.ami.when_ready())
+    center = start_backend(reactor, run, simulator, tmp_path)
     yield center
     run(center.stop())
-
-
-async def _until(predicate: Any, timeout: float = 15.0) -> None:
-    waited = 0.0
-    while not predicate():
-        if waited >= timeout:
-            raise AssertionError("condition not reached in time")
-        await sleep(0.05)
-        waited += 0.05
-
-
-def _caller(
-    number: str, name: str, did: str, talk: float, keys: tuple[str, ...] = ()
-) -> list[tuple[str, str]]:
-    """An Originate as the lab's driver sends it: the ;1 half scripts the human caller,
-    who waits ``talk`` seconds and hangs up, pressing ``keys`` (menu, then more) first."""
-    script = [("Exten", "dtmf" if keys else "hangup-after"), ("Variable", f"LAB_WAIT={talk}")]
-    for n, key in enumerate(keys, 1):
-        script += [("Variable", f"LAB_DELAY{n}=1.5"), ("Variable", f"LAB_DTMF{n}={key}")]
-    return [
-        ("Channel", f"Local/{did}@inbound"),
-        ("Context", "caller-script"),
-        ("Priority", "1"),
-        ("CallerID", f"{name} <{number}>"),
-        ("Async", "true"),
-        *script,
-    ]
 
 
 CONNECTED_CALL = ["arrived", "queued", "offered", "answered", "ended"]
@@ -89,9 +44,9 @@ def _kinds(events: list[CallEvent], call_id: str) -> list[str]:
 
 def test_a_queue_call_flows_from_the_pbx_to_the_history(app: Any, run: Any) -> None:
     async def go() -> None:
-        await app.ami.send_action("Originate", _caller("5551230001", "Alice Example", "5000", 4))
-        await _until(lambda: any(e.kind == "ended" for e in app.seen))
-        await _until(lambda: app.history.pending == 0)
+        await app.ami.send_action("Originate", caller("5551230001", "Alice Example", "5000", 4))
+        await until(lambda: any(e.kind == "ended" for e in app.seen))
+        await until(lambda: app.history.pending == 0)
 
     run(go(), timeout=30)
     [arrived] = [e for e in app.seen if e.kind == "arrived"]
@@ -109,9 +64,9 @@ def test_an_ivr_caller_keys_digits_that_reach_the_call(app: Any, run: Any) -> No
     mask must let the dialplan and DTMF events through."""
 
     async def go() -> None:
-        fields = _caller("+442071234567", "Carla Caller", "5001", 5, keys=("1", "12345#"))
+        fields = caller("+442071234567", "Carla Caller", "5001", 5, keys=("1", "12345#"))
         await app.ami.send_action("Originate", fields)
-        await _until(lambda: any(e.kind == "ended" for e in app.seen), timeout=30)
+        await until(lambda: any(e.kind == "ended" for e in app.seen), timeout=30)
 
     run(go(), timeout=40)
     kinds = [e.kind for e in app.seen]
@@ -126,15 +81,14 @@ def test_a_dropped_ami_link_is_resynced_and_the_call_lost_nothing(
     app: Any, simulator: Any, run: Any
 ) -> None:
     async def go() -> None:
-        await app.ami.send_action("Originate", _caller("+302101234567", "Ελένη Παππά", "5000", 6))
-        await _until(lambda: any(e.kind == "answered" for e in app.seen))
+        await app.ami.send_action("Originate", caller("+302101234567", "Ελένη Παππά", "5000", 6))
+        await until(lambda: any(e.kind == "answered" for e in app.seen))
         # Cut the TCP link under the client, as a network failure would; while it is down a
         # second caller arrives, whose events this backend never sees.
         app.ami.protocol.transport.abortConnection()
-        core = simulator.factory.core
-        core.originate(_message("Originate", _caller("+74951234567", "Дмитрий", "5000", 30)))
-        await _until(lambda: app.ami.state.value == "ready", timeout=10)
-        await _until(lambda: sum(e.kind == "ended" for e in app.seen) >= 1, timeout=20)
+        originate_inside(simulator, caller("+74951234567", "Дмитрий", "5000", 30))
+        await until(lambda: app.ami.state.value == "ready", timeout=10)
+        await until(lambda: sum(e.kind == "ended" for e in app.seen) >= 1, timeout=20)
 
     run(go(), timeout=40)
     first = next(e for e in app.seen if e.kind == "arrived").call_id
@@ -146,10 +100,66 @@ def test_a_dropped_ami_link_is_resynced_and_the_call_lost_nothing(
     assert later[0].call_id in app.model.calls
 
 
-def _message(action: str, fields: list[tuple[str, str]]) -> Any:
-    from cti.ami.codec import Message
+class Blocked:
+    """A call event consumer that is stuck until released: it holds each Deferred."""
 
-    return Message([("Action", action), *fields])
+    def __init__(self) -> None:
+        self.seen: list[CallEvent] = []
+        self.waiting: list[Deferred[None]] = []
+        self.released = False
+
+    def __call__(self, event: CallEvent) -> Deferred[None] | None:
+        self.seen.append(event)
+        if self.released:
+            return None
+        d: Deferred[None] = Deferred()
+        self.waiting.append(d)
+        return d
+
+    def release(self) -> None:
+        self.released = True
+        while self.waiting:
+            self.waiting.pop(0).callback(None)
+
+
+def test_a_blocked_consumer_keeps_the_reconnected_ami_link_paused_and_loses_nothing(
+    app: Any, simulator: Any, reactor: Any, run: Any
+) -> None:
+    blocked = Blocked()
+    # A low mark (the app's is 5,000) pauses the AMI client within one call.
+    app.watch(blocked, "blocked", max_pending=2)
+    core = simulator.factory.core
+
+    def reading() -> bool:
+        return app.ami.protocol.transport in reactor.getReaders()
+
+    async def go() -> None:
+        await app.ami.send_action("Originate", caller("5551230002", "Bob", "5000", 2))
+        await until(lambda: app.call_events.paused)
+        assert app.ami.paused and not reading()
+        # Drop the link under the paused client; the next session must not read freely.
+        app.ami.protocol.transport.abortConnection()
+        await until(lambda: app.ami.state.value == "disconnected", timeout=10)
+        await until(lambda: app.ami.state.value == "ready", timeout=10)
+        assert app.call_events.paused and not reading()
+        # Meanwhile the PBX goes on: a second call, whose events wait in the socket.
+        seen = len(app.seen)
+        originate_inside(simulator, caller("5551230003", "Carol", "5000", 4))
+        await sleep(2.0)
+        carol = [c for c in core.pbx.channels.values() if c.cid_num == "5551230003"]
+        assert carol  # the PBX has her call ...
+        assert len(app.seen) == seen and not reading()  # ... the backend does not, yet
+        blocked.release()
+        await until(lambda: reading() and not app.ami.paused)
+        await until(lambda: sum(e.kind == "ended" for e in app.seen) >= 2, timeout=20)
+
+    run(go(), timeout=60)
+    by_number = {e.caller.number: e.call_id for e in app.seen if e.kind == "arrived"}
+    assert set(by_number) == {"+15551230002", "+15551230003"}
+    # The second call began while reading was paused: all of it arrives, in order.
+    assert _kinds(app.seen, by_number["+15551230003"]) == CONNECTED_CALL
+    assert _kinds(app.seen, by_number["+15551230002"])[-1] == "ended"
+    assert blocked.seen == app.seen  # the blocked consumer lost nothing either
 
 
 def test_demo_command_runs_on_embedded_defaults(tmp_path: Path) -> None:

@@ -131,6 +131,24 @@ def test_producer_registered_while_paused_is_paused_at_once() -> None:
     assert producer.calls == ["pause"]
 
 
+def test_pauses_stay_balanced_across_registration_changes() -> None:
+    """A producer serving several streams counts their pauses: each needs its resume."""
+    stream: EventStream[int] = EventStream()
+    slow = SlowConsumer()
+    stream.subscribe(slow, max_pending=1)
+    first, second = Producer(), Producer()
+    stream.register_producer(first)
+    stream.publish(0)
+    stream.register_producer(first)  # again: no second pause
+    assert first.calls == ["pause"]
+    stream.register_producer(second)  # replaced while paused: the first one is released
+    assert first.calls == ["pause", "resume"] and second.calls == ["pause"]
+    stream.unregister_producer()
+    assert second.calls == ["pause", "resume"]
+    slow.finish_one()  # no producer left to resume
+    assert first.calls == second.calls == ["pause", "resume"]
+
+
 def test_raising_consumer_is_logged_and_does_not_stop_others(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

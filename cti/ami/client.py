@@ -14,8 +14,14 @@ message and retried with backoff. The secret is never logged and never in a repr
 
 Backpressure: live events go into ``client.stream``. When a subscriber falls ``max_pending``
 events behind, the stream pauses the client, which pauses reading from the socket (TCP flow
-control then throttles Asterisk). While reading is paused, action timeouts and keepalive are
-suspended, since no response can be read; they restart in full when reading resumes.
+control then throttles Asterisk). Several streams may pause the client (its own and, in the
+app, the call event stream it feeds); it counts their outstanding pauses, and reads again
+only when none is left. The count outlives connections: a session that goes live while a
+consumer is still behind pauses at once, right after delivering its resync. Login and resync
+answers must be read whatever the consumers do, so events arriving meanwhile are held, up to
+``max_held_events``; beyond that the connection is dropped (the next session resyncs). While
+reading is paused, action timeouts and keepalive are suspended, since no response can be
+read; they restart in full when reading resumes.
 """
 
 from __future__ import annotations
@@ -73,11 +79,17 @@ class AmiClientSettings:
     action_timeout: float = 10.0
     reconnect_min_delay: float = 1.0
     reconnect_max_delay: float = 60.0
+    #: Spread of each reconnect delay, 0..1: 0.2 draws it within +-20 % of the backoff, so
+    #: many clients restarted together do not reconnect in lockstep.
+    reconnect_jitter: float = 0.2
     #: Session event filters sent after login (``Action: Filter``, Asterisk's syntax:
     #: ``Event: Newexten`` keeps only matching events, ``!Event: VarSet`` drops them).
     filters: tuple[str, ...] = ()
     #: High-water mark of the consumer's queue (events) before the socket is paused.
     max_pending_events: int = 10_000
+    #: Events held while a session logs in and resyncs (reading cannot pause then); past
+    #: this many the connection is dropped rather than memory growing without bound.
+    max_held_events: int = 100_000
     resync_actions: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = DEFAULT_RESYNC_ACTIONS
 
     def __post_init__(self) -> None:
@@ -85,6 +97,10 @@ class AmiClientSettings:
             raise ValueError(f"auth must be 'plain' or 'md5', not {self.auth!r}")
         if not 0 < self.reconnect_min_delay <= self.reconnect_max_delay:
             raise ValueError("need 0 < reconnect_min_delay <= reconnect_max_delay")
+        if not 0.0 <= self.reconnect_jitter <= 1.0:
+            raise ValueError("reconnect_jitter must be in [0, 1]")
+        if self.max_pending_events < 1 or self.max_held_events < 1:
+            raise ValueError("max_pending_events and max_held_events must be at least 1")
         if self.action_timeout <= 0 or self.ping_interval <= 0:
             raise ValueError("action_timeout and ping_interval must be positive")
         named = [(name, getattr(self, name)) for name in ("host", "username", "secret", "events")]
@@ -100,7 +116,7 @@ class AmiError(Exception):
 class ActionFailed(AmiError):
     """Asterisk answered ``Response: Error``; ``message`` is its ``Message:`` header."""
 
-    def __init__(self, action: str, response: Message):
+    def __init__(self, action: str, response: Message) -> None:
         self.action = action
         self.response = response
         self.message = response.get("Message") or ""
@@ -166,14 +182,23 @@ class AmiConsumer(Protocol):
     def on_link(self, change: LinkChange) -> None: ...
 
 
-def reconnect_delay(failures: int, min_delay: float, max_delay: float, jitter: float) -> float:
+#: The shortest reconnect delay, whatever the jitter draws: never a busy loop.
+MIN_RECONNECT_DELAY = 0.01
+
+
+def reconnect_delay(
+    failures: int, min_delay: float, max_delay: float, jitter: float, random_value: float
+) -> float:
     """Seconds before reconnect attempt number ``failures`` (1, 2, ...).
 
-    Doubles from ``min_delay`` up to ``max_delay``; ``jitter`` in [0, 1) takes up to a
-    quarter off, so many clients restarted together do not reconnect in lockstep.
+    The base doubles from ``min_delay`` up to ``max_delay``; ``jitter`` (0..1) spreads it
+    symmetrically by up to that fraction, ``random_value`` (0..1) picking where (0.5 is the
+    base itself). The result is capped at ``max_delay`` and at least
+    :data:`MIN_RECONNECT_DELAY`.
     """
     base = min(max_delay, min_delay * 2 ** min(failures - 1, 64))
-    return base * (1.0 - 0.25 * jitter)
+    spread = base * (1.0 + jitter * (2.0 * random_value - 1.0))
+    return max(MIN_RECONNECT_DELAY, min(max_delay, spread))
 
 
 class AmiClient:
@@ -213,6 +238,10 @@ class AmiClient:
         self._action_ids = (f"{prefix}-{n}" for n in itertools.count(1))
         self._ready_waiters: list[Deferred[None]] = []
         self._stop_reason: str | None = None
+        # Outstanding pauseProducing calls: each stream that registered this client pauses
+        # and resumes it in balanced pairs (see EventStream), so a count tells whether any
+        # consumer is still behind, across connections.
+        self._pauses = 0
         if endpoint is None:
             endpoint = HostnameEndpoint(reactor, settings.host, settings.port)
         self._service = ClientService(
@@ -265,12 +294,23 @@ class AmiClient:
 
     # -- IPushProducer, driven by the stream's high/low-water marks -----------------------
 
+    @property
+    def paused(self) -> bool:
+        """True while some stream has paused the client (a consumer is behind)."""
+        return self._pauses > 0
+
     def pauseProducing(self) -> None:
+        self._pauses += 1
         if self.protocol is not None:
             self.protocol.pause_reading()
 
     def resumeProducing(self) -> None:
-        if self.protocol is not None:
+        if self._pauses == 0:
+            log.warning("AMI %s: resumeProducing without a matching pauseProducing; ignored",
+                        self.name)
+            return
+        self._pauses -= 1
+        if self._pauses == 0 and self.protocol is not None:
             self.protocol.resume_reading()
 
     def stopProducing(self) -> None:
@@ -294,9 +334,8 @@ class AmiClient:
         # also connects: count failures ourselves, reset only by a successful login.
         self._failures += 1
         s = self.settings
-        delay = reconnect_delay(
-            self._failures, s.reconnect_min_delay, s.reconnect_max_delay, self._random()
-        )
+        delay = reconnect_delay(self._failures, s.reconnect_min_delay, s.reconnect_max_delay,
+                                s.reconnect_jitter, self._random())
         log.info("AMI %s: reconnecting in %.2f s (attempt %d)", self.name, delay, self._failures)
         return delay
 
@@ -326,7 +365,7 @@ class AmiClient:
 
 
 class _AmiFactory(Factory):
-    def __init__(self, client: AmiClient):
+    def __init__(self, client: AmiClient) -> None:
         self.client = client
 
     def buildProtocol(self, addr: object) -> AmiProtocol:
@@ -339,7 +378,7 @@ class _Pending:
     __slots__ = ("action", "action_id", "deferred", "items", "response", "timeout", "timer",
                  "wants_list")
 
-    def __init__(self, action: str, action_id: str, wants_list: bool, timeout: float):
+    def __init__(self, action: str, action_id: str, wants_list: bool, timeout: float) -> None:
         self.action = action
         self.action_id = action_id
         self.wants_list = wants_list
@@ -353,7 +392,7 @@ class _Pending:
 class AmiProtocol(TwistedProtocol):
     """One AMI connection: login, action correlation, keepalive, resync, delivery."""
 
-    def __init__(self, client: AmiClient):
+    def __init__(self, client: AmiClient) -> None:
         self.client = client
         self.settings = client.settings
         self.reactor = client.reactor
@@ -486,7 +525,9 @@ class AmiProtocol(TwistedProtocol):
         stream.publish(snapshot)
         for msg in held:
             stream.publish(msg)
-        if stream.paused:
+        # Any stream (this client's or one it feeds) may have paused the client before this
+        # session could stop reading: honour it now.
+        if self.client.paused:
             self.pause_reading()
         self.client._set_state(
             LinkState.READY, self.connection,
@@ -524,10 +565,11 @@ class AmiProtocol(TwistedProtocol):
         self.transport.pauseProducing()
         for p in self._pending.values():
             self._cancel_timer(p)
-        log.info("%s: consumer behind (%d pending): paused reading", self.connection,
-                 self.client.stream.pending)
+        log.info("%s: a consumer is behind (%d AMI events pending): paused reading",
+                 self.connection, self.client.stream.pending)
 
     def resume_reading(self) -> None:
+        """Read the socket again, restarting action timeouts in full."""
         if not self._reading_paused or self._closed:
             return
         self._reading_paused = False
@@ -541,11 +583,13 @@ class AmiProtocol(TwistedProtocol):
     def send_action(
         self, name: str, fields: Fields = (), *, timeout: float | None = None
     ) -> Deferred[Message]:
+        """See :meth:`AmiClient.send_action`."""
         return self._send(name, fields, wants_list=False, timeout=timeout)
 
     def send_list_action(
         self, name: str, fields: Fields = (), *, timeout: float | None = None
     ) -> Deferred[ListResult]:
+        """See :meth:`AmiClient.send_list_action`."""
         return self._send(name, fields, wants_list=True, timeout=timeout)
 
     def _send(self, name: str, fields: Fields, *, wants_list: bool,
@@ -660,8 +704,15 @@ class AmiProtocol(TwistedProtocol):
             return
         if self._live:
             self.client.stream.publish(msg)
-        else:
+        elif len(self._held) < self.settings.max_held_events:
             self._held.append(msg)
+        elif self._close_reason is None:
+            log.error("%s: %d events arrived during login and resync (limit %d) at byte %d, "
+                      "last %s; dropping the connection, the next session resyncs",
+                      self.connection, len(self._held) + 1, self.settings.max_held_events,
+                      self._bytes, _first_lines(msg))
+            self._drop("too many events held during resync", abort=True)
+        # else: already dropping; connectionLost discards what is held
 
     def _complete_list(self, p: _Pending, complete: Message) -> None:
         announced = complete.get("ListItems")
@@ -689,6 +740,7 @@ def _first_lines(msg: Message, lines: int = 3, limit: int = 240) -> str:
 
 __all__ = [
     "DEFAULT_RESYNC_ACTIONS",
+    "MIN_RECONNECT_DELAY",
     "ActionFailed",
     "ActionTimeout",
     "AmiClient",
