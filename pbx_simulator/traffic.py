@@ -59,7 +59,26 @@ class TrafficGenerator:
         self.rng = rng
         self.customers = load_customers(settings.customers_csv)
         self.placed = 0
-        self.pbx.handle_time = lambda: max(2.0, rng.expovariate(1 / settings.mean_handle_time))
+        self.pbx.handle_time = self._handle_time
+        #: The PBX side of each caller still waiting -> the caller (the ;1 half).
+        self._waiting: dict[str, Channel] = {}
+        self._bridge = self.pbx.bridge_action
+        self.pbx.bridge_action = self._bridged
+
+    def _handle_time(self) -> float:
+        return max(2.0, self.rng.expovariate(1 / self.settings.mean_handle_time))
+
+    def _bridged(self, one: Channel, two: Channel) -> None:
+        """AMI ``Bridge`` (the product's ACD connecting a parked caller to an agent): the
+        caller talks for a drawn handle time, then hangs up. app_queue's agent legs end
+        their calls themselves; an agent leg bridged by action just stands by."""
+        self._bridge(one, two)
+        for ch in (one, two):
+            caller = self._waiting.pop(ch.name, None)
+            if caller is not None:
+                self.core.scheduler.call_later(
+                    self._handle_time(), lambda c=caller: self.pbx.hangup(c, 16, request=True)
+                )
 
     def start(self) -> None:
         self._schedule_next()
@@ -106,12 +125,16 @@ class TrafficGenerator:
                 *variables,
             ]
         )
-        self.core.originate(
-            action,
-            lambda one: self.core.scheduler.call_later(patience, lambda: self._lose_patience(one)),
-        )
+        self.core.originate(action, lambda one: self._started(one, patience))
+
+    def _started(self, one: Channel, patience: float) -> None:
+        if one.partner is not None:
+            self._waiting[one.partner.name] = one
+        self.core.scheduler.call_later(patience, lambda: self._lose_patience(one))
 
     def _lose_patience(self, one: Channel) -> None:
         """Hang up unless the PBX side of the call is bridged (talking to an agent)."""
+        if one.partner is not None:
+            self._waiting.pop(one.partner.name, None)
         if not one.gone and one.partner is not None and one.partner.bridge is None:
             self.pbx.hangup(one, 16, request=True)
