@@ -31,7 +31,7 @@ from acd.decisions import CallBack, CancelOffer, Connect, Decision, Offer, Overf
 from acd.events import AcdEvent
 from cti.ami.client import AmiClient
 from cti.ami.codec import Message
-from cti.calls.events import CallEnded, CallEvent
+from cti.calls.events import CallEnded, CallEvent, CallTransferred
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ class AcdDriver:
         self._by_call_agent: dict[tuple[str, str], _Ring] = {}
         self._early: dict[str, Message] = {}  # OriginateResponses ahead of their response
         self._callbacks: dict[str, tuple[str, float]] = {}  # agent leg -> request, answered at
+        self._talking: dict[str, str] = {}  # bridged agent leg -> call_id
         self._timer: IDelayedCall | None = None
 
     # -- agent commands (they raise AcdError with the reason: unknown agent, busy...) -----
@@ -136,6 +137,10 @@ class AcdDriver:
 
     def on_call_event(self, event: CallEvent) -> None:
         """A call event from the call model (parked, abandoned, ended...)."""
+        if isinstance(event, CallTransferred | CallEnded):
+            # The agent leg no longer speaks for the caller.
+            for leg in [leg for leg, cid in self._talking.items() if cid == event.call_id]:
+                del self._talking[leg]
         self._route(self.router.on_call_event, event, self.reactor.seconds())
 
     def on_ami_message(self, message: object) -> None:
@@ -144,8 +149,11 @@ class AcdDriver:
         resync snapshots and everything else pass by."""
         if not isinstance(message, Message) or message.kind != "event":
             return
-        if message.name == "Hangup" and self._callbacks:
-            self._callback_ended(message)
+        if message.name == "Hangup":
+            if self._callbacks:
+                self._callback_ended(message)
+            if self._talking:
+                self._agent_hung_up(message)
             return
         if message.name == "Newchannel" and (message.get("Uniqueid") or "").startswith("acd-"):
             self._leg_created(message)
@@ -275,8 +283,22 @@ class AcdDriver:
             return
         fields = [("Channel1", caller), ("Channel2", ring.channel), ("Tone", "no")]
         d = self.ami.send_action("Bridge", fields)
-        d.addCallbacks(lambda _: self._by_call_agent.pop((ring.call_id, ring.agent), None),
-                       self._action_failed, errbackArgs=("Bridge", ring))
+        d.addCallbacks(self._bridged, self._action_failed, callbackArgs=(ring,),
+                       errbackArgs=("Bridge", ring))
+
+    def _bridged(self, _: Message, ring: _Ring) -> None:
+        self._by_call_agent.pop((ring.call_id, ring.agent), None)
+        if ring.channel is not None:
+            self._talking[ring.channel] = ring.call_id
+
+    def _agent_hung_up(self, message: Message) -> None:
+        # After an AMI Bridge, a caller whose agent hangs up falls back into the holding
+        # dialplan (recording 05) and would hear hold music for good: the conversation is
+        # over, so the caller is hung up too. A transferred call is no longer in _talking.
+        call_id = self._talking.pop(message.get("Channel") or "", None)
+        caller = self._caller_channel(call_id) if call_id is not None else None
+        if caller is not None:
+            self._hangup(caller, f"agent of {call_id} hung up")
 
     def _cancel(self, call_id: str, agent: str) -> None:
         ring = self._by_call_agent.pop((call_id, agent), None)

@@ -185,3 +185,28 @@ def test_a_parked_caller_is_told_its_position_for_the_announcement(acd_app: Any,
     run(go(), timeout=20)
     # Nobody staffed: the position is told, no estimate is made up.
     assert told == {"CTI_POSITION": "1"}
+
+
+def test_when_the_agent_hangs_up_first_the_caller_is_released_and_the_agent_freed(
+    acd_app: Any, run: Any
+) -> None:
+    """After an AMI Bridge the caller would fall back into the holding loop (recording 05);
+    the driver hangs the caller up instead, and the agent goes through wrap-up."""
+    app = acd_app
+    app.acd.driver.pause("6101", "meeting")
+
+    async def go() -> None:
+        await app.ami.send_action("Originate", caller("+302101234567", "Ελένη", "5003", 60))
+        await until(lambda: any(e.kind == "answered" for e in app.seen), timeout=15)
+        answered = next(e for e in app.seen if e.kind == "answered")
+        await app.ami.send_action("Hangup", [("Channel", answered.agent.channel), ("Cause", "16")])
+        await until(lambda: any(e.kind == "ended" for e in app.seen), timeout=5)
+        await until(lambda: "6001" in app.acd.router.available("sales"), timeout=5)
+
+    run(go(), timeout=30)
+    ended = next(e for e in app.seen if e.kind == "ended")
+    assert ended.ended_by == "agent" and ended.answered and ended.duration < 30
+    [completed] = _acd(app.acd_seen, "call_completed")
+    assert completed.agent == "6001"
+    states = [e.state for e in _acd(app.acd_seen, "agent_state") if e.agent == "6001"]
+    assert states[-3:] == ["on_call", "wrap_up", "available"]
