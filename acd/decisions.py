@@ -62,6 +62,7 @@ class CallBack:
     queue: str
     agent: str
     number: str
+    ring_timeout: float = 20.0
 
 
 Decision = Offer | Connect | CancelOffer | Overflow | CallBack

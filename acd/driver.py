@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall
@@ -36,6 +36,10 @@ from cti.calls.events import CallEnded, CallEvent, CallTransferred
 log = logging.getLogger(__name__)
 
 _EARLY_KEPT = 256
+
+#: Seconds before a caller whose offer failed at the AMI level (not the agent's doing) is
+#: offered again, so an AMI outage does not spin.
+ACTION_RETRY_DELAY = 1.0
 
 #: The ``UserEvent`` by which the holding dialplan asks for a callback (README).
 CALLBACK_EVENT = "CtiCallback"
@@ -61,7 +65,9 @@ class Dialplan:
     standby_exten: str = "s"
     #: Where a callback's agent leg goes to dial the customer (extension = the number).
     callback_context: str = "outbound"
-    overflow_contexts: Mapping[str, str] | None = None
+    overflow_contexts: Mapping[str, str] = field(
+        default_factory=lambda: {"voicemail": "voicemail", "callback": "callback-confirm"}
+    )
 
 
 @dataclass(slots=True)
@@ -71,6 +77,7 @@ class _Ring:
     call_id: str
     agent: str
     channel_id: str
+    callback: bool = False  # a callback request's outbound call, not a parked caller
     channel: str | None = None  # the agent leg, once Asterisk names it
 
 
@@ -130,8 +137,11 @@ class AcdDriver:
             d = self.ami.send_action(
                 "Setvar", [("Channel", channel), ("Variable", name), ("Value", value)]
             )
-            d.addErrback(lambda f, name=name: log.info(
-                "ACD: could not tell %s its %s: %s", call_id, name, f.getErrorMessage()))
+            d.addErrback(
+                lambda f, name=name: log.info(
+                    "ACD: could not tell %s its %s: %s", call_id, name, f.getErrorMessage()
+                )
+            )
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -182,9 +192,11 @@ class AcdDriver:
                 self._execute(decision)
             except Exception:
                 log.exception("ACD: could not carry out %r", decision)
-        for event in self.router.drain_events():
-            self._publish(event)
-        self._reschedule()
+        try:
+            for event in self.router.drain_events():
+                self._publish(event)
+        finally:
+            self._reschedule()
 
     def _execute(self, decision: Decision) -> None:
         if isinstance(decision, Offer):
@@ -200,30 +212,53 @@ class AcdDriver:
             self._call_back(decision)
 
     def _ring(self, offer: Offer, agent: str) -> None:
+        self._originate_agent(
+            offer.call_id,
+            agent,
+            offer.ring_timeout,
+            offer.caller_number,
+            (self._dialplan.standby_context, self._dialplan.standby_exten),
+            ("CTI_CALLID", offer.call_id),
+        )
+
+    def _originate_agent(
+        self,
+        call_id: str,
+        agent: str,
+        ring_timeout: float,
+        number: str | None,
+        target: tuple[str, str],
+        variable: tuple[str, str],
+        *,
+        callback: bool = False,
+    ) -> None:
+        """Ring ``agent``'s phone for ``call_id``; when answered, the leg goes to ``target``
+        (context, extension). A ChannelId names the leg from the start, so it can be hung
+        up while it still rings."""
         interface = self._interfaces.get(agent)
         if interface is None:
-            log.error("ACD: agent %s has no interface configured; offer of %s fails",
-                      agent, offer.call_id)
-            self._report_failed(offer.call_id, agent, "no interface")
+            log.error("ACD: agent %s has no interface configured; %s fails", agent, call_id)
+            self._report_failed(call_id, agent, "no interface")
             return
         channel_id = f"acd-{next(self._numbers)}"
-        ring = _Ring(offer.call_id, agent, channel_id)
-        self._by_call_agent[(offer.call_id, agent)] = ring
+        ring = _Ring(call_id, agent, channel_id, callback=callback)
+        self._by_call_agent[(call_id, agent)] = ring
         fields = [
             ("Channel", interface),
-            ("Context", self._dialplan.standby_context),
-            ("Exten", self._dialplan.standby_exten),
+            ("Context", target[0]),
+            ("Exten", target[1]),
             ("Priority", "1"),
             ("Async", "true"),
-            ("Timeout", str(int(offer.ring_timeout * 1000))),
-            ("CallerID", f"<{offer.caller_number or ''}>"),
+            ("Timeout", str(int(ring_timeout * 1000))),
+            ("CallerID", f"<{number or ''}>"),
             ("ChannelId", channel_id),
             ("OtherChannelId", f"{channel_id}-2"),
-            ("Variable", f"CTI_CALLID={offer.call_id}"),
+            ("Variable", f"{variable[0]}={variable[1]}"),
         ]
         d = self.ami.send_action("Originate", fields)
-        d.addCallbacks(self._queued, self._action_failed, callbackArgs=(ring,),
-                       errbackArgs=("Originate", ring))
+        d.addCallbacks(
+            self._queued, self._action_failed, callbackArgs=(ring,), errbackArgs=("Originate", ring)
+        )
 
     def _callback_requested(self, message: Message) -> None:
         # The holding dialplan's key press (README): the caller leaves a callback request
@@ -231,8 +266,11 @@ class AcdDriver:
         # the call model.
         call_id, number = message.get("Linkedid"), message.get("Number")
         if not call_id or not number:
-            log.warning("ACD: %s without Linkedid or Number ignored: %s", CALLBACK_EVENT,
-                        message.headers[:6])
+            log.warning(
+                "ACD: %s without Linkedid or Number ignored: %s",
+                CALLBACK_EVENT,
+                message.headers[:6],
+            )
             return
         self._route(self.router.request_callback, call_id, number, self.reactor.seconds())
 
@@ -254,20 +292,23 @@ class AcdDriver:
             self._rings[action_id] = ring
 
     def _originated(self, ring: _Ring, message: Message) -> None:
-        if (ring.call_id, ring.agent) not in self._by_call_agent:
+        # Identity, not the key: after a ring timeout the same caller is often offered to
+        # the same agent again, and the first Originate's late answer must not touch it.
+        if self._by_call_agent.get((ring.call_id, ring.agent)) is not ring:
             # The offer was cancelled while ringing (caller gone, another agent answered).
             if message.get("Response") == "Success":
                 self._hangup(message.get("Channel"), "offer already withdrawn")
             return
         if message.get("Response") == "Success":
             ring.channel = message.get("Channel")
-            if ring.channel_id.startswith("cb-"):
+            if ring.callback:
                 # A callback's agent answered: the dialplan connects the customer, so the
                 # leg is the callback call itself; its Hangup completes the request.
                 self._by_call_agent.pop((ring.call_id, ring.agent), None)
                 self._callbacks[ring.channel or ""] = (ring.call_id, self.reactor.seconds())
-            self._route(self.router.offer_answered, ring.call_id, ring.agent,
-                        self.reactor.seconds())
+            self._route(
+                self.router.offer_answered, ring.call_id, ring.agent, self.reactor.seconds()
+            )
         else:
             ring.channel = None  # a failed originate leaves no leg to hang up
             reason = ORIGINATE_REASONS.get(message.get("Reason") or "", "failed")
@@ -277,14 +318,20 @@ class AcdDriver:
         ring = self._by_call_agent.get((decision.call_id, decision.agent))
         caller = self._caller_channel(decision.call_id)
         if ring is None or ring.channel is None or caller is None:
-            log.error("ACD: cannot bridge %s with %s: caller channel %s, agent leg %s",
-                      decision.call_id, decision.agent, caller, ring and ring.channel)
+            log.error(
+                "ACD: cannot bridge %s with %s: caller channel %s, agent leg %s",
+                decision.call_id,
+                decision.agent,
+                caller,
+                ring and ring.channel,
+            )
             self._failed(decision.call_id, decision.agent, "nothing to bridge")
             return
         fields = [("Channel1", caller), ("Channel2", ring.channel), ("Tone", "no")]
         d = self.ami.send_action("Bridge", fields)
-        d.addCallbacks(self._bridged, self._action_failed, callbackArgs=(ring,),
-                       errbackArgs=("Bridge", ring))
+        d.addCallbacks(
+            self._bridged, self._action_failed, callbackArgs=(ring,), errbackArgs=("Bridge", ring)
+        )
 
     def _bridged(self, _: Message, ring: _Ring) -> None:
         self._by_call_agent.pop((ring.call_id, ring.agent), None)
@@ -313,43 +360,61 @@ class AcdDriver:
         def failed(failure: Failure) -> None:
             # "No such channel": it hung up by itself meanwhile (ring timeout, caller gone).
             gone = "No such channel" in failure.getErrorMessage()
-            log.log(logging.DEBUG if gone else logging.WARNING, "ACD: Hangup of %s (%s) failed: %s",
-                    channel, why, failure.getErrorMessage())
+            log.log(
+                logging.DEBUG if gone else logging.WARNING,
+                "ACD: Hangup of %s (%s) failed: %s",
+                channel,
+                why,
+                failure.getErrorMessage(),
+            )
 
         d.addErrback(failed)
 
     def _overflow(self, decision: Overflow) -> None:
+        if decision.kind == "queue":
+            return  # the router moved the caller to the other queue; the caller stays put
         caller = self._caller_channel(decision.call_id)
-        contexts = self._dialplan.overflow_contexts or {}
-        context = contexts.get(decision.kind)
+        context = self._dialplan.overflow_contexts.get(decision.kind)
         if caller is None or context is None:
-            log.error("ACD: cannot overflow %s to %s %s (caller channel %s, context %s)",
-                      decision.call_id, decision.kind, decision.target, caller, context)
+            log.error(
+                "ACD: cannot overflow %s to %s %s (caller channel %s, context %s)",
+                decision.call_id,
+                decision.kind,
+                decision.target,
+                caller,
+                context,
+            )
             return
-        fields = [("Channel", caller), ("Context", context), ("Exten", decision.target),
-                  ("Priority", "1")]
+        # Voicemail: the mailbox is the extension. Callback: the request is already queued,
+        # the caller only hears the confirmation.
+        exten = decision.target if decision.kind == "voicemail" else "s"
+        fields = [("Channel", caller), ("Context", context), ("Exten", exten), ("Priority", "1")]
         d = self.ami.send_action("Redirect", fields)
-        d.addErrback(lambda f: log.error("ACD: Redirect of %s to %s failed: %s",
-                                         decision.call_id, decision.target, f.getErrorMessage()))
+
+        def failed(failure: Failure) -> None:
+            # The router has let the caller go; leaving them on hold for ever is worse.
+            log.error(
+                "ACD: Redirect of %s to %s failed (%s); hanging up the caller",
+                decision.call_id,
+                decision.target,
+                failure.getErrorMessage(),
+            )
+            self._hangup(caller, f"overflow of {decision.call_id} failed")
+
+        d.addErrback(failed)
 
     def _call_back(self, decision: CallBack) -> None:
-        interface = self._interfaces.get(decision.agent)
-        if interface is None:
-            log.error("ACD: callback %s: agent %s has no interface", decision.request_id,
-                      decision.agent)
-            self._report_failed(decision.request_id, decision.agent, "no interface")
-            return
-        # The agent's phone rings first; once the agent answers, the dialplan's [outbound]
+        # The agent's phone rings first; once the agent answers, the dialplan's callback
         # context dials the customer and connects the two (README: dialplan snippets).
-        fields = [("Channel", interface), ("Context", self._dialplan.callback_context),
-                  ("Exten", decision.number),
-                  ("Priority", "1"), ("Async", "true"), ("CallerID", f"<{decision.number}>"),
-                  ("Variable", f"CTI_CALLBACK={decision.request_id}")]
-        ring = _Ring(decision.request_id, decision.agent, f"cb-{next(self._numbers)}")
-        self._by_call_agent[(ring.call_id, ring.agent)] = ring
-        d = self.ami.send_action("Originate", fields)
-        d.addCallbacks(self._queued, self._action_failed, callbackArgs=(ring,),
-                       errbackArgs=("Originate", ring))
+        self._originate_agent(
+            decision.request_id,
+            decision.agent,
+            decision.ring_timeout,
+            decision.number,
+            (self._dialplan.callback_context, decision.number),
+            ("CTI_CALLBACK", decision.request_id),
+            callback=True,
+        )
 
     def _callback_ended(self, message: Message) -> None:
         entry = self._callbacks.pop(message.get("Channel") or "", None)
@@ -358,34 +423,57 @@ class AcdDriver:
         request_id, answered_at = entry
         at = self.reactor.seconds()
         cause = message.get("Cause")
-        ended = CallEnded(request_id, at, cause=int(cause) if cause and cause.isdigit() else None,
-                          cause_text=message.get("Cause-txt"), ended_by="agent",
-                          duration=at - answered_at, talk_time=at - answered_at, answered=True)
+        ended = CallEnded(
+            request_id,
+            at,
+            cause=int(cause) if cause and cause.isdigit() else None,
+            cause_text=message.get("Cause-txt"),
+            ended_by="agent",
+            duration=at - answered_at,
+            talk_time=at - answered_at,
+            answered=True,
+        )
         self._route(self.router.on_call_event, ended, at)
 
     # -- failures and timers --------------------------------------------------------------
 
     def _action_failed(self, failure: Failure, action: str, ring: _Ring) -> None:
-        log.warning("ACD: %s for %s / agent %s failed: %s", action, ring.call_id, ring.agent,
-                    failure.getErrorMessage())
-        self._failed(ring.call_id, ring.agent, f"{action} failed")
+        log.warning(
+            "ACD: %s for %s / agent %s failed: %s",
+            action,
+            ring.call_id,
+            ring.agent,
+            failure.getErrorMessage(),
+        )
+        self._failed(ring.call_id, ring.agent, f"{action} failed", ACTION_RETRY_DELAY)
 
-    def _failed(self, call_id: str, agent: str, reason: str) -> None:
+    def _failed(self, call_id: str, agent: str, reason: str, delay: float = 0.0) -> None:
         ring = self._by_call_agent.pop((call_id, agent), None)
         if ring is not None and ring.channel is not None:
             self._hangup(ring.channel, f"{reason}: orphan agent leg")
-        self._report_failed(call_id, agent, reason)
+        self._report_failed(call_id, agent, reason, delay)
 
-    def _report_failed(self, call_id: str, agent: str, reason: str) -> None:
-        self._route(self.router.offer_failed, call_id, agent, reason, self.reactor.seconds())
+    def _report_failed(self, call_id: str, agent: str, reason: str, delay: float = 0.0) -> None:
+        # Never inline: an action that fails at once (AMI link down) would re-offer, fail
+        # and recurse; ``delay`` spaces such retries out.
+        self.reactor.callLater(
+            delay,
+            lambda: self._route(
+                self.router.offer_failed, call_id, agent, reason, self.reactor.seconds()
+            ),
+        )
 
     def _route(self, step: Callable[..., list[Decision]], *args: Any) -> None:
         """Feed the router and carry out its decisions. A refusal (an offer the router
-        already dropped because the caller left) is logged, never raised into Twisted."""
+        already dropped because the caller left) is logged; any other error too (a Redis
+        outage), and routing goes on: events are published and the timer re-armed."""
         try:
             decisions = step(*args)
         except AcdError as exc:
             log.info("ACD: %s%r refused: %s", step.__name__, args[:3], exc)
+            decisions = []
+        except Exception:
+            log.exception("ACD: %s%r failed", step.__name__, args[:3])
             decisions = []
         self._apply(decisions)
 
@@ -397,8 +485,7 @@ class AcdDriver:
             self._timer.cancel()
         self._timer = None
         if due is not None:
-            self._timer = self.reactor.callLater(max(0.0, due - self.reactor.seconds()),
-                                                 self._tick)
+            self._timer = self.reactor.callLater(max(0.0, due - self.reactor.seconds()), self._tick)
 
     def _tick(self) -> None:
         self._timer = None
