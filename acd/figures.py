@@ -45,6 +45,7 @@ from acd.estimate import WaitEstimate, estimated_wait
 from acd.events import (
     AcdEvent,
     AgentStateChanged,
+    CallbackRequested,
     CallCompleted,
     CallerAbandoned,
     CallerConnected,
@@ -310,6 +311,10 @@ class LiveFigures:
                 self._record(event.queue, event.call_id, at, outcome)
             case CallerOverflowed():
                 self._record(event.queue, event.call_id, at, _Tally(overflowed=1))
+            case CallbackRequested():
+                # The caller hung up leaving a request, which waits on under its own id:
+                # the call itself no longer waits, and is no outcome of the queue.
+                self._queue(event.queue).waiting.pop(event.call_id, None)
             case CallCompleted():
                 self._agent(event.agent).last_queue = event.queue
                 self._record(event.queue, None, at, _Tally(completed=1, talk=_us(event.talk_time)))

@@ -16,6 +16,7 @@ from acd.estimate import WaitEstimate
 from acd.events import (
     AcdEvent,
     AgentStateChanged,
+    CallbackRequested,
     CallCompleted,
     CallerAbandoned,
     CallerConnected,
@@ -368,3 +369,15 @@ def test_sums_do_not_depend_on_event_order(call_specs: list, random) -> None:
     expected, actual = in_order.figures("q", now), any_order.figures("q", now)
     assert actual.today == expected.today
     assert actual.window == expected.window
+
+
+def test_a_callback_request_replaces_its_caller_in_the_waiting_count() -> None:
+    live = LiveFigures({"sales": ["alice"]}, RULES)
+    live.apply(CallerJoined(T0, "c1", "sales", "ordinary", 1))
+    live.apply(CallbackRequested(T0 + 30, "c1", "sales", "cb-c1", "+33612345678"))
+    live.apply(CallerJoined(T0 + 30, "cb-c1", "sales", "ordinary", 1))
+    assert live.figures("sales", T0 + 40).calls_waiting == 1
+    live.apply(CallerConnected(T0 + 50, "cb-c1", "sales", "alice", 20.0))
+    after = live.figures("sales", T0 + 60)
+    assert after.calls_waiting == 0 and after.longest_wait == 0
+    assert after.today.answered == 1 and after.today.abandoned == 0
