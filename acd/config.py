@@ -27,6 +27,13 @@ _SPAN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 MAX_PENALTY = 1000
 
 
+def _proficiencies(value: dict[str, int]) -> dict[str, int]:
+    for skill, level in value.items():
+        if not 0 <= level <= 100:
+            raise ValueError(f"skill {skill!r}: proficiency must be 0-100, got {level}")
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -90,7 +97,8 @@ class BusinessHours(_Section):
         for day, spans in value.items():
             for span in spans:
                 m = _SPAN.match(span)
-                if m is None or (m[1], m[2]) >= (m[3], m[4]):
+                past_midnight = m is not None and m[3] == "24" and m[4] != "00"
+                if m is None or past_midnight or (m[1], m[2]) >= (m[3], m[4]):
                     raise ValueError(
                         f"{day}: {span!r} is not a span 'HH:MM-HH:MM' with start before end"
                     )
@@ -157,10 +165,7 @@ class QueueConfig(_Section):
     @field_validator("skills")
     @classmethod
     def _proficiency(cls, value: dict[str, int]) -> dict[str, int]:
-        for skill, minimum in value.items():
-            if not 0 <= minimum <= 100:
-                raise ValueError(f"skill {skill!r}: minimum proficiency must be 0-100")
-        return value
+        return _proficiencies(value)
 
     @model_validator(mode="after")
     def _overflow_needed(self) -> QueueConfig:
@@ -188,10 +193,7 @@ class AgentConfig(_Section):
     @field_validator("skills")
     @classmethod
     def _proficiency(cls, value: dict[str, int]) -> dict[str, int]:
-        for skill, level in value.items():
-            if not 0 <= level <= 100:
-                raise ValueError(f"skill {skill!r}: proficiency must be 0-100, got {level}")
-        return value
+        return _proficiencies(value)
 
     @field_validator("queues")
     @classmethod
@@ -234,6 +236,8 @@ class AcdConfig(_Section):
     agent_interface: str = Field("PJSIP/{agent}", pattern=r"\{agent\}")
     queues: dict[str, QueueConfig]
     agents: dict[str, AgentConfig] = {}
+    #: Known callers' value tiers by E.164 number, until the screen pop computes them.
+    tiers: dict[str, Literal["vip", "key", "ordinary"]] = {}
 
     @field_validator("queues", mode="before")
     @classmethod

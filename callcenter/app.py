@@ -107,7 +107,10 @@ class Acd:
     ) -> None:
         self.config = load_acd_config(queues)
         self.router = Router(
-            self.config, pbx=settings.pbx, tiers=StaticTiers(), state=acd_state(settings)
+            self.config,
+            pbx=settings.pbx,
+            tiers=StaticTiers(self.config.tiers),
+            state=acd_state(settings),
         )
         #: ACD events (callers joined/offered/connected/abandoned, agent states), in order.
         self.events: EventStream[AcdEvent] = EventStream("acd events")

@@ -196,3 +196,17 @@ def test_open_until_midnight() -> None:
     assert hours is not None
     assert hours.is_open(_epoch(2026, 11, 23, 23, 59))
     assert hours.next_change(_epoch(2026, 11, 23, 23)) == _epoch(2026, 11, 24)
+
+
+def test_tiers_and_the_end_of_day_are_checked() -> None:
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    assert parse_acd_config(data, "x").tiers["+8613700137000"] == "vip"
+    data["tiers"] = {"+15550000000": "gold"}
+    with pytest.raises(ConfigError, match=r"key 'tiers\.\+15550000000'"):
+        parse_acd_config(data, "x")
+    del data["tiers"]
+    data["queues"]["sales"]["hours"] = {"time_zone": "UTC", "weekly": {"mon": ["22:00-24:30"]}}
+    with pytest.raises(ConfigError, match="not a span"):
+        parse_acd_config(data, "x")
+    data["queues"]["sales"]["hours"]["weekly"]["mon"] = ["22:00-24:00"]
+    assert parse_acd_config(data, "x").queues["sales"].hours is not None
