@@ -20,6 +20,8 @@ Keys, all under ``{<namespace>}:`` (one hash tag, so a cluster keeps them in one
   :meth:`find_callback` returns the earliest, as ``MemoryState`` does.
 * ``free:<queue>`` sorted set: free agents by score, ties by agent id (bytewise).
 * ``agent:<agent>`` set: the queues the agent is free in, so a claim removes it from all.
+* ``reserved`` set: the agents :meth:`claim` handed out and no backend made free or took off
+  since (see ``acd.state`` on presence).
 
 Queue names inside keys with a further part after them are escaped (``%`` and ``:``), so
 ``wp:a:b:c`` cannot mean two things. Scores and ``joined_at`` must not be NaN (Redis cannot
@@ -117,28 +119,36 @@ if #first == 0 then return nil end
 return redis.call('HGETALL', prefix .. 'caller:' .. first[1])
 """
 
-# KEYS: agent set; ARGV: prefix, agent, queue, score, queue, score...
+# KEYS: agent set, reserved; ARGV: prefix, agent, if_idle (0/1), queue, score, queue, score...
 _SET_AVAILABLE = """
+if ARGV[3] == '1' and redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 1 then return 0 end
+redis.call('SREM', KEYS[2], ARGV[2])
 free_off(ARGV[2])
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   redis.call('ZADD', prefix .. 'free:' .. ARGV[i], ARGV[i + 1], ARGV[2])
   redis.call('SADD', KEYS[1], ARGV[i])
 end
+return 1
 """
 
-# ARGV: prefix, agent.
+# KEYS: reserved; ARGV: prefix, agent, if_idle (0/1).
 _SET_UNAVAILABLE = """
+if ARGV[3] ~= '1' then redis.call('SREM', KEYS[1], ARGV[2]) end
 return free_off(ARGV[2])
 """
 
-# KEYS: wp, free; ARGV: prefix, agents (0: all). Reads first, so "nothing found" writes nothing.
+# KEYS: wp, free, reserved; ARGV: prefix, agents (0: all). Reads first, so "nothing found"
+# writes nothing.
 _CLAIM = """
 local best = redis.call('ZRANGE', KEYS[1], 0, 0)
 if #best == 0 then return nil end
 local chosen = redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1)
 if #chosen == 0 then return nil end
 local caller = drop_caller(caller_key(best[1]))
-for _, agent in ipairs(chosen) do free_off(agent) end
+for _, agent in ipairs(chosen) do
+  free_off(agent)
+  redis.call('SADD', KEYS[3], agent)
+end
 return {caller, chosen}
 """
 
@@ -153,6 +163,7 @@ class RedisState:
     def __init__(self, client: redis.Redis, *, namespace: str = "acd") -> None:
         self._client = client
         self._prefix = "{" + namespace + "}:"
+        self._reserved_key = self._prefix + "reserved"
         kwargs = client.connection_pool.connection_kwargs
         self._where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
         script = client.register_script
@@ -233,17 +244,25 @@ class RedisState:
             fields = self._find_callback([self._key("cb", queue, number)], [self._prefix])
         return _caller(fields) if fields else None
 
-    def set_available(self, agent: str, scores: Mapping[str, float]) -> None:
-        args = [self._prefix, agent]
+    def set_available(
+        self, agent: str, scores: Mapping[str, float], *, if_idle: bool = False
+    ) -> bool:
+        args = [self._prefix, agent, int(if_idle)]
         for queue, score in scores.items():
             _check(score, "score")
             args += [queue, repr(float(score))]
+        keys = [self._key("agent", agent), self._reserved_key]
         with self._guard(f"set_available({agent!r})"):
-            self._set_available([self._key("agent", agent)], args)
+            return bool(self._set_available(keys, args))
 
-    def set_unavailable(self, agent: str) -> bool:
+    def set_unavailable(self, agent: str, *, if_idle: bool = False) -> bool:
+        args = [self._prefix, agent, int(if_idle)]
         with self._guard(f"set_unavailable({agent!r})"):
-            return bool(self._set_unavailable([], [self._prefix, agent]))
+            return bool(self._set_unavailable([self._reserved_key], args))
+
+    def reserved(self, agent: str) -> bool:
+        with self._guard(f"reserved({agent!r})"):
+            return bool(self._client.sismember(self._reserved_key, agent))
 
     def available(self, queue: str) -> list[str]:
         with self._guard(f"available({queue!r})"):
@@ -252,7 +271,7 @@ class RedisState:
     def claim(self, queue: str, pbx: str, agents: int = 1) -> Claim | None:
         if agents < 0:
             raise ValueError(f"agents must be >= 0, not {agents}")
-        keys = [self._key("wp", queue, pbx), self._key("free", queue)]
+        keys = [self._key("wp", queue, pbx), self._key("free", queue), self._reserved_key]
         with self._guard(f"claim({queue!r}, {pbx!r}, agents={agents})"):
             found = self._claim(keys, [self._prefix, agents])
         if not found:

@@ -27,21 +27,35 @@ Rules:
   as a :class:`~acd.decisions.CallBack`; the shell reports the agent's answer with
   :meth:`~Router.offer_answered` and the end of the outbound call as a ``CallEnded`` whose
   ``call_id`` is the request id;
-* the router only claims callers of its own ``pbx`` (several routers may share one store);
-  each agent is driven by the router it logged in through.
+* the router only claims callers of its own ``pbx`` (several routers may share one store).
+
+Several routers, one agent pool: the **store is the truth** about who is free; a router's
+roster (``agents``) is its own view, stale as soon as an agent also works through another
+backend (every backend logs all agents in at start) or the router restarts. So:
+
+* a router offers only the agents :meth:`~acd.state.AcdState.claim` hands it, and holds
+  them (the store has them *reserved*) until it makes them free or takes them off again,
+  after the offer, the call or the wrap-up; no other command touches a reservation;
+* an agent the store hands out while the roster has it logged out or paused was logged in
+  or unpaused through another backend (the store had it free): the router logs it in or
+  unpauses it in its roster, then offers;
+* log-in and unpause make the agent free only if no router holds it (``if_idle``); pause
+  and log-out of an agent another router holds are refused (``AgentBusy``), as they are
+  while it rings or talks here;
+* a caller of this PBX an earlier run queued is still in the store: its hang-up removes it.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from crm_bridge.tiers import CallerTiers
 from cti.calls.events import CallAbandoned, CallArrived, CallEnded, CallEvent, CallParked
 
-from .agents import AcdError, AgentRoster, AgentState
+from .agents import AcdError, AgentBusy, AgentRoster, AgentState, AgentStateChanged
 from .config import AcdConfig, QueueConfig
 from .decisions import CallBack, CancelOffer, Connect, Decision, Offer, Overflow
 from .events import (
@@ -143,14 +157,12 @@ class Router:
 
     def logout(self, agent: str, now: float) -> list[Decision]:
         """Log the agent out; refused while ringing or on a call (``AgentBusy``)."""
-        self._events.append(self.agents.logout(agent, now))
-        self._take_off(agent)
+        self._take_off(agent, lambda: self.agents.logout(agent, now))
         return []
 
     def pause(self, agent: str, reason: str, now: float) -> list[Decision]:
         """Pause with a reason code; refused while ringing or on a call (``AgentBusy``)."""
-        self._events.append(self.agents.pause(agent, reason, now))
-        self._take_off(agent)
+        self._take_off(agent, lambda: self.agents.pause(agent, reason, now))
         return []
 
     def unpause(self, agent: str, now: float) -> list[Decision]:
@@ -192,7 +204,7 @@ class Router:
             self._track(caller)
             decisions = self._dispatch([caller.queue], now)
         # Only now, so that the caller has gone to another agent if there was one.
-        return decisions + self._free_agent(agent, now)
+        return decisions + self._free_agent(agent, now, held=True)
 
     def request_callback(self, call_id: str, number: str, now: float) -> list[Decision]:
         """Turn a waiting caller into a callback request for ``number`` that keeps its place;
@@ -222,7 +234,7 @@ class Router:
             elif kind == "wrap":
                 del self._wrapping[key]
                 self._events.append(self.agents.end_wrap_up(key, now))
-                decisions += self._free_agent(key, now)
+                decisions += self._free_agent(key, now, held=True)
             else:
                 caller = self._waiting[key]
                 self._unqueue(key)
@@ -358,6 +370,11 @@ class Router:
             return []
         ringing = self._ringing.pop(call_id, None)
         if ringing is None:
+            # Maybe queued by an earlier run of this backend: the store outlives a restart.
+            left = self._state.remove_caller(call_id)
+            if left is not None:
+                wait = now - left.joined_at
+                self._events.append(CallerAbandoned(now, call_id, left.queue, wait, None))
             return []
         caller = ringing.caller
         self._events.append(
@@ -381,7 +398,7 @@ class Router:
             self._wrapping[call.agent] = now + wrap_up
             self._start_timer(now + wrap_up, "wrap", call.agent)
             return []
-        return self._free_agent(call.agent, now)
+        return self._free_agent(call.agent, now, held=True)
 
     def _track(self, caller: WaitingCaller) -> None:
         """Note a caller of ours now in the store, with its max-wait timer."""
@@ -434,14 +451,21 @@ class Router:
             raise UnknownOffer(f"call {call_id} is not ringing agent {agent}")
         return ringing
 
-    def _free_agent(self, agent: str, now: float) -> list[Decision]:
-        """Offer the agent, if available, the best caller of its queues."""
+    def _free_agent(self, agent: str, now: float, *, held: bool = False) -> list[Decision]:
+        """Offer the agent, if available, the best caller of its queues.
+
+        ``held``: after this router's offer or call, so it ends the agent's reservation
+        whatever the agent's state; otherwise (log-in, unpause) an agent another router
+        holds stays with it."""
         if self.agents.get(agent).state is not AgentState.AVAILABLE:
+            if held:
+                self._state.set_unavailable(agent)
             return []
-        self._make_free(agent, now)
+        if not self._make_free(agent, now, if_idle=not held):
+            return []
         return self._dispatch(self._queues_of([agent]), now)
 
-    def _make_free(self, agent_id: str, now: float) -> None:
+    def _make_free(self, agent_id: str, now: float, *, if_idle: bool = False) -> bool:
         agent = self.agents.get(agent_id)
         member = self.config.agents[agent_id]
         scores = {
@@ -449,10 +473,29 @@ class Router:
             for name, penalty in member.queues.items()
             if eligible(member.skills, self.config.queues[name])
         }
-        self._state.set_available(agent_id, scores)
+        return self._state.set_available(agent_id, scores, if_idle=if_idle)
 
-    def _take_off(self, agent: str) -> None:
-        self._state.set_unavailable(agent)
+    def _adopt(self, agent: str, now: float) -> None:
+        """The store handed ``agent`` out, so it is free: a roster saying logged out or
+        paused is stale (log-in or unpause through another backend)."""
+        state = self.agents.get(agent).state
+        if state is AgentState.LOGGED_OUT:
+            self._events.append(self.agents.login(agent, now))
+        elif state is AgentState.PAUSED:
+            self._events.append(self.agents.unpause(agent, now))
+
+    def _take_off(self, agent: str, command: Callable[[], AgentStateChanged]) -> None:
+        """Pause or log out: refused, changing nothing, if another router holds the agent."""
+        state = self.agents.get(agent).state
+        held = state is AgentState.WRAP_UP  # our call's wrap-up: ours to end
+        if state in (AgentState.AVAILABLE, AgentState.PAUSED) and self._state.reserved(agent):
+            raise AgentBusy(
+                f"agent {agent} rings or is on a call through another backend: cannot pause "
+                "or log out until it is over"
+            )
+        self._events.append(command())
+        # if_idle: a claim elsewhere since the check above keeps its agent.
+        self._state.set_unavailable(agent, if_idle=not held)
         self._wrapping.pop(agent, None)
 
     def _queues_of(self, agents: Iterable[str]) -> list[str]:
@@ -492,6 +535,7 @@ class Router:
         for agent in claim.agents[len(agents) :]:
             self._make_free(agent, now)
         for agent in agents:
+            self._adopt(agent, now)
             self._events.append(self.agents.ring(agent, caller.call_id, queue.name, now))
         self._ringing[caller.call_id] = _Ringing(caller, set(agents), now + queue.ring_timeout)
         self._start_timer(now + queue.ring_timeout, "ring", caller.call_id)

@@ -14,6 +14,13 @@ Scores:
   any instant, which is what lets a sorted set do priority with aging.
 * an available agent's ``score`` per queue: **lower goes first** (penalty first, then the
   queue's strategy: idle since, calls taken, last offer, proficiency).
+
+Presence: an agent is *free* (in the free lists), *reserved* (handed out by :meth:`claim`
+and not yet made free or taken off again by the backend holding it) or neither (paused,
+logged out, wrapping up elsewhere...). Several backends share the pool, and one may hold a
+stale view of an agent (it logged in there, then took calls through another backend; or it
+just restarted). So commands from such a view pass ``if_idle=True``: they never touch a
+reservation, which only the holder ends. That is what keeps an agent from two calls.
 """
 
 from __future__ import annotations
@@ -71,13 +78,24 @@ class AcdState(Protocol):
         """A callback request for ``number`` already waiting in ``queue``, if any."""
         ...
 
-    def set_available(self, agent: str, scores: Mapping[str, float]) -> None:
+    def set_available(
+        self, agent: str, scores: Mapping[str, float], *, if_idle: bool = False
+    ) -> bool:
         """``agent`` is free for each queue of ``scores`` (queue -> score, lower first);
-        replaces any earlier availability of that agent."""
+        replaces any earlier availability of that agent and ends its reservation.
+
+        With ``if_idle`` (log-in, unpause: a view that may be stale) a reserved agent stays
+        reserved: False, and nothing changes. True otherwise."""
         ...
 
-    def set_unavailable(self, agent: str) -> bool:
-        """``agent`` is no longer free anywhere; False if it was not available."""
+    def set_unavailable(self, agent: str, *, if_idle: bool = False) -> bool:
+        """``agent`` is no longer free anywhere and its reservation ends (``if_idle``: a
+        reservation is left alone); False if it was not available."""
+        ...
+
+    def reserved(self, agent: str) -> bool:
+        """Whether ``agent`` was handed out by :meth:`claim` and not made free or taken off
+        since (it rings, talks or wraps up through the backend that claimed it)."""
         ...
 
     def available(self, queue: str) -> list[str]:
@@ -88,7 +106,8 @@ class AcdState(Protocol):
         """Atomically take the best caller of ``queue`` on ``pbx`` and reserve the best
         ``agents`` free agents of ``queue`` (``agents=0``: all of them, for ring-all).
 
-        Reserved agents are removed from every queue's free list. None, and nothing
+        Reserved agents are removed from every queue's free list and marked
+        :meth:`reserved`. None, and nothing
         changed, when the queue has no caller on that PBX or no free agent.
         """
         ...
@@ -102,7 +121,7 @@ class MemoryState:
     1,000 waiting callers.
     """
 
-    __slots__ = ("_agent_scores", "_callbacks", "_callers", "_free", "_queues")
+    __slots__ = ("_agent_scores", "_callbacks", "_callers", "_free", "_queues", "_reserved")
 
     def __init__(self) -> None:
         self._callers: dict[str, WaitingCaller] = {}
@@ -111,6 +130,7 @@ class MemoryState:
         self._callbacks: dict[tuple[str, str], dict[str, WaitingCaller]] = {}
         self._free: dict[str, SortedList] = {}  # queue -> (score, agent), best first
         self._agent_scores: dict[str, dict[str, float]] = {}  # agent -> queue -> score
+        self._reserved: set[str] = set()
 
     def add_caller(self, caller: WaitingCaller) -> bool:
         if caller.call_id in self._callers:
@@ -138,17 +158,27 @@ class MemoryState:
     def find_callback(self, queue: str, number: str) -> WaitingCaller | None:
         return next(iter(self._callbacks.get((queue, number), {}).values()), None)
 
-    def set_available(self, agent: str, scores: Mapping[str, float]) -> None:
+    def set_available(
+        self, agent: str, scores: Mapping[str, float], *, if_idle: bool = False
+    ) -> bool:
+        if if_idle and agent in self._reserved:
+            return False
         self.set_unavailable(agent)
         for queue, score in scores.items():
             self._free.setdefault(queue, SortedList()).add((score, agent))
         self._agent_scores[agent] = dict(scores)
+        return True
 
-    def set_unavailable(self, agent: str) -> bool:
+    def set_unavailable(self, agent: str, *, if_idle: bool = False) -> bool:
+        if not if_idle:
+            self._reserved.discard(agent)
         scores = self._agent_scores.pop(agent, None)
         for queue, score in (scores or {}).items():
             self._free[queue].remove((score, agent))
         return bool(scores)
+
+    def reserved(self, agent: str) -> bool:
+        return agent in self._reserved
 
     def available(self, queue: str) -> list[str]:
         return [agent for _, agent in self._free.get(queue, ())]
@@ -165,6 +195,7 @@ class MemoryState:
         self.remove_caller(best.call_id)
         for agent in chosen:
             self.set_unavailable(agent)
+        self._reserved.update(chosen)
         return Claim(best, chosen)
 
 

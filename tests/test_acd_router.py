@@ -646,3 +646,59 @@ def test_a_closing_no_tick_saw_is_applied_when_the_next_caller_joins() -> None:
     park(router, "c1", _epoch(2026, 11, 23, 17))
     decisions = park(router, "c2", _epoch(2026, 11, 23, 19))
     assert [(d.call_id, d.reason) for d in decisions] == [("c1", "closed"), ("c2", "closed")]
+
+
+# One agent pool, several routers: the store is the truth about who is free.
+
+
+def test_an_agent_logged_in_through_another_router_is_logged_in_here_when_handed_out() -> None:
+    shared = MemoryState()
+    east, west = make_router(pbx="east", state=shared), make_router(pbx="west", state=shared)
+    west.login("6001", 0.0)
+    assert offers(park(east, "e1", 1.0)) == [("e1", ("6001",))]
+    assert [e.state for e in east.drain_events() if isinstance(e, AgentStateChanged)] == [
+        "available",
+        "ringing",
+    ]
+
+
+def test_a_stale_router_neither_frees_nor_pauses_an_agent_another_router_holds() -> None:
+    shared = MemoryState()
+    east, west = make_router(pbx="east", state=shared), make_router(pbx="west", state=shared)
+    east.login("6001", 0.0)
+    west.login("6001", 0.0)
+    park(east, "e1", 1.0)  # Alice rings through east; west still has her available
+    restarted = make_router(pbx="west", state=shared)
+    assert restarted.login("6001", 2.0) == []
+    assert shared.available("sales") == [] and shared.reserved("6001")
+    with pytest.raises(AgentBusy):
+        west.pause("6001", "lunch", 2.0)
+    assert west.agents.get("6001").state is AgentState.AVAILABLE  # refused: nothing changed
+    assert offers(park(west, "w1", 3.0)) == []
+    assert offers(serve(east, "e1", "6001", 4.0)) == []  # east freed her; w1 is west's
+    assert offers(park(west, "w2", 5.0)) == [("w1", ("6001",))]  # west's next dispatch
+
+
+def test_a_pause_in_wrap_up_ends_the_reservation_and_unpause_frees_the_agent() -> None:
+    shared = MemoryState()
+    east = make_router({"wrap_up": 30}, pbx="east", state=shared)
+    west = make_router({"wrap_up": 30}, pbx="west", state=shared)
+    east.login("6001", 0.0)
+    park(east, "e1", 1.0)
+    serve(east, "e1", "6001", 2.0)
+    east.pause("6001", "lunch", 3.0)
+    assert not shared.reserved("6001")
+    west.login("6001", 4.0)  # the agent moves to the other backend
+    assert offers(park(west, "w1", 5.0)) == [("w1", ("6001",))]
+    assert east.tick(40.0) == []  # the wrap-up timer ended with the pause
+
+
+def test_a_restarted_router_removes_a_caller_its_earlier_run_queued_when_it_hangs_up() -> None:
+    shared = MemoryState()
+    make_router(pbx="east", state=shared).on_call_event(
+        CallParked("e1", 0.0, "external", "PJSIP/trunk-1")
+    )
+    restarted = make_router(pbx="east", state=shared)
+    hang_up(restarted, "e1", 5.0)
+    assert shared.waiting("sales") == []
+    assert restarted.drain_events() == [CallerAbandoned(5.0, "e1", "sales", 5.0, None)]

@@ -190,6 +190,38 @@ def test_claim_that_finds_nothing_changes_nothing(store: AcdState) -> None:
     assert store.available("sales") == []
 
 
+def test_claimed_agents_are_reserved_until_their_holder_frees_or_takes_them_off(
+    store: AcdState,
+) -> None:
+    store.set_available("amy", {"sales": 0.0})
+    assert not store.reserved("amy")
+    store.add_caller(caller("c1"))
+    store.claim("sales", "pbx1")
+    assert store.reserved("amy")
+    # A log-in or unpause from a stale view (another backend, a restart) changes nothing.
+    assert not store.set_available("amy", {"sales": 0.0}, if_idle=True)
+    assert not store.set_unavailable("amy", if_idle=True)
+    assert store.reserved("amy") and store.available("sales") == []
+    # The holder, after the call: free again, the reservation over.
+    assert store.set_available("amy", {"sales": 1.0})
+    assert not store.reserved("amy") and store.available("sales") == ["amy"]
+    assert store.set_available("amy", {"sales": 0.0}, if_idle=True)  # free: no reservation
+    store.add_caller(caller("c2"))
+    store.claim("sales", "pbx1")
+    assert not store.set_unavailable("amy")  # the holder pauses it in wrap-up
+    assert not store.reserved("amy") and store.available("sales") == []
+    assert store.set_available("amy", {"sales": 0.0}, if_idle=True)
+
+
+def test_only_the_claimed_agents_are_reserved(store: AcdState) -> None:
+    store.add_caller(caller("c1"))
+    for agent, score in [("amy", 0.0), ("bob", 1.0)]:
+        store.set_available(agent, {"sales": score})
+    store.claim("sales", "pbx1")
+    assert store.set_unavailable("bob", if_idle=True)
+    assert [store.reserved(a) for a in ("amy", "bob", "nobody")] == [True, False, False]
+
+
 # --- random operations: both stores must answer identically ---------------------------------
 
 QUEUES = ["q1", "q:2"]
@@ -210,23 +242,27 @@ callers = st.builds(
     callback=st.sampled_from([None, *NUMBERS]),
 )
 queue = st.sampled_from(QUEUES)
-adds = st.tuples(st.just("add_caller"), st.tuples(callers))
+agent = st.sampled_from(AGENTS)
+if_idle = st.fixed_dictionaries({"if_idle": st.booleans()})
+
+
+def op(name: str, args: Any, kwargs: Any = None) -> Any:
+    """(method name, positional arguments, keyword arguments)."""
+    return st.tuples(st.just(name), args, st.just({}) if kwargs is None else kwargs)
+
+
+adds = op("add_caller", st.tuples(callers))
 operations = st.one_of(
     adds,
     adds,  # twice as likely: the store needs callers to do anything interesting
-    st.tuples(st.just("remove_caller"), st.tuples(st.sampled_from(CALLS))),
-    st.tuples(st.just("waiting"), st.tuples(queue)),
-    st.tuples(st.just("find_callback"), st.tuples(queue, st.sampled_from(NUMBERS))),
-    st.tuples(
-        st.just("set_available"),
-        st.tuples(st.sampled_from(AGENTS), st.dictionaries(queue, FLOATS, max_size=3)),
-    ),
-    st.tuples(st.just("set_unavailable"), st.tuples(st.sampled_from(AGENTS))),
-    st.tuples(st.just("available"), st.tuples(queue)),
-    st.tuples(
-        st.just("claim"),
-        st.tuples(queue, st.sampled_from(PBXS), st.integers(min_value=0, max_value=2)),
-    ),
+    op("remove_caller", st.tuples(st.sampled_from(CALLS))),
+    op("waiting", st.tuples(queue)),
+    op("find_callback", st.tuples(queue, st.sampled_from(NUMBERS))),
+    op("set_available", st.tuples(agent, st.dictionaries(queue, FLOATS, max_size=3)), if_idle),
+    op("set_unavailable", st.tuples(agent), if_idle),
+    op("reserved", st.tuples(agent)),
+    op("available", st.tuples(queue)),
+    op("claim", st.tuples(queue, st.sampled_from(PBXS), st.integers(min_value=0, max_value=2))),
 )
 
 
@@ -235,16 +271,19 @@ operations = st.one_of(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(steps=st.lists(operations, min_size=10, max_size=60))
-def test_memory_and_redis_answer_alike(redis_url: str, steps: list[tuple[str, tuple]]) -> None:
+def test_memory_and_redis_answer_alike(
+    redis_url: str, steps: list[tuple[str, tuple, dict[str, Any]]]
+) -> None:
     memory = MemoryState()
     redis_state = RedisState.from_url(redis_url, namespace=uuid.uuid4().hex)  # fresh per example
     try:
-        for name, args in steps:
-            expected = getattr(memory, name)(*args)
-            assert getattr(redis_state, name)(*args) == expected, (name, args)
+        for name, args, kwargs in steps:
+            expected = getattr(memory, name)(*args, **kwargs)
+            assert getattr(redis_state, name)(*args, **kwargs) == expected, (name, args, kwargs)
         for q in QUEUES:
             assert redis_state.waiting(q) == memory.waiting(q)
             assert redis_state.available(q) == memory.available(q)
+        assert [redis_state.reserved(a) for a in AGENTS] == [memory.reserved(a) for a in AGENTS]
     finally:
         redis_state.close()
 
