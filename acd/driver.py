@@ -325,12 +325,33 @@ class AcdDriver:
                 caller,
                 ring and ring.channel,
             )
-            self._failed(decision.call_id, decision.agent, "nothing to bridge")
+            self._connect_failed(decision.call_id, decision.agent)
             return
         fields = [("Channel1", caller), ("Channel2", ring.channel), ("Tone", "no")]
         d = self.ami.send_action("Bridge", fields)
         d.addCallbacks(
-            self._bridged, self._action_failed, callbackArgs=(ring,), errbackArgs=("Bridge", ring)
+            self._bridged, self._bridge_failed, callbackArgs=(ring,), errbackArgs=(ring,)
+        )
+
+    def _bridge_failed(self, failure: Failure, ring: _Ring) -> None:
+        # Typically "Channel1 does not exist": the caller hung up as the agent answered
+        # (recording 11). The agent is not to blame: no miss; the caller, if still there,
+        # waits again in its place.
+        log.warning(
+            "ACD: Bridge of %s with agent %s failed: %s",
+            ring.call_id,
+            ring.agent,
+            failure.getErrorMessage(),
+        )
+        self._connect_failed(ring.call_id, ring.agent)
+
+    def _connect_failed(self, call_id: str, agent: str) -> None:
+        ring = self._by_call_agent.pop((call_id, agent), None)
+        if ring is not None and ring.channel is not None:
+            self._hangup(ring.channel, f"bridge of {call_id} failed: orphan agent leg")
+        self.reactor.callLater(
+            0,
+            lambda: self._route(self.router.connect_failed, call_id, agent, self.reactor.seconds()),
         )
 
     def _bridged(self, _: Message, ring: _Ring) -> None:

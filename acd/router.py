@@ -53,7 +53,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from crm_bridge.tiers import CallerTiers
-from cti.calls.events import CallAbandoned, CallArrived, CallEnded, CallEvent, CallParked
+from cti.calls.events import (
+    CallAbandoned,
+    CallArrived,
+    CallEnded,
+    CallEvent,
+    CallParked,
+    CallTransferred,
+)
 
 from .agents import AcdError, AgentBusy, AgentRoster, AgentState, AgentStateChanged
 from .config import AcdConfig, QueueConfig
@@ -97,6 +104,7 @@ class _Connected:
     queue: str
     agent: str
     answered_at: float
+    caller: WaitingCaller
 
 
 class Router:
@@ -143,6 +151,9 @@ class Router:
                 return self._park(event, at)
             case CallAbandoned():
                 return self._caller_left(event.call_id, at)
+            case CallTransferred() if event.call_id in self._connected:
+                # The agent handed the caller on: the call is over for the agent.
+                return self._complete(event.call_id, at)
             case CallEnded():
                 self._arrivals.pop(event.call_id, None)
                 if event.call_id in self._connected:
@@ -176,17 +187,35 @@ class Router:
         del self._ringing[call_id]
         caller = ringing.caller
         self._events.append(self.agents.answer(agent, now))
-        self._connected[call_id] = _Connected(caller.queue, agent, now)
+        self._connected[call_id] = _Connected(caller.queue, agent, now, caller)
         self._events.append(
             CallerConnected(now, call_id, caller.queue, agent, wait=now - caller.joined_at)
         )
         decisions: list[Decision] = [] if caller.callback else [Connect(call_id, agent)]
-        others = sorted(ringing.agents - {agent})
-        for other in others:
+        return decisions + self._withdraw(call_id, ringing.agents - {agent}, now)
+
+    def connect_failed(self, call_id: str, agent: str, now: float) -> list[Decision]:
+        """The answered agent could not be connected (the Bridge failed): the agent is free
+        again with no miss counted, and the caller, if still there, waits again with its
+        score (its place kept)."""
+        call = self._connected.pop(call_id, None)
+        if call is None or call.agent != agent:
+            raise UnknownOffer(f"{call_id} is not connected to {agent}")
+        self._events.append(self.agents.hang_up(agent, now, 0))
+        # Back in its place; if the caller has in fact gone, its end removes it again.
+        if self._state.add_caller(call.caller):
+            self._track(call.caller)
+        return self._free_agent(agent, now, held=True)
+
+    def _withdraw(self, call_id: str, agents: Iterable[str], now: float) -> list[Decision]:
+        """Stop ringing ``agents`` for ``call_id``: each is free again, no miss counted."""
+        agents = sorted(agents)
+        decisions: list[Decision] = []
+        for other in agents:
             decisions.append(CancelOffer(call_id, other))
             self._events.append(self.agents.release(other, now))
             self._make_free(other, now)
-        return decisions + self._dispatch(self._queues_of(others), now)
+        return decisions + self._dispatch(self._queues_of(agents), now)
 
     def offer_failed(self, call_id: str, agent: str, reason: str, now: float) -> list[Decision]:
         """The offer to ``agent`` failed (busy, Originate refused...) or rang out
@@ -210,15 +239,31 @@ class Router:
         """Turn a waiting caller into a callback request for ``number`` that keeps its place;
         returns the decisions (the request may be offered at once). The request's id is
         ``cb-<call_id>``."""
-        caller = self._waiting.get(call_id)
+        ringing = self._ringing.get(call_id)
+        caller = ringing.caller if ringing is not None else self._waiting.get(call_id)
         if caller is None:
             raise UnknownCall(f"call {call_id} is not waiting in a queue: no callback to take")
-        if self._state.find_callback(caller.queue, number) is not None:
+        if self._callback_pending(caller.queue, number):
             raise DuplicateCallback(
                 f"a callback request for {number} already waits in queue {caller.queue}"
             )
-        self._unqueue(call_id)
-        return self._queue_callback(caller, caller.queue, number, now)
+        decisions: list[Decision] = []
+        if ringing is not None:
+            # The caller pressed the key while an agent's phone rang for them.
+            del self._ringing[call_id]
+            decisions += self._withdraw(call_id, ringing.agents, now)
+        else:
+            self._unqueue(call_id)
+        return decisions + self._queue_callback(caller, caller.queue, number, now)
+
+    def _callback_pending(self, queue: str, number: str) -> bool:
+        """A request for ``number`` in ``queue`` waiting, ringing an agent or in progress."""
+        if self._state.find_callback(queue, number) is not None:
+            return True
+        live = [r.caller for r in self._ringing.values()] + [
+            c.caller for c in self._connected.values()
+        ]
+        return any(c.callback == number and c.queue == queue for c in live)
 
     def tick(self, now: float) -> list[Decision]:
         """Run the timers due at ``now``: ring timeouts, wrap-up ends, max wait, closing."""
@@ -380,12 +425,7 @@ class Router:
         self._events.append(
             CallerAbandoned(now, call_id, caller.queue, now - caller.joined_at, None)
         )
-        decisions: list[Decision] = []
-        for agent in sorted(ringing.agents):
-            decisions.append(CancelOffer(call_id, agent))
-            self._events.append(self.agents.release(agent, now))
-            self._make_free(agent, now)
-        return decisions + self._dispatch(self._queues_of(ringing.agents), now)
+        return self._withdraw(call_id, ringing.agents, now)
 
     def _complete(self, call_id: str, now: float) -> list[Decision]:
         call = self._connected.pop(call_id)

@@ -158,3 +158,23 @@ def test_overflow_to_voicemail_redirects_and_a_failed_redirect_hangs_up() -> Non
     )
     assert ami.sent[1] == ("Hangup", {"Channel": CALLER_CHANNEL, "Cause": "16"})
     assert [e.kind for e in published][-1] == "caller_overflowed"
+
+
+def test_a_failed_bridge_hangs_up_the_agent_leg_and_offers_the_caller_again() -> None:
+    driver, router, ami, clock, _ = make()
+
+    def answer(name: str, fields: list[tuple[str, str]]) -> Deferred[Message]:
+        if name == "Bridge":
+            return fail(RuntimeError("Bridge failed: Channel1 does not exist"))
+        return succeed(Message([("Response", "Success"), ("ActionID", f"id{len(ami.sent)}")]))
+
+    ami.answer = answer
+    driver.login("6001")
+    park(driver)
+    driver.on_ami_message(originate_response("id1", success=True))  # the agent answered
+    clock.advance(0)
+    names = ami.names()
+    assert names[:3] == ["Originate", "Bridge", "Hangup"]
+    assert ami.sent[2][1]["Channel"] == "Local/6001@agents-00000009;1"  # the orphan leg
+    assert names.count("Originate") == 2  # the caller, still parked, is offered again
+    assert router.agents.get("6001").missed_offers == 0

@@ -28,7 +28,14 @@ from acd.events import (
 from acd.router import DuplicateCallback, Router, UnknownCall, UnknownOffer
 from acd.state import MemoryState
 from crm_bridge.tiers import StaticTiers
-from cti.calls.events import CallAbandoned, CallArrived, CallEnded, Caller, CallParked
+from cti.calls.events import (
+    CallAbandoned,
+    CallArrived,
+    CallEnded,
+    Caller,
+    CallParked,
+    CallTransferred,
+)
 
 AGENTS = {
     "6001": {"name": "Alice", "queues": {"sales": 0}},
@@ -702,3 +709,54 @@ def test_a_restarted_router_removes_a_caller_its_earlier_run_queued_when_it_hang
     hang_up(restarted, "e1", 5.0)
     assert shared.waiting("sales") == []
     assert restarted.drain_events() == [CallerAbandoned(5.0, "e1", "sales", 5.0, None)]
+
+
+def test_a_failed_bridge_frees_the_agent_without_a_miss_and_the_caller_keeps_its_place() -> None:
+    router = make_router()
+    router.login("6001", 0.0)
+    park(router, "c1", 1.0)
+    park(router, "c2", 2.0)
+    router.offer_answered("c1", "6001", 3.0)
+    decisions = router.connect_failed("c1", "6001", 3.5)
+    # c1 is back ahead of c2 (same score) and is offered again to the free agent.
+    assert offers(decisions) == [("c1", ("6001",))]
+    assert router.agents.get("6001").missed_offers == 0
+    with pytest.raises(UnknownOffer):
+        router.connect_failed("c1", "6001", 3.6)
+
+
+def test_a_failed_bridge_for_a_caller_already_gone_just_frees_the_agent() -> None:
+    router = make_router()
+    router.login("6001", 0.0)
+    park(router, "c1", 1.0)
+    router.offer_answered("c1", "6001", 3.0)
+    hang_up(router, "c1", 3.2)  # the caller's end arrives first: the call completes
+    router.drain_events()
+    with pytest.raises(UnknownOffer):
+        router.connect_failed("c1", "6001", 3.5)
+    assert waiting(router) == []
+
+
+def test_a_transfer_ends_the_call_for_the_agent() -> None:
+    router = make_router({"wrap_up": 0})
+    router.login("6001", 0.0)
+    park(router, "c1", 1.0)
+    router.offer_answered("c1", "6001", 2.0)
+    router.on_call_event(CallTransferred("c1", 10.0, "blind", None, "6003@xfer"))
+    assert router.agents.get("6001").state is AgentState.AVAILABLE
+    (completed,) = events_of(router, CallCompleted)
+    assert (completed.agent, completed.talk_time) == ("6001", 8.0)
+    assert hang_up(router, "c1", 30.0) == []  # the transferred call's end is not ours
+
+
+def test_a_callback_key_pressed_while_an_agent_rings_keeps_the_place() -> None:
+    router = make_router()
+    router.login("6001", 0.0)
+    park(router, "c1", 1.0, number="+33612345678")
+    decisions = router.request_callback("c1", "+33612345678", 2.0)
+    assert CancelOffer("c1", "6001") in decisions
+    # The request is offered at once to the agent just freed.
+    assert any(isinstance(d, CallBack) and d.request_id == "cb-c1" for d in decisions)
+    park(router, "c2", 3.0, number="+33612345678")
+    with pytest.raises(DuplicateCallback):  # the request is ringing: still a duplicate
+        router.request_callback("c2", "+33612345678", 3.0)
