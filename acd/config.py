@@ -150,6 +150,9 @@ class QueueConfig(_Section):
     service_level: ServiceLevel = ServiceLevel()
     max_wait: float | None = Field(None, gt=0, description="seconds before overflow")
     max_length: int | None = Field(None, ge=1, description="waiting callers before overflow")
+    #: Overflow at once a caller whose estimated wait on joining exceeds this (seconds),
+    #: instead of letting them wait max_wait for nothing.
+    max_estimated_wait: float | None = Field(None, gt=0)
     overflow: OverflowTarget | None = None
     wrap_up: float = Field(0.0, ge=0, description="seconds after a call before the next")
     ring_timeout: float = Field(15.0, gt=0, description="seconds an agent's phone rings")
@@ -169,7 +172,11 @@ class QueueConfig(_Section):
 
     @model_validator(mode="after")
     def _overflow_needed(self) -> QueueConfig:
-        limits = [k for k in ("max_wait", "max_length", "hours") if getattr(self, k) is not None]
+        limits = [
+            k
+            for k in ("max_wait", "max_length", "max_estimated_wait", "hours")
+            if getattr(self, k) is not None
+        ]
         if limits and self.overflow is None:
             raise ValueError(f"{', '.join(limits)} set: add an 'overflow' target for those callers")
         return self

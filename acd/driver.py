@@ -124,6 +124,10 @@ class AcdDriver:
     def unpause(self, agent: str) -> None:
         self._apply(self.router.unpause(agent, self.reactor.seconds()))
 
+    def overflow(self, call_id: str, reason: str) -> None:
+        """Overflow a waiting caller now (see ``Router.overflow``)."""
+        self._route(self.router.overflow, call_id, reason, self.reactor.seconds())
+
     def announce(self, call_id: str, position: int, wait: float | None) -> None:
         """Tell the holding dialplan the caller's position and estimated wait (seconds), as
         channel variables ``CTI_POSITION`` and ``CTI_EWT`` it can announce (README)."""

@@ -194,6 +194,15 @@ class Router:
         decisions: list[Decision] = [] if caller.callback else [Connect(call_id, agent)]
         return decisions + self._withdraw(call_id, ringing.agents - {agent}, now)
 
+    def overflow(self, call_id: str, reason: str, now: float) -> list[Decision]:
+        """Send a waiting caller to its queue's overflow target now (the shell's reason,
+        e.g. an estimated wait beyond ``max_estimated_wait``)."""
+        caller = self._waiting.get(call_id)
+        if caller is None:
+            raise UnknownCall(f"call {call_id} is not waiting in a queue: nothing to overflow")
+        self._unqueue(call_id)
+        return self._overflow(caller, reason, now)
+
     def connect_failed(self, call_id: str, agent: str, now: float) -> list[Decision]:
         """The answered agent could not be connected (the Bridge failed): the agent is free
         again with no miss counted, and the caller, if still there, waits again with its

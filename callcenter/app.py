@@ -143,11 +143,16 @@ class Acd:
         for figures in self.figures.values():
             figures.apply(event)
         if isinstance(event, CallerJoined):
-            # Position and estimated wait, for the holding dialplan to announce.
             estimate = self.figures[event.queue].estimated_wait(
                 event.queue, event.at, event.position
             )
-            self.driver.announce(event.call_id, event.position, estimate.seconds)
+            limit = self.config.queues[event.queue].max_estimated_wait
+            if limit is not None and estimate.seconds is not None and estimate.seconds > limit:
+                reason = f"estimated wait {estimate.seconds:.0f} s ({estimate.method})"
+                self.driver.overflow(event.call_id, reason)
+            else:
+                # Position and estimated wait, for the holding dialplan to announce.
+                self.driver.announce(event.call_id, event.position, estimate.seconds)
 
     def snapshot(self, now: float) -> list[QueueFigures]:
         """Every queue's live figures."""

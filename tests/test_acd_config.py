@@ -210,3 +210,12 @@ def test_tiers_and_the_end_of_day_are_checked() -> None:
         parse_acd_config(data, "x")
     data["queues"]["sales"]["hours"]["weekly"]["mon"] = ["22:00-24:00"]
     assert parse_acd_config(data, "x").queues["sales"].hours is not None
+
+
+def test_an_estimated_wait_limit_needs_an_overflow_target() -> None:
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data["queues"]["support"]["max_estimated_wait"] = 120
+    assert parse_acd_config(data, "x").queues["support"].max_estimated_wait == 120
+    del data["queues"]["support"]["overflow"], data["queues"]["support"]["max_wait"]
+    with pytest.raises(ConfigError, match="max_estimated_wait set: add an 'overflow'"):
+        parse_acd_config(data, "x")

@@ -760,3 +760,19 @@ def test_a_callback_key_pressed_while_an_agent_rings_keeps_the_place() -> None:
     park(router, "c2", 3.0, number="+33612345678")
     with pytest.raises(DuplicateCallback):  # the request is ringing: still a duplicate
         router.request_callback("c2", "+33612345678", 3.0)
+
+
+def test_the_shell_can_overflow_a_waiting_caller_on_its_estimated_wait() -> None:
+    router = make_router(
+        {"max_estimated_wait": 60, "overflow": {"kind": "voicemail", "target": "600"}}
+    )
+    park(router, "c1", 1.0)
+    router.drain_events()
+    decisions = router.overflow("c1", "estimated wait 300 s (position)", 2.0)
+    assert decisions == [
+        Overflow("c1", "sales", "voicemail", "600", "estimated wait 300 s (position)")
+    ]
+    (overflowed,) = events_of(router, CallerOverflowed)
+    assert overflowed.reason.startswith("estimated wait") and waiting(router) == []
+    with pytest.raises(UnknownCall):
+        router.overflow("c1", "again", 3.0)
