@@ -124,6 +124,10 @@ class AcdDriver:
     def unpause(self, agent: str) -> None:
         self._apply(self.router.unpause(agent, self.reactor.seconds()))
 
+    def poll(self) -> None:
+        """Offer this PBX's callers the agents other backends freed (shared state)."""
+        self._route(self.router.poll, self.reactor.seconds())
+
     def overflow(self, call_id: str, reason: str) -> None:
         """Overflow a waiting caller now (see ``Router.overflow``)."""
         self._route(self.router.overflow, call_id, reason, self.reactor.seconds())

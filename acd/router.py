@@ -194,6 +194,12 @@ class Router:
         decisions: list[Decision] = [] if caller.callback else [Connect(call_id, agent)]
         return decisions + self._withdraw(call_id, ringing.agents - {agent}, now)
 
+    def poll(self, now: float) -> list[Decision]:
+        """Pair this PBX's waiting callers with free agents in every queue. With a store
+        shared by several backends an agent may be freed through another one; the shell
+        calls this every so often so such agents reach this PBX's callers promptly."""
+        return self._dispatch(sorted(self.config.queues), now)
+
     def overflow(self, call_id: str, reason: str, now: float) -> list[Decision]:
         """Send a waiting caller to its queue's overflow target now (the shell's reason,
         e.g. an estimated wait beyond ``max_estimated_wait``)."""

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
 
 import migrations
 from acd.config import load_acd_config
@@ -37,6 +38,9 @@ from cti.history import CallEventRecorder
 from cti.stream import EventStream
 
 log = logging.getLogger(__name__)
+
+#: Seconds between polls for agents freed through other backends (shared ACD state).
+SHARED_POLL_INTERVAL = 1.0
 
 #: Call events a consumer may lag behind before AMI reading pauses.
 MAX_PENDING_CALL_EVENTS = 5_000
@@ -138,6 +142,11 @@ class Acd:
             for name, queue in self.config.queues.items()
         }
         self.events.subscribe(self._count, name="live figures")
+        #: With a shared store, agents freed through other backends are picked up by a poll.
+        self.poll: LoopingCall | None = None
+        if settings.acd.state == "redis":
+            self.poll = LoopingCall(self.driver.poll)
+            self.poll.clock = reactor
 
     def _count(self, event: AcdEvent) -> None:
         for figures in self.figures.values():
@@ -223,9 +232,12 @@ class CallCenter:
             self.settings.database.display_url(),
         )
         self.ami.start()
-        if self.acd is not None and self.settings.acd.login_agents:
-            for agent in self.acd.config.agents:
-                self.acd.driver.login(agent)
+        if self.acd is not None:
+            if self.settings.acd.login_agents:
+                for agent in self.acd.config.agents:
+                    self.acd.driver.login(agent)
+            if self.acd.poll is not None:
+                self.acd.poll.start(SHARED_POLL_INTERVAL, now=False)
 
     def stop(self) -> Deferred[None]:
         """Close the AMI link, then write what history still holds."""
@@ -233,6 +245,8 @@ class CallCenter:
         if self.acd is not None:
             acd = self.acd
             acd.driver.stop()
+            if acd.poll is not None and acd.poll.running:
+                acd.poll.stop()
             d.addBoth(lambda _: acd.history.close())
         d.addBoth(lambda _: self.history.close())
         d.addBoth(lambda _: self.engine.dispose())

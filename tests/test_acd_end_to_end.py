@@ -39,6 +39,16 @@ QUEUES = {
 
 @pytest.fixture
 def acd_app(reactor: Any, run: Any, tmp_path: Path) -> Any:
+    yield from _acd_backend(reactor, run, tmp_path, {})
+
+
+@pytest.fixture
+def acd_app_on_redis(reactor: Any, run: Any, tmp_path: Path, redis_url: str) -> Any:
+    env = {"CALLCENTER_ACD__STATE": "redis", "CALLCENTER_REDIS__URL": redis_url}
+    yield from _acd_backend(reactor, run, tmp_path, env)
+
+
+def _acd_backend(reactor: Any, run: Any, tmp_path: Path, env: dict[str, str]) -> Any:
     queues = tmp_path / "queues.yaml"
     queues.write_text(yaml.safe_dump(QUEUES))
     simulator = start_simulator(reactor)
@@ -47,7 +57,11 @@ def acd_app(reactor: Any, run: Any, tmp_path: Path) -> Any:
         run,
         simulator,
         tmp_path,
-        {"CALLCENTER_ACD__QUEUES": str(queues), "CALLCENTER_ACD__LOGIN_AGENTS": "true"},
+        {
+            "CALLCENTER_ACD__QUEUES": str(queues),
+            "CALLCENTER_ACD__LOGIN_AGENTS": "true",
+            **env,
+        },
     )
     app.acd_seen = []
     app.acd.events.subscribe(app.acd_seen.append, name="test")
@@ -60,10 +74,19 @@ def _acd(events: list[AcdEvent], kind: str) -> list[AcdEvent]:
     return [e for e in events if e.kind == kind]
 
 
+def test_with_redis_state_a_parked_caller_is_bridged_the_same_way(
+    acd_app_on_redis: Any, run: Any
+) -> None:
+    _a_parked_caller_skips_an_agent_who_does_not_answer_and_is_bridged(acd_app_on_redis, run)
+
+
 def test_a_parked_caller_skips_an_agent_who_does_not_answer_and_is_bridged(
     acd_app: Any, run: Any
 ) -> None:
-    app = acd_app
+    _a_parked_caller_skips_an_agent_who_does_not_answer_and_is_bridged(acd_app, run)
+
+
+def _a_parked_caller_skips_an_agent_who_does_not_answer_and_is_bridged(app: Any, run: Any) -> None:
 
     async def go() -> None:
         await app.ami.send_action("Originate", caller("+302101234567", "Ελένη", "5003", 9))

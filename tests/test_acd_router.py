@@ -683,7 +683,8 @@ def test_a_stale_router_neither_frees_nor_pauses_an_agent_another_router_holds()
     assert west.agents.get("6001").state is AgentState.AVAILABLE  # refused: nothing changed
     assert offers(park(west, "w1", 3.0)) == []
     assert offers(serve(east, "e1", "6001", 4.0)) == []  # east freed her; w1 is west's
-    assert offers(park(west, "w2", 5.0)) == [("w1", ("6001",))]  # west's next dispatch
+    assert offers(west.poll(4.5)) == [("w1", ("6001",))]  # west's poll finds her
+    assert west.poll(4.6) == []
 
 
 def test_a_pause_in_wrap_up_ends_the_reservation_and_unpause_frees_the_agent() -> None:
