@@ -8,40 +8,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Column,
-    Engine,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-)
+from sqlalchemy import Column, Engine, Index, MetaData, String
 
 from acd.events import AcdEvent
-from cti.history import EventRecorder
+from cti.history import EventRecorder, event_table
 
 metadata = MetaData()
 
-acd_events = Table(
+acd_events = event_table(
     "acd_events",
     metadata,
-    Column(
-        "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
-    ),
-    Column("pbx", String(64), nullable=False),
-    Column("kind", String(32), nullable=False),
     Column("queue", String(64), nullable=True),
     Column("agent", String(64), nullable=True),
     Column("call_id", String(128), nullable=True),
-    Column("at", Float(precision=53), nullable=False),
-    Column("recorded_at", Float(precision=53), nullable=False),
-    Column("payload", JSON(), nullable=False),
-    Index("ix_acd_events_queue_at", "queue", "at"),
-    Index("ix_acd_events_agent_at", "agent", "at"),
+    indexes=(
+        Index("ix_acd_events_queue_at", "queue", "at"),
+        Index("ix_acd_events_agent_at", "agent", "at"),
+    ),
 )
 
 

@@ -43,20 +43,36 @@ E = TypeVar("E")
 
 metadata = MetaData()
 
-call_events = Table(
+
+def event_table(
+    name: str, metadata: MetaData, *columns: Column[Any], indexes: tuple[Index, ...] = ()
+) -> Table:
+    """An append-only event table: ``id``, ``pbx``, then ``columns``, then ``kind``, ``at``
+    (the event's time), ``recorded_at`` and the JSON ``payload``; then ``indexes``."""
+    return Table(
+        name,
+        metadata,
+        Column(
+            "id",
+            BigInteger().with_variant(Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        Column("pbx", String(64), nullable=False),
+        *columns,
+        Column("kind", String(32), nullable=False),
+        Column("at", Float(precision=53), nullable=False),
+        Column("recorded_at", Float(precision=53), nullable=False),
+        Column("payload", JSON(), nullable=False),
+        *indexes,
+    )
+
+
+call_events = event_table(
     "call_events",
     metadata,
-    Column(
-        "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
-    ),
-    Column("pbx", String(64), nullable=False),
     Column("call_id", String(128), nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("at", Float(precision=53), nullable=False),
-    Column("recorded_at", Float(precision=53), nullable=False),
-    Column("payload", JSON(), nullable=False),
-    Index("ix_call_events_call_id", "call_id"),
-    Index("ix_call_events_at", "at"),
+    indexes=(Index("ix_call_events_call_id", "call_id"), Index("ix_call_events_at", "at")),
 )
 
 
@@ -190,8 +206,12 @@ class EventRecorder(Generic[E]):
                     done.callback(None)
 
             def refused(failure: Failure) -> None:
-                log.error("%s: %d events could not be written at shutdown: %s", self._name,
-                          len(batch), failure.getErrorMessage())
+                log.error(
+                    "%s: %d events could not be written at shutdown: %s",
+                    self._name,
+                    len(batch),
+                    failure.getErrorMessage(),
+                )
 
             d.addCallbacks(written, refused)
             d.addBoth(stop)
