@@ -112,14 +112,15 @@ class EventRecorder(Generic[E]):
         # no (non-daemon) worker thread keeping it alive.
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
         self._in_flight: Deferred[None] | None = None
+        self._in_flight_count = 0
         self._closing = False
         #: Batches that failed and were retried (for the supervisor view and tests).
         self.failed_batches = 0
 
     @property
     def pending(self) -> int:
-        """Events accepted but not yet committed."""
-        return len(self._pending)
+        """Events accepted but not yet committed (queued, or in the batch being written)."""
+        return len(self._pending) + self._in_flight_count
 
     def record(self, event: E) -> Deferred[None]:
         """Queue ``event`` for the next batch; the Deferred fires once it is committed."""
@@ -142,6 +143,7 @@ class EventRecorder(Generic[E]):
             return
         batch, self._pending = self._pending[: self._batch_size], self._pending[self._batch_size :]
         self._writing = True
+        self._in_flight_count = len(batch)
         if not self._pool.started:
             self._pool.start()
         d = deferToThreadPool(self._reactor, self._pool, self._write, [row for row, _ in batch])
@@ -154,6 +156,7 @@ class EventRecorder(Generic[E]):
 
     def _written(self, _: None, batch: list[tuple[dict[str, Any], Deferred[None]]]) -> None:
         self._writing = False
+        self._in_flight_count = 0
         self._retry_delay = self._retry_min
         for _row, done in batch:
             done.callback(None)
@@ -162,6 +165,7 @@ class EventRecorder(Generic[E]):
 
     def _failed(self, failure: Failure, batch: list[tuple[dict[str, Any], Deferred[None]]]) -> None:
         self._writing = False
+        self._in_flight_count = 0
         self.failed_batches += 1
         # Keep the batch, in order, ahead of what came since: nothing is lost in an outage.
         self._pending = batch + self._pending

@@ -113,7 +113,9 @@ def test_close_fires_while_a_batch_is_in_flight_and_writes_the_rest(
 
     async def go() -> None:
         done = [recorder.record(e) for e in events]  # the first batch of 5 is in flight
+        assert recorder.pending == len(events)  # in flight counts until committed
         await recorder.close()
+        assert recorder.pending == 0
         assert all(d.called for d in done)
 
     run(go())
