@@ -7,14 +7,17 @@ socket delivers them. A naive split-on-blank-line parser runs on the same bytes 
 run as the baseline. One process, one core.
 
     python -m bench.ami_ingest [--repeat 5] [--copies 40] [--json results.json] [--check]
+    python -m bench.ami_ingest --instructions [--copies 2]   # needs valgrind
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -161,6 +164,48 @@ def _cpu_model() -> str:
     return platform.machine()
 
 
+CONTENDERS: dict[str, Callable[[list[bytes]], int]] = {
+    "none": lambda reads: 0,
+    "baseline": naive_parse,
+    "codec": codec_only,
+    "codec+model": codec_and_model,
+}
+
+
+def instructions(copies: int) -> dict[str, int]:
+    """Instructions each contender executes on the synthetic stream, counted by valgrind's
+    callgrind (``none`` is the set-up they share, subtracted). Unlike seconds, the count
+    does not move with the machine's load."""
+    python = os.path.realpath(sys.executable)  # valgrind must not trace a launcher script
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    counts: dict[str, int] = {}
+    for name in CONTENDERS:
+        proc = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                python,
+                "-m",
+                "bench.ami_ingest",
+                "--only",
+                name,
+                "--copies",
+                str(copies),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        match = re.search(r"Collected : (\d+)", proc.stderr)
+        if match is None:
+            raise RuntimeError(f"callgrind gave no count for {name}: {proc.stderr[-500:]}")
+        counts[name] = int(match.group(1))
+    base = counts.pop("none")
+    return {name: n - base for name, n in counts.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -171,7 +216,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", type=Path, help="also write the results to this file")
     ap.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
+    ap.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions with valgrind instead of timing (deterministic)",
+    )
+    ap.add_argument("--only", choices=sorted(CONTENDERS), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.only:
+        CONTENDERS[args.only](_reads(synthetic_stream(args.copies)))
+        return 0
+    if args.instructions:
+        counts = instructions(args.copies)
+        ratio = counts["baseline"] / counts["codec"]
+        print(f"instructions on {args.copies} busy-hour copies (callgrind, set-up subtracted):")
+        for name, n in counts.items():
+            print(f"  {name:<12}{n:>14,}")
+        print(
+            f"codec vs baseline: {ratio:.3f}x (goal >= {GOAL_CODEC_VS_BASELINE}): "
+            f"{'met' if ratio >= GOAL_CODEC_VS_BASELINE else 'MISSED'}"
+        )
+        return 1 if args.check and ratio < GOAL_CODEC_VS_BASELINE else 0
     result = run(args.repeat, args.copies)
     print(f"machine: {result['cpu']}; {result['machine']}")
     header = (
