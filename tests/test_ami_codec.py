@@ -173,3 +173,18 @@ def test_garbage_never_raises(blob: bytes, step: int) -> None:
             assert isinstance(msg.headers, list)
             _ = msg.kind, msg.name
     parser.close()
+
+
+def test_feed_leaves_the_garbage_collector_as_it_found_it() -> None:
+    import gc
+
+    frame = b"Event: Hangup\r\nUniqueid: 1.1\r\n\r\n"
+    assert gc.isenabled()
+    assert [m.name for m in Parser(expect_banner=False).feed(frame)] == ["Hangup"]
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        Parser(expect_banner=False).feed(frame)
+        assert not gc.isenabled()  # an application's choice is kept
+    finally:
+        gc.enable()
