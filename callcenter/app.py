@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 
 import migrations
+from acd.agents import AcdError
 from acd.config import load_acd_config
 from acd.driver import AcdDriver
 from acd.events import AcdEvent, CallerJoined
@@ -235,7 +236,12 @@ class CallCenter:
         if self.acd is not None:
             if self.settings.acd.login_agents:
                 for agent in self.acd.config.agents:
-                    self.acd.driver.login(agent)
+                    try:
+                        self.acd.driver.login(agent)
+                    except AcdError as exc:
+                        # With shared state an earlier login's dispatch may already have
+                        # handed this agent a caller (and logged it in here).
+                        log.info("ACD: agent %s not logged in at start: %s", agent, exc)
             if self.acd.poll is not None:
                 self.acd.poll.start(SHARED_POLL_INTERVAL, now=False)
 

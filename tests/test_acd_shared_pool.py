@@ -97,7 +97,11 @@ class Backend:
         """A fresh router (at start, or a restart) logging every agent in."""
         self.router = Router(config(), pbx=self.pbx, tiers=StaticTiers(), state=self.state)
         for agent in AGENTS:
-            self.apply(lambda agent=agent: self.router.login(agent, time.monotonic()))
+            # Refusable: a login earlier in this loop may already have had the store hand
+            # this agent to a waiting caller, the router taking it over (AlreadyLoggedIn).
+            self.apply(
+                lambda agent=agent: self.router.login(agent, time.monotonic()), refusable=True
+            )
 
     def apply(self, command: Any, *, refusable: bool = False) -> None:
         """Run a router call; only agent commands may be refused (AcdError), as a stale
