@@ -31,6 +31,23 @@ class Customer:
         return f'"{self.name}" <{number}>' if self.name else f"<{number}>"
 
 
+def caller_originate(
+    did: str, callerid: str, exten: str, variables: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The fields of an Originate that makes a caller, as the recordings' driver did: the
+    ``;2`` half dials ``did`` in [inbound], the ``;1`` half runs the person's script
+    ``exten`` of [caller-script] with ``variables`` (LAB_WAIT, LAB_DTMF1...)."""
+    return [
+        ("Channel", f"Local/{did}@inbound"),
+        ("Context", "caller-script"),
+        ("Exten", exten),
+        ("Priority", "1"),
+        ("Async", "true"),
+        ("CallerID", callerid),
+        *variables,
+    ]
+
+
 def load_customers(path: Path | None = None) -> list[Customer]:
     """``name,number`` rows (header optional). Raises ValueError on a bad file."""
     text = (path or DEMO_CUSTOMERS).read_text(encoding="utf-8")
@@ -114,16 +131,7 @@ class TrafficGenerator:
         else:
             exten = "stay"
         action = Message(
-            [
-                ("Action", "Originate"),
-                ("Channel", f"Local/{did}@inbound"),
-                ("Context", "caller-script"),
-                ("Exten", exten),
-                ("Priority", "1"),
-                ("Async", "true"),
-                ("CallerID", customer.callerid),
-                *variables,
-            ]
+            [("Action", "Originate"), *caller_originate(did, customer.callerid, exten, variables)]
         )
         self.core.originate(action, lambda one: self._started(one, patience))
 

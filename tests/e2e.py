@@ -11,6 +11,7 @@ import pbx_simulator
 from callcenter.app import CallCenter
 from callcenter.settings import load_settings
 from cti.ami.codec import Message
+from pbx_simulator.traffic import caller_originate
 from tests.conftest import sleep
 
 USER, SECRET = "cti", "s3cret"
@@ -65,17 +66,11 @@ def caller(
 ) -> list[tuple[str, str]]:
     """An Originate as the lab's driver sends it: the ;1 half scripts the human caller,
     who hangs up after ``talk`` seconds, pressing ``keys`` (menu, then more) first."""
-    script = [("Exten", "dtmf" if keys else "hangup-after"), ("Variable", f"LAB_WAIT={talk}")]
+    variables = [("Variable", f"LAB_WAIT={talk}")]
     for n, key in enumerate(keys, 1):
-        script += [("Variable", f"LAB_DELAY{n}=1.5"), ("Variable", f"LAB_DTMF{n}={key}")]
-    return [
-        ("Channel", f"Local/{did}@inbound"),
-        ("Context", "caller-script"),
-        ("Priority", "1"),
-        ("CallerID", f"{name} <{number}>"),
-        ("Async", "true"),
-        *script,
-    ]
+        variables += [("Variable", f"LAB_DELAY{n}=1.5"), ("Variable", f"LAB_DTMF{n}={key}")]
+    exten = "dtmf" if keys else "hangup-after"
+    return caller_originate(did, f"{name} <{number}>", exten, variables)
 
 
 def originate_inside(simulator: Any, fields: list[tuple[str, str]]) -> None:

@@ -49,6 +49,8 @@ EVENT = st.builds(
 
 
 class _Errors(logging.Handler):
+    """Collects the call model's error logs while in a ``with`` block."""
+
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.records: list[logging.LogRecord] = []
@@ -56,23 +58,25 @@ class _Errors(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
 
+    def __enter__(self) -> _Errors:
+        logging.getLogger("cti.calls.model").addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger("cti.calls.model").removeHandler(self)
+
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(EVENT, max_size=40), st.none() | st.floats(allow_nan=False))
 def test_any_events_with_random_or_missing_fields_never_raise(
     messages: list[Message], received_at: float | None
 ) -> None:
-    errors = _Errors()
-    logger = logging.getLogger("cti.calls.model")
-    logger.addHandler(errors)
-    try:
+    with _Errors() as errors:
         model = CallModel()
         for msg in messages:
             assert isinstance(model.handle(msg, received_at), list)
         snapshot = {"CoreShowChannels": [m for m in messages if m.name == "CoreShowChannel"]}
         assert isinstance(model.resync(snapshot, 0.0), list)
-    finally:
-        logger.removeHandler(errors)
     # Not merely caught: malformed input takes no exception path at all.
     assert errors.records == []
 
@@ -174,15 +178,10 @@ def test_real_traffic_with_damaged_fields_never_raises(data: st.DataObject) -> N
             else:
                 headers[header] = (headers[header][0], value)  # a wrong one
         messages[index] = Message(headers)
-    errors = _Errors()
-    logger = logging.getLogger("cti.calls.model")
-    logger.addHandler(errors)
-    try:
+    with _Errors() as errors:
         model = CallModel()
         for msg in messages:
             model.handle(msg)
-    finally:
-        logger.removeHandler(errors)
     assert errors.records == []
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from cti.ami.codec import Message
 from pbx_simulator import Close, ManagerCore, Send, Settings
 from pbx_simulator.engine import FastAgiCall
-from pbx_simulator.traffic import TrafficGenerator, load_customers
+from pbx_simulator.traffic import TrafficGenerator, caller_originate, load_customers
 
 T0 = 1_800_000_000.0
 
@@ -48,18 +48,8 @@ class Harness:
 
     def call(self, did: str, exten: str = "hangup-after", **variables: str) -> None:
         extra = [("Variable", f"{k}={v}") for k, v in variables.items()]
-        msg = Message(
-            [
-                ("Action", "Originate"),
-                ("Channel", f"Local/{did}@inbound"),
-                ("Context", "caller-script"),
-                ("Exten", exten),
-                ("Priority", "1"),
-                ("Async", "true"),
-                ("CallerID", '"Zoë Müller" <5551230001>'),
-                *extra,
-            ]
-        )
+        fields = caller_originate(did, '"Zoë Müller" <5551230001>', exten, extra)
+        msg = Message([("Action", "Originate"), *fields])
         self.out += self.core.receive(self.sid, msg, self.now)
 
 
