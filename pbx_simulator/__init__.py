@@ -4,10 +4,11 @@
 
 from .manager import Close, ManagerCore, Send
 from .server import serve
-from .settings import Member, QueueSettings, Route, Settings, TrafficSettings
+from .settings import Hint, Member, QueueSettings, Route, Settings, TrafficSettings
 
 __all__ = [
     "Close",
+    "Hint",
     "ManagerCore",
     "Member",
     "QueueSettings",

@@ -21,10 +21,23 @@ from typing import Any
 from .agi import FastAgiSession, agi_environment, parse_agi_url
 from .dialplan import Data, Dialplan, Step, expand, find_extension, lab_dialplan
 from .frames import CAUSE_TEXT, Headers, agi_quote, bridge_block, channel_block, timestamp
-from .settings import Member, QueueSettings, Settings
+from .settings import Hint, Member, QueueSettings, Settings
 
 HANGUP = object()
 DOWN, RING, RINGING, UP = 0, 4, 5, 6
+
+#: ``ExtensionStatus`` ``Status`` -> ``StatusText`` (Asterisk's ast_extension_state2str).
+EXTENSION_STATUS_TEXT = {
+    -1: "Unknown",
+    0: "Idle",
+    1: "InUse",
+    2: "Busy",
+    4: "Unavailable",
+    8: "Ringing",
+    9: "InUse&Ringing",
+    16: "Hold",
+    17: "InUse&Hold",
+}
 
 
 # ---------------------------------------------------------------------------- time
@@ -295,6 +308,9 @@ class Pbx:
         self._unique_counter = itertools.count()
         self._local_counter = itertools.count()
         self.devices_in_use: dict[str, int] = {}
+        #: Asterisk's device state cache as DeviceStateList shows it: app_queue's
+        #: ``Queue:*`` pseudo-devices only (Local channel device states are never cached).
+        self.device_states: dict[str, str] = {}
         #: Draws an agent's talk time in seconds; None = the lab's 600 s.
         self.handle_time: Callable[[], float] | None = None
         #: Opens a FastAGI connection for a call (the I/O layer's); None = unreachable.
@@ -310,6 +326,11 @@ class Pbx:
             )
             for q in settings.queues
         }
+        for queue in self.queues.values():
+            # As after a (re)load: ``_avail`` says INUSE until a member's device changes.
+            for member in queue.members:
+                self.device_states[self._pause_device(queue, member)] = _paused_state(member)
+            self.device_states[f"Queue:{queue.name}_avail"] = "INUSE"
         self._apps: dict[str, Callable[[Channel, str], Generator[Wait, Any, Any]]] = {
             "NoOp": self._app_noop,
             "Verbose": self._app_noop,
@@ -450,14 +471,61 @@ class Pbx:
     # ------------------------------------------------------------ devices
 
     def device_use(self, device: str, delta: int) -> None:
+        """A channel pair of ``device`` starts (+1) or stops (-1) using it. When the
+        device goes between idle and in use: the hints on it (``ExtensionStatus``), a
+        (never cached) ``DeviceStateChange``, and app_queue's view of its members."""
         before = self.devices_in_use.get(device, 0)
         after = max(0, before + delta)
         self.devices_in_use[device] = after
-        if (before == 0) != (after == 0):
-            for queue in self.queues.values():
-                for member in queue.members:
-                    if member.interface == device:
-                        self.member_event("QueueMemberStatus", queue, member)
+        if (before == 0) == (after == 0):
+            return
+        for hint in self.settings.hints:
+            if hint.device == device:
+                self.extension_event(hint)
+        state = "INUSE" if after else "NOT_INUSE"
+        self.emit("DeviceStateChange", "call,all", [("Device", device), ("State", state)])
+        for queue in self.queues.values():
+            found = False
+            for member in queue.members:
+                if member.interface == device:
+                    found = True
+                    self.member_event("QueueMemberStatus", queue, member)
+            if found:
+                self.update_avail(queue)
+
+    def extension_state(self, hint: Hint) -> int:
+        """The hint's ``Status``. Asterisk's Local channel driver knows only NOT_INUSE and
+        INUSE for its devices (a ringing agent leg counts as in use), so these hints
+        are 0 Idle or 1 InUse, never 8 Ringing (recordings 13 and 14)."""
+        return 1 if self.devices_in_use.get(hint.device) else 0
+
+    def extension_fields(self, hint: Hint) -> Headers:
+        status = self.extension_state(hint)
+        return [
+            ("Exten", hint.exten),
+            ("Context", hint.context),
+            ("Hint", hint.device),
+            ("Status", str(status)),
+            ("StatusText", EXTENSION_STATUS_TEXT[status]),
+        ]
+
+    def extension_event(self, hint: Hint) -> None:
+        self.emit("ExtensionStatus", "call,all", self.extension_fields(hint))
+
+    def publish_device_state(self, device: str, state: str) -> None:
+        """A cached (``Queue:*``) device state: AMI hears of it only when it changes."""
+        if self.device_states.get(device) != state:
+            self.device_states[device] = state
+            self.emit("DeviceStateChange", "call,all", [("Device", device), ("State", state)])
+
+    def update_avail(self, queue: Queue) -> None:
+        """``Queue:<q>_avail``: NOT_INUSE while some member could take a call."""
+        avail = any(self._member_available(queue, m) for m in queue.members)
+        self.publish_device_state(f"Queue:{queue.name}_avail", "NOT_INUSE" if avail else "INUSE")
+
+    @staticmethod
+    def _pause_device(queue: Queue, member: QueueMember) -> str:
+        return f"Queue:{queue.name}_pause_{member.interface}"
 
     def member_status(self, member: QueueMember) -> int:
         return 2 if self.devices_in_use.get(member.interface, 0) else 1
@@ -1364,6 +1432,8 @@ class Pbx:
         call = QueueCall(ch, queue, self.now, len(queue.calls) + 1)
         queue.calls.append(call)
         ch.queue_call = call
+        # app_queue's ``Queue:<q>`` device: RINGING while callers wait.
+        self.publish_device_state(f"Queue:{queue.name}", "RINGING")
         self.emit_channel(
             "QueueCallerJoin",
             "agent,all",
@@ -1529,6 +1599,8 @@ class Pbx:
         queue.calls.remove(call)
         self.moh_stop(caller)
         self._cancel_rings(call)
+        if not queue.calls:
+            self.publish_device_state(f"Queue:{queue.name}", "NOT_INUSE")
         if abandon:
             queue.abandoned += 1
             self.emit_channel(
@@ -1626,7 +1698,9 @@ class Pbx:
         member.paused = paused
         member.paused_reason = reason if paused else ""
         member.last_pause = int(self.now)
+        self.publish_device_state(self._pause_device(queue, member), _paused_state(member))
         self.member_event("QueueMemberPause", queue, member)
+        self.update_avail(queue)
 
     def add_member(
         self, queue: Queue, interface: str, name: str, penalty: int, paused: bool, reason: str
@@ -1645,12 +1719,18 @@ class Pbx:
             login_time=int(self.now),
         )
         queue.members.append(member)
+        self.publish_device_state(self._pause_device(queue, member), _paused_state(member))
         self.member_event("QueueMemberAdded", queue, member)
         return member
 
     def remove_member(self, queue: Queue, member: QueueMember) -> None:
         queue.members.remove(member)
         self.member_event("QueueMemberRemoved", queue, member)
+
+
+def _paused_state(member: QueueMember) -> str:
+    """``Queue:<q>_pause_<interface>``: INUSE while paused."""
+    return "INUSE" if member.paused else "NOT_INUSE"
 
 
 def _seconds(text: str) -> float:

@@ -107,6 +107,7 @@ class ManagerCore:
             "queueadd": self._queue_add,
             "queueremove": self._queue_remove,
             "devicestatelist": self._device_state_list,
+            "extensionstatelist": self._extension_state_list,
         }
 
     # ------------------------------------------------------------ driving
@@ -678,20 +679,25 @@ class ManagerCore:
         self._list(session, m, "Queue summary will follow", "QueueSummaryComplete", items)
 
     def _device_state_list(self, session: Session, m: Message) -> None:
-        devices = sorted({mem.interface for q in self.pbx.queues.values() for mem in q.members})
+        """The device state cache: app_queue's ``Queue:*`` pseudo-devices only. Asterisk
+        never caches Local channel device states, so busy agents are not listed
+        (recording 13); ExtensionStateList is what shows them."""
         items = [
             self._item(
-                m,
-                "DeviceStateChange",
-                [
-                    ("Device", d),
-                    ("State", "INUSE" if self.pbx.devices_in_use.get(d) else "NOT_INUSE"),
-                ],
-                action_id_first=False,
+                m, "DeviceStateChange", [("Device", d), ("State", s)], action_id_first=True
             )
-            for d in devices
+            for d, s in self.pbx.device_states.items()
         ]
         self._list(session, m, "Device State Changes will follow", "DeviceStateListComplete", items)
+
+    def _extension_state_list(self, session: Session, m: Message) -> None:
+        items = [
+            self._item(m, "ExtensionStatus", self.pbx.extension_fields(h), action_id_first=True)
+            for h in self.settings.hints
+        ]
+        self._list(
+            session, m, "Extension Statuses will follow", "ExtensionStateListComplete", items
+        )
 
     # ------------------------------------------------------------ queue administration
 

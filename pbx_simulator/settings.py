@@ -55,6 +55,17 @@ class QueueSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Hint:
+    """``exten => <exten>,hint,<device>`` in ``context``: the extension's state follows
+    the device (``ExtensionStatus`` events, the ``ExtensionStateList`` action). A device
+    is a channel name without its ``-XXXXXXXX;n`` suffix (``Local/6001@agents``)."""
+
+    exten: str
+    device: str
+    context: str = "agent-hints"
+
+
+@dataclass(frozen=True, slots=True)
 class TrafficSettings:
     """Simulated callers: Poisson arrivals, exponential patience, agents' handle time."""
 
@@ -105,6 +116,16 @@ def _lab_dids() -> dict[str, Route]:
     }
 
 
+def _lab_hints() -> tuple[Hint, ...]:
+    """The lab's ``[agent-hints]`` (recordings 13 and 14)."""
+    return (
+        Hint("6001", "Local/6001@agents"),
+        Hint("6002", "Local/6002@agents"),
+        Hint("6003", "Local/6003@agents"),
+        Hint("7001", "Local/7001@agent-phone"),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -116,6 +137,8 @@ class Settings:
     seed: int = 0
     dids: dict[str, Route] = field(default_factory=_lab_dids)
     queues: tuple[QueueSettings, ...] = field(default_factory=_lab_queues)
+    #: BLF hints on the agents' devices; () = none (ExtensionStateList is then empty).
+    hints: tuple[Hint, ...] = field(default_factory=_lab_hints)
     traffic: TrafficSettings = field(default_factory=TrafficSettings)
     #: Asterisk's ``writetimeout``: a client that leaves this much unread is dropped.
     max_write_buffer: int = 4 << 20
