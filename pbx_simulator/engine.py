@@ -127,7 +127,8 @@ class Channel:
     gosub_stack: list[tuple[str, str, int]] = field(default_factory=list)
     bridge: Bridge | None = None
     #: What to do when the bridge ends under this channel: resume the dialplan at the
-    #: next priority, or hang up (a queue's agent leg has no dialplan of its own).
+    #: next priority (``continue``), at the priority it shows (``resume``: an AMI
+    #: ``Bridge`` already moved it on), or hang up (a queue's agent leg has no dialplan).
     after_bridge: str = "hangup"
     dial: Dial | None = None
     #: The leg this channel's ``Dial()`` is ringing.
@@ -957,6 +958,7 @@ class Pbx:
         event sequence Asterisk produces (Newchannel x2, Newexten, caller ID, LocalBridge)."""
         exten, _, context = dialstring.removeprefix("Local/").partition("@")
         one, two = self.new_local_pair(exten, context, linkedid=linkedid, ids=ids)
+        one.app, one.app_data = first_app, "(Outgoing Line)"
         self.newexten(one, first_app, "(Outgoing Line)")
         for name, value in (variables or {}).items():
             self.set_var(one, name, value)
@@ -1131,6 +1133,8 @@ class Pbx:
             self._leave_bridge(other)
             if other.after_bridge == "continue":
                 self.start_dialplan(other, other.context, other.exten, other.priority + 1)
+            elif other.after_bridge == "resume":
+                self.start_dialplan(other, other.context, other.exten, other.priority)
             else:
                 self.hangup(other, 16, request=False)
 
@@ -1151,14 +1155,20 @@ class Pbx:
 
     def bridge_action(self, one: Channel, two: Channel) -> None:
         """AMI ``Bridge``: both channels stop their apps; when the bridge ends each
-        resumes its dialplan at the next priority."""
+        resumes its dialplan at the next priority. Asterisk moves each channel into the
+        bridge as a copy (same name and Uniqueid) set to go on at the next priority: in
+        the bridge it shows that priority, no application, and its creation time is the
+        moment of the bridge (recording 13: ``Duration`` restarts)."""
         for ch in (one, two):
             self.leave_for(ch)
             self.stop_runner(ch)
-            ch.after_bridge = "continue"
         oldest = min((one, two), key=lambda c: c.created)
         for ch in (one, two):
             ch.linkedid = oldest.linkedid
+            ch.after_bridge = "resume"
+            ch.priority += 1
+            ch.app = ch.app_data = ""
+            ch.created = self.now
         self.bridge_channels([one, two]).by_action = True
         self.set_connected(one, two.cid_num, two.cid_name)
 

@@ -520,8 +520,19 @@ class ManagerCore:
     # ------------------------------------------------------------ listings
 
     def _duration(self, ch: Channel) -> str:
+        """Since the channel was created; after an AMI ``Bridge``, since the bridge."""
         secs = int(self.scheduler.now - ch.created)
         return f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
+
+    @staticmethod
+    def _variables(ch: Channel) -> Headers:
+        """``Status AllVariables``: BRIDGEPEER (the other channels of its bridge) first."""
+        out: Headers = []
+        if ch.bridge is not None:
+            peers = ",".join(c.name for c in ch.bridge.channels if c is not ch)
+            out.append(("Variable", f"BRIDGEPEER={peers}"))
+        out += [("Variable", f"{k}={v}") for k, v in ch.variables.items()]
+        return out
 
     def _status(self, session: Session, m: Message) -> None:
         pbx = self.pbx
@@ -543,8 +554,9 @@ class ManagerCore:
                 ("EffectiveConnectedLineName", ch.conn_name),
                 ("TimeToHangup", "0"),
                 ("BridgeID", ch.bridge.uniqueid if ch.bridge else ""),
-                ("Application", ch.app),
-                ("Data", ch.app_data),
+                # No application (bridged by AMI): Asterisk prints two NULL pointers.
+                ("Application", ch.app or "(null)"),
+                ("Data", ch.app_data if ch.app else "(null)"),
                 ("Nativeformats", "(slin)"),
                 ("Readformat", "slin"),
                 ("Readtrans", ""),
@@ -555,7 +567,7 @@ class ManagerCore:
                 ("Seconds", str(int(self.scheduler.now - ch.created))),
             ]
             if all_vars:
-                body += [("Variable", f"{k}={v}") for k, v in ch.variables.items()]
+                body += self._variables(ch)
             items.append(
                 [
                     ("Event", "Status"),
