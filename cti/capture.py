@@ -13,9 +13,10 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cti.ami.codec import Message, Parser
-from cti.calls.events import CallEvent
+from cti.calls.events import CallEvent, PbxEvent
 from cti.calls.model import CallModel
 
 #: Event-list items a reconnecting client collects, by the action that asked for them.
@@ -26,6 +27,7 @@ RESYNC_ITEMS = {
     "QueueMember": "QueueStatus",
     "QueueEntry": "QueueStatus",
     "Status": "Status",
+    "ExtensionStatus": "ExtensionStateList",
 }
 _RESYNC_DONE = {
     "CoreShowChannelsComplete",
@@ -33,6 +35,8 @@ _RESYNC_DONE = {
     "QueueStatusComplete",
     "StatusComplete",
 }
+#: What Asterisk sends on its own right after a login, before any answer to a resync.
+_LOGIN_EVENTS = {"FullyBooted", "SuccessfulAuth", "ChallengeSent"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +95,23 @@ def read(path: Path) -> Iterator[Received]:
     return read_jsonl(path)
 
 
-def replay(records: Path | Iterable[Received], model: CallModel) -> list[CallEvent]:
-    """Feed a recording to ``model`` the way the live client does; return every event.
+def replay(
+    records: Path | Iterable[Received], model: CallModel, *, devices: bool = False
+) -> list[Any]:
+    """Feed a recording to ``model`` the way the live client does; return every call event
+    (and device state change, with ``devices``).
 
-    After a reconnect the resync lists (``CoreShowChannel``, ``QueueEntry``…) are collected
-    and handed to :meth:`CallModel.resync` once all four are complete, or when the
-    connection ends; events arriving meanwhile are handled after the resync.
+    Every connection starts as a login does: the resync lists that answer it
+    (``CoreShowChannel``, ``QueueEntry``…) are collected and handed to
+    :meth:`CallModel.resync` once all four are complete, or when the connection ends;
+    events arriving meanwhile are handled after the resync. A connection whose first live
+    event comes before any resync list made none (a recording of a session's own
+    actions), and its events are handled as they come. So a connection recorded from a
+    backend started mid-traffic replays on its own to the calls the PBX had then.
     """
     if isinstance(records, Path):
         records = read(records)
-    events: list[CallEvent] = []
-    connection: int | None = None
+    events: list[PbxEvent] = []
     collecting: dict[str, list[Message]] | None = None
     done: set[str] = set()
     held: list[Received] = []
@@ -111,6 +121,9 @@ def replay(records: Path | Iterable[Received], model: CallModel) -> list[CallEve
         nonlocal collecting
         if collecting is not None and done:
             events.extend(model.resync(collecting, now))
+        elif collecting:  # live events that looked like list items, and no resync came
+            for msg in (m for items in collecting.values() for m in items):
+                events.extend(model.handle(msg))
         collecting = None
         for rec in held:
             events.extend(model.handle(rec.message, rec.received_at))
@@ -125,21 +138,23 @@ def replay(records: Path | Iterable[Received], model: CallModel) -> list[CallEve
                 now = float(stamp)
         if msg.banner is not None:
             finish_resync()
-            if connection is not None:
-                collecting, done = {}, set()
-            connection = rec.connection
+            collecting, done = {}, set()
             continue
-        if collecting is None:
+        if collecting is None or msg.kind != "event" or msg.name in _LOGIN_EVENTS:
             events.extend(model.handle(msg, rec.received_at))
             continue
         action = RESYNC_ITEMS.get(msg.name)
-        if action is not None and msg.kind == "event":
+        if action is not None:
             collecting.setdefault(action, []).append(msg)
         elif msg.name in _RESYNC_DONE:
             done.add(msg.name)
             if done == _RESYNC_DONE:
                 finish_resync()
-        elif msg.kind == "event":
+        elif not collecting and not done:
+            # Live traffic before any resync answer: this connection made no resync.
+            collecting = None
+            events.extend(model.handle(msg, rec.received_at))
+        else:
             held.append(rec)
     finish_resync()
-    return events
+    return events if devices else [e for e in events if isinstance(e, CallEvent)]

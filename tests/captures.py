@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from cti.calls.events import CallEvent
 from cti.capture import captures_dir
 
 
@@ -39,3 +41,8 @@ def expected_messages(raw: Path) -> list[ExpectedMessage]:
                 headers = [(k, v) for k, v in rec["headers"]]
                 out.append(ExpectedMessage(rec["kind"], rec["name"], headers))
     return out
+
+
+def call_events(events: list[Any]) -> list[CallEvent]:
+    """The call events of a model's output (device state changes left out)."""
+    return [e for e in events if isinstance(e, CallEvent)]

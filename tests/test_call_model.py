@@ -14,6 +14,7 @@ from cti.ami.codec import Message
 from cti.calls.events import CallEvent
 from cti.calls.model import CallModel, CallState
 from cti.capture import captures_dir, read_jsonl
+from tests.captures import call_events
 
 HANDLED = [
     "Newchannel", "NewCallerid", "Newstate", "Newexten", "VarSet", "DTMFEnd", "UserEvent",
@@ -149,14 +150,14 @@ def test_independent_calls_interleaved_in_any_order_keep_their_outcome(data: st.
     alone: dict[str, list[dict[str, Any]]] = {}
     for stream in streams():
         model = CallModel()
-        alone |= per_call([e for m in stream for e in model.handle(m)])
+        alone |= per_call([e for m in stream for e in call_events(model.handle(m))])
     labels = [i for i, s in enumerate(streams()) for _ in s]
     order = data.draw(st.permutations(labels))
     cursors = [0] * len(streams())
     model = CallModel()
     events: list[CallEvent] = []
     for i in order:
-        events.extend(model.handle(streams()[i][cursors[i]]))
+        events.extend(call_events(model.handle(streams()[i][cursors[i]])))
         cursors[i] += 1
     assert per_call(events) == alone
     assert not model.calls
@@ -260,7 +261,7 @@ def test_a_resync_forgets_the_hold_of_a_channel_gone_meanwhile() -> None:
     model.handle(HOLD)
     # The held agent leg hung up while the AMI link was down.
     snapshot = [_event("CoreShowChannel", Channel=CALLER, Uniqueid="9.1", Linkedid="9.1")]
-    assert model.resync({"CoreShowChannels": snapshot}, now=20.0) == []
+    assert call_events(model.resync({"CoreShowChannels": snapshot}, now=20.0)) == []
     assert not model.calls["9.1"].held
 
 

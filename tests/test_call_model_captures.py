@@ -30,12 +30,14 @@ from cti.calls.events import (
     CallQueued,
     CallTransferred,
     CallUnheld,
+    DeviceStateChanged,
     DigitsReceived,
     IvrEntered,
     OfferMissed,
 )
 from cti.calls.model import Call, CallModel
 from cti.capture import RESYNC_ITEMS, captures_dir, read, read_jsonl, read_raw, replay
+from tests.captures import call_events
 
 
 def test_captures_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -249,7 +251,7 @@ def test_06_the_attended_transfer_takes_the_call_off_hold() -> None:
     model = CallModel()
     held_after: list[tuple[str, set[str]]] = []
     for rec in read_jsonl(capture("06-transfers.jsonl")):
-        for event in model.handle(rec.message, rec.received_at):
+        for event in call_events(model.handle(rec.message, rec.received_at)):
             if event.call_id == "1795356766.32" and event.kind != "ended":
                 held_after.append((event.kind, set(model.calls[event.call_id].held)))
     alice = "Local/6001@agents-00000010;1"
@@ -266,7 +268,7 @@ def test_07_pause_and_status_queries_create_no_phantom_calls() -> None:
     resyncs = 0
     for rec in read_jsonl(capture("07-pause-resync.jsonl")):
         msg = rec.message
-        events.extend(model.handle(msg, rec.received_at))
+        events.extend(call_events(model.handle(msg, rec.received_at)))
         if msg.name == "CoreShowChannel":
             lists["CoreShowChannels"].append(msg)
         elif msg.name in ("QueueEntry", "QueueMember", "QueueParams"):
@@ -274,7 +276,7 @@ def test_07_pause_and_status_queries_create_no_phantom_calls() -> None:
         elif msg.name == "CoreShowChannelsComplete":
             live = dict(model.calls)
             # The same snapshot a reconnecting client would take changes nothing here.
-            assert model.resync(lists, rec.received_at or 0.0) == []
+            assert call_events(model.resync(lists, rec.received_at or 0.0)) == []
             assert dict(model.calls) == live
             lists.clear()
             resyncs += 1
@@ -322,7 +324,7 @@ def test_08_calls_lost_during_the_disconnect_end_as_system() -> None:
         records.append(rec)
     replay(records, model)
     assert list(model.calls) == ["1795356790.44"]
-    (ended,) = model.resync({"CoreShowChannels": []}, now=1795356800.0)
+    (ended,) = call_events(model.resync({"CoreShowChannels": []}, now=1795356800.0))
     assert isinstance(ended, CallEnded)
     assert (ended.call_id, ended.ended_by, ended.cause) == ("1795356790.44", "system", None)
     # Answered, but when the talk ended was never seen: the outage is not talk time.
@@ -342,7 +344,7 @@ def test_08_snapshot_on_first_login_brings_in_both_calls() -> None:
             lists[action].append(rec.message)
             now = rec.received_at or now
     model = CallModel()
-    calls = by_call(model.resync(lists, now))
+    calls = by_call(call_events(model.resync(lists, now)))
     a, b = calls["1795356790.44"], calls["1795356793.48"]
     assert kinds(a) == ["arrived", "answered"]
     assert a[0].caller.number == "+15558889999" and a[0].dialled == "5000"
@@ -354,7 +356,7 @@ def test_08_snapshot_on_first_login_brings_in_both_calls() -> None:
     assert model.calls["1795356790.44"].state == "connected"
     assert model.calls["1795356793.48"].state == "queued"
     # Asking again changes nothing.
-    assert model.resync(lists, now + 1) == []
+    assert call_events(model.resync(lists, now + 1)) == []
 
 
 # ---------------------------------------------------------------------------- 09
@@ -536,3 +538,98 @@ def test_every_capture_leaves_no_live_call_and_pairs_arrivals_with_ends(name: st
     # The same bytes, parsed by the codec, tell the same story.
     from_raw = replay(read(capture(name).with_suffix(".raw")), CallModel())
     assert [(e.call_id, e.kind) for e in from_raw] == [(e.call_id, e.kind) for e in events]
+
+
+# ---------------------------------------------------------------------------- 13
+
+
+def _truth_13() -> dict[str, Any]:
+    """The recorder's ground truth at connection 2's login (its ``note``)."""
+    prefix = "WHO IS WHERE at conn2 login "
+    with capture("13-acd-restart-resync.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            if rec.get("dir") == "note" and rec["text"].startswith(prefix):
+                text = rec["text"]
+                return json.loads(text[text.index("{") :])
+    raise AssertionError("recording 13 has no ground-truth note")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".raw"])
+def test_13_a_backend_started_mid_traffic_replays_to_the_truth(suffix: str) -> None:
+    """Connection 2 alone (a backend started while callers wait and talk) rebuilds who is
+    where from its resync answers: parked callers with lanes and park times, the
+    ACD-bridged caller and the app_queue caller with their agents and talk times."""
+    truth = _truth_13()
+    records = [r for r in read(capture("13-acd-restart-resync" + suffix)) if r.connection == 2]
+    model = CallModel()
+    events = replay(records, model, devices=True)
+    calls = by_call(call_events(events))
+    assert len(calls) == 4 and not model.calls
+
+    for parked in truth["parked_waiting"]:
+        call = calls[parked["linkedid"]]
+        assert kinds(call) == ["arrived", "parked", "abandoned", "ended"]
+        arrived, park = call[0], call[1]
+        assert arrived.restored and park.restored
+        assert arrived.caller.number == parked["callerid_num"]
+        assert arrived.caller.name == parked["name"]
+        assert arrived.dialled == parked["did"]
+        assert (park.lane, park.channel) == (parked["lane"], parked["channel"])
+        # The wait counts from parking, not from the login.
+        assert park.at == pytest.approx(parked["parked_at"], abs=1.0)
+        (abandoned,) = only(call, CallAbandoned)
+        assert abandoned.queue == parked["lane"]
+        assert abandoned.wait == pytest.approx(abandoned.at - parked["parked_at"], abs=1.0)
+
+    bridge = truth["acd_bridge"]
+    noor = calls[bridge["caller_linkedid"]]
+    assert kinds(noor) == ["arrived", "answered", "ended"]
+    answered = noor[1]
+    assert answered.restored and answered.lane == bridge["lane_before_bridge"]
+    assert answered.queue is None  # not an app_queue call
+    assert answered.agent.interface == bridge["agent_interface"]
+    assert answered.agent.channel == bridge["agent_channel"]
+    assert answered.at == pytest.approx(bridge["bridged_at"], abs=1.0)
+    (ended,) = only(noor, CallEnded)
+    assert ended.ended_by == "caller" and ended.answered
+    assert ended.talk_time == pytest.approx(ended.at - bridge["bridged_at"], abs=1.0)
+
+    queued = truth["queue_call"]
+    priya = calls[queued["linkedid"]]
+    assert kinds(priya) == ["arrived", "answered", "ended"]
+    answered = priya[1]
+    assert (answered.queue, answered.agent.name) == ("sales", queued["agent_member"])
+    assert answered.agent.interface == queued["agent_interface"]
+    (ended,) = only(priya, CallEnded)
+    assert ended.talk_time == pytest.approx(17.0, abs=1.0)  # app_queue's AgentComplete
+
+    # Devices: the two agents on calls are busy from the snapshot on, until their calls end;
+    # the idle one never shows as busy.
+    devices = [e for e in events if isinstance(e, DeviceStateChanged)]
+    busy = [(e.interface, e.state, e.restored) for e in devices[:2]]
+    assert busy == [("Local/6001@agents", "busy", True), ("Local/6002@agents", "busy", True)]
+    assert devices.index(devices[0]) < events.index(calls[bridge["caller_linkedid"]][0])
+    assert {e.interface for e in devices} == {"Local/6001@agents", "Local/6002@agents"}
+    assert [e.state for e in devices[2:]] == ["idle", "idle"]
+
+
+def test_13_a_restarted_backend_ends_the_calls_it_left_open_once() -> None:
+    """Calls a previous run left open that the PBX no longer has end as ``system``, with
+    the time they were last seen; calls still up are restored, never ended twice."""
+    records = [
+        r for r in read(capture("13-acd-restart-resync.jsonl")) if r.connection == 2
+    ]
+    model = CallModel()
+    model.expect_open(
+        [
+            ("gone.1", 1796059800.0, 1796059830.0, True),
+            ("1796059845.148", 1796059845.3, 1796059847.0, True),  # Priya: still up
+        ]
+    )
+    calls = by_call(replay(records, model))
+    (ended,) = calls["gone.1"]
+    assert isinstance(ended, CallEnded) and ended.restored
+    assert (ended.ended_by, ended.answered, ended.talk_time) == ("system", True, None)
+    assert ended.ended_after == 1796059830.0 and ended.at > ended.ended_after
+    assert kinds(calls["1796059845.148"]) == ["arrived", "answered", "ended"]

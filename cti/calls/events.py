@@ -8,7 +8,7 @@ seconds (the AMI ``Timestamp`` header; the receive time when Asterisk sends none
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
 
@@ -40,11 +40,17 @@ class Agent:
 
 @dataclass(frozen=True, slots=True)
 class CallEvent:
-    """Base of every domain event."""
+    """Base of every domain event.
+
+    ``restored`` marks an event rebuilt from the PBX's snapshot after a (re)connect rather
+    than seen live: its fact may already be on record from before a restart, and its ``at``
+    is estimated from the snapshot (e.g. a parked caller's park time).
+    """
 
     kind: ClassVar[str] = "call"
     call_id: str
     at: float
+    restored: bool = field(default=False, kw_only=True)
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-ready dict (``kind`` first), for persistence and publication."""
@@ -127,6 +133,8 @@ class CallAnswered(CallEvent):
     agent: Agent
     wait: float
     queue: str | None = None
+    #: The holding lane the caller was parked in, for callers the product's ACD bridged.
+    lane: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +183,9 @@ class CallEnded(CallEvent):
 
     ``ended_by`` is ``caller``, ``agent`` or ``system``; ``duration`` from arrival to end,
     ``talk_time`` from answer to end, ``None`` if never answered or unknown: a call that
-    ended while the AMI link was down (``ended_by="system"``) keeps ``answered`` but has no
-    measured talk time.
+    ended while the AMI link was down or the backend was not running (``ended_by="system"``)
+    keeps ``answered`` but has no measured talk time, and ``ended_after`` says since when
+    it may have ended (the last time it was seen alive): it ended between then and ``at``.
     """
 
     kind: ClassVar[str] = "ended"
@@ -186,6 +195,34 @@ class CallEnded(CallEvent):
     duration: float
     talk_time: float | None = None
     answered: bool = False
+    ended_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStateChanged:
+    """A device (a phone, or the interface a queue member is rung at) became ``idle``,
+    ``busy`` (a call on it, whoever made it), ``ringing`` or ``unavailable`` (not
+    registered).
+
+    Read from the device's live channels and, where the dialplan has a hint for it, from
+    ``ExtensionStatus``: Asterisk's DeviceStateList never lists Local-channel devices
+    (recording 13), so it is not used. ``interface`` is the device as queues name it
+    (``Local/6001@agents``, ``PJSIP/6001``).
+    """
+
+    kind: ClassVar[str] = "device_state"
+    at: float
+    interface: str
+    state: str
+    restored: bool = field(default=False, kw_only=True)
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready dict (``kind`` first)."""
+        return {"kind": self.kind, **asdict(self)}
+
+
+#: What the call model publishes: call events and the state of the devices agents use.
+PbxEvent = CallEvent | DeviceStateChanged
 
 
 ALL_EVENTS: tuple[type[CallEvent], ...] = (

@@ -44,9 +44,11 @@ from cti.calls.events import (
     CallQueued,
     CallTransferred,
     CallUnheld,
+    DeviceStateChanged,
     DigitsReceived,
     IvrEntered,
     OfferMissed,
+    PbxEvent,
 )
 from cti.calls.numbers import DEFAULT_PLAN, WITHHELD, NumberingPlan, normalise
 
@@ -79,6 +81,16 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 
 #: How many hung-up channel ids are remembered (late events about them are ignored).
 _GONE_KEPT = 4096
+
+#: ExtensionStatus ``Status`` (Asterisk's AST_EXTENSION_* bits) -> device state; any other
+#: non-negative value (in use, busy, on hold, combinations) is ``busy``; negative ones mean
+#: the hint was removed.
+_HINT_STATES = {0: "idle", 4: "unavailable", 8: "ringing"}
+
+#: Where the lab's holding dialplan parks callers: context -> extension -> lane.
+DEFAULT_HOLDING = MappingProxyType(
+    {"holding": MappingProxyType({"s": "external", "moh": "external-moh"})}
+)
 
 
 @dataclass(slots=True, eq=False)
@@ -185,6 +197,23 @@ def _int(value: str | None) -> int | None:
         return None
 
 
+def _created_at(leg: Message, now: float) -> float:
+    """When a snapshot's channel was created (so, for a parked caller, about when it parked).
+
+    ``Duration`` counts whole seconds up to ``now`` and the Uniqueid's epoch part is the
+    whole second of creation; together they bound it to well under a second.
+    """
+    seconds = _float(leg.get("Seconds"))
+    if seconds is None:
+        seconds = _seconds(leg.get("Duration"))
+    latest = now - seconds
+    earliest = latest - 1.0
+    epoch = _float((leg.get("Uniqueid") or "").partition(".")[0])
+    if epoch is not None and earliest - 1.0 <= epoch <= latest:
+        earliest, latest = max(earliest, epoch), min(latest, epoch + 1.0)
+    return (earliest + latest) / 2
+
+
 def _seconds(duration: str | None) -> float:
     """CoreShowChannel ``Duration`` (``HH:MM:SS``) in seconds; 0 when unreadable."""
     total = 0.0
@@ -196,7 +225,7 @@ def _seconds(duration: str | None) -> float:
     return total
 
 
-Handler = Callable[[Message, float, list[CallEvent]], None]
+Handler = Callable[[Message, float, list[PbxEvent]], None]
 
 
 def _context(msg: Message) -> str:
@@ -211,9 +240,15 @@ class CallModel:
 
     ``inbound_contexts``: dialplan contexts where inbound calls land (a new channel there
     with ``Uniqueid == Linkedid`` starts a call). ``parked_event``: the ``UserEvent`` name by
-    which the holding dialplan announces a parked caller. ``variables``: channel variables
+    which the holding dialplan announces a parked caller. ``holding``: where that dialplan
+    parks callers (context -> extension -> lane), so that a snapshot, which carries no
+    UserEvent, still tells parked callers and their lanes. ``variables``: channel variables
     copied onto :attr:`Call.variables`. ``keep_ended``: how many finished calls stay in
     :attr:`recently_ended`.
+
+    Besides call events the model publishes :class:`DeviceStateChanged` for every device
+    that agent-side channels use (a channel that is not a caller's leg), so that routing
+    can follow calls it did not make.
     """
 
     def __init__(
@@ -222,12 +257,14 @@ class CallModel:
         plan: NumberingPlan = DEFAULT_PLAN,
         inbound_contexts: Iterable[str] = ("inbound",),
         parked_event: str = "CtiParked",
+        holding: Mapping[str, Mapping[str, str]] = DEFAULT_HOLDING,
         variables: Iterable[str] = ("CTI_ACCOUNT", "IVR_CHOICE", "CTI_ROUTE"),
         keep_ended: int = 100,
     ) -> None:
         self._plan = plan
         self._inbound = frozenset(inbound_contexts)
         self._parked_event = parked_event
+        self._holding = {context: dict(lanes) for context, lanes in holding.items()}
         self._tracked = frozenset(variables)
         self._calls: dict[str, Call] = {}
         self._channels: dict[str, _Channel] = {}
@@ -239,6 +276,15 @@ class CallModel:
         self._gone: dict[str, None] = {}
         self._last_at = 0.0
         self._ignored: set[str] = set()
+        # Devices: live agent-side channels per interface, hint states, and the state last
+        # published for each (so only changes are published).
+        self._device_channels: dict[str, int] = {}
+        self._hint_states: dict[str, str] = {}
+        self._device_states: dict[str, str] = {}
+        self._dirty: set[str] = set()
+        # Calls a previous run left open (call_id -> last seen alive): the first snapshot
+        # closes those that are gone.
+        self._expected: dict[str, tuple[float, float, bool]] = {}
         #: Live calls by call_id (a read-only view).
         self.calls: Mapping[str, Call] = MappingProxyType(self._calls)
         #: The last ``keep_ended`` finished calls, oldest first.
@@ -272,11 +318,12 @@ class CallModel:
             "HangupRequest": self._on_hangup_request,
             "SoftHangupRequest": self._on_hangup_request,
             "Hangup": self._on_hangup,
+            "ExtensionStatus": self._on_extension_status,
         }
 
     # ------------------------------------------------------------------ public API
 
-    def handle(self, message: Message, received_at: float | None = None) -> list[CallEvent]:
+    def handle(self, message: Message, received_at: float | None = None) -> list[PbxEvent]:
         """The domain events ``message`` implies (usually none).
 
         Time is the event's ``Timestamp``; ``received_at`` (epoch seconds) when it has none.
@@ -294,14 +341,33 @@ class CallModel:
                 self._ignored.add(name)
                 log.info("call model ignores %s events (first: %s)", name, _context(message))
             return []
-        out: list[CallEvent] = []
+        out: list[PbxEvent] = []
+        at = self._time(message, received_at)
         try:
-            handler(message, self._time(message, received_at), out)
+            handler(message, at, out)
         except Exception:
             log.exception("call model skipped %s (%s)", name, _context(message))
+        if self._dirty:
+            self._flush_devices(at, out)
         return out
 
-    def resync(self, results: Mapping[str, Sequence[Message]], now: float) -> list[CallEvent]:
+    def expect_open(self, calls: Iterable[tuple[str, float, float, bool]]) -> None:
+        """Calls a previous run of the backend left open in history, as ``(call_id,
+        arrived_at, last_seen, answered)``: the next :meth:`resync` ends those the PBX no
+        longer has (``ended_by="system"``, ``ended_after=last_seen``), once each."""
+        for call_id, arrived_at, last_seen, answered in calls:
+            if call_id not in self._calls:
+                self._expected[call_id] = (arrived_at, last_seen, answered)
+
+    def device_state(self, interface: str) -> str:
+        """What the model knows of a device: idle, busy, ringing or unavailable."""
+        channels = self._device_channels.get(interface, 0)
+        hint = self._hint_states.get(interface)
+        if channels:
+            return "ringing" if hint == "ringing" else "busy"
+        return hint or "idle"
+
+    def resync(self, results: Mapping[str, Sequence[Message]], now: float) -> list[PbxEvent]:
         """Rebuild live state from a fresh snapshot; return what changed unseen.
 
         ``results`` maps action names (``CoreShowChannels``, ``BridgeList``,
@@ -311,7 +377,7 @@ class CallModel:
         shows, times estimated from ``Wait``/``Duration``); calls still alive keep their state
         (holds of channels gone meanwhile are dropped).
         """
-        out: list[CallEvent] = []
+        out: list[PbxEvent] = []
         if "CoreShowChannels" not in results:
             # Without the channel list nothing can be said about which calls are alive.
             log.warning("resync without CoreShowChannels ignored (got %s)", sorted(results))
@@ -332,16 +398,66 @@ class CallModel:
         self._last_at = at
         return at
 
-    def _emit(self, call: Call, event: CallEvent, out: list[CallEvent]) -> None:
+    def _emit(self, call: Call, event: CallEvent, out: list[PbxEvent]) -> None:
         self._announce(call, out)
         out.append(event)
 
-    def _announce(self, call: Call, out: list[CallEvent]) -> None:
+    def _announce(self, call: Call, out: list[PbxEvent], *, restored: bool = False) -> None:
         if not call._announced:
             call._announced = True
             out.append(
-                CallArrived(call.call_id, call.arrived_at, call.caller, call.dialled, call.channel)
+                CallArrived(
+                    call.call_id,
+                    call.arrived_at,
+                    call.caller,
+                    call.dialled,
+                    call.channel,
+                    restored=restored,
+                )
             )
+
+    # ------------------------------------------------------------------ devices
+
+    def _count(self, ch: _Channel, delta: int) -> None:
+        """Count an agent-side channel on its device (callers' own legs are not devices
+        agents use)."""
+        if ch.is_caller:
+            return
+        interface = _interface(ch.name)
+        count = self._device_channels.get(interface, 0) + delta
+        if count > 0:
+            self._device_channels[interface] = count
+        else:
+            self._device_channels.pop(interface, None)
+        self._dirty.add(interface)
+
+    def _apply_hint(self, msg: Message) -> None:
+        # "PJSIP/6001&Custom:DND,CustomPresence:..." combines devices: only a hint on one
+        # device says that device's state.
+        devices = [d for d in (msg.get("Hint") or "").split(",")[0].split("&") if d]
+        status = _int(msg.get("Status"))
+        if len(devices) != 1 or status is None:
+            return
+        if status < 0:
+            self._hint_states.pop(devices[0], None)
+        else:
+            self._hint_states[devices[0]] = _HINT_STATES.get(status, "busy")
+        self._dirty.add(devices[0])
+
+    def _on_extension_status(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
+        self._apply_hint(msg)
+
+    def _flush_devices(self, at: float, out: list[PbxEvent], *, restored: bool = False) -> None:
+        for interface in sorted(self._dirty):
+            state = self.device_state(interface)
+            if self._device_states.get(interface, "idle") == state:
+                continue
+            if state == "idle":
+                del self._device_states[interface]
+            else:
+                self._device_states[interface] = state
+            out.append(DeviceStateChanged(at, interface, state, restored=restored))
+        self._dirty.clear()
 
     def _caller(self, number: str | None, name: str | None) -> Caller:
         raw = _text(number)
@@ -351,6 +467,7 @@ class CallModel:
         is_caller = _base(name) == _base(call.channel)
         ch = _Channel(uid, name, call.call_id, is_caller)
         self._channels[uid] = ch
+        self._count(ch, 1)
         if is_caller:
             call._legs.add(uid)
         return ch
@@ -389,7 +506,7 @@ class CallModel:
 
     # ------------------------------------------------------------------ channels
 
-    def _on_newchannel(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_newchannel(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         uid = msg.get("Uniqueid")
         name = msg.get("Channel")
         if not uid or not name or uid in self._channels:
@@ -415,9 +532,11 @@ class CallModel:
                 self._announce(call, out)
             return
         number = normalise(_text(msg.get("CallerIDNum")), self._plan)
-        self._channels[uid] = _Channel(uid, name, None, False, number)
+        ch = _Channel(uid, name, None, False, number)
+        self._channels[uid] = ch
+        self._count(ch, 1)
 
-    def _on_newcallerid(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_newcallerid(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         ch = self._channel(msg)
         if ch is None:
             return
@@ -432,13 +551,13 @@ class CallModel:
             call.caller = caller
         self._announce(call, out)
 
-    def _on_newstate(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_newstate(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         ch = self._channel(msg)
         call = self._call_of(ch)
         if call is not None and ch is not None and ch.is_caller:
             self._announce(call, out)
 
-    def _on_varset(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_varset(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         variable = _header_at(msg, "Variable", -2)
         if not variable:
             return
@@ -453,14 +572,14 @@ class CallModel:
     # ------------------------------------------------------------------ self-service
 
     def _enter_ivr(
-        self, call: Call, at: float, app: str, ctx: str | None, out: list[CallEvent]
+        self, call: Call, at: float, app: str, ctx: str | None, out: list[PbxEvent]
     ) -> None:
         if call.state is CallState.IVR:
             return
         call.state = CallState.IVR
         self._emit(call, IvrEntered(call.call_id, at, app, ctx), out)
 
-    def _on_newexten(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_newexten(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         app = _header_at(msg, "Application", -2)
         if not app:
             return
@@ -484,22 +603,22 @@ class CallModel:
         if call is not None:
             self._enter_ivr(call, at, menu, msg.get("Context"), out)
 
-    def _on_asyncagi_start(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_asyncagi_start(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         call = self._caller_leg(msg)
         if call is not None:
             self._enter_ivr(call, at, "AsyncAGI", msg.get("Context"), out)
 
-    def _on_asyncagi_end(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_asyncagi_end(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         call = self._caller_leg(msg)
         if call is not None and call.state is CallState.IVR:
             call.state = CallState.ARRIVED
 
-    def _on_agi_exec(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_agi_exec(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         call = self._caller_leg(msg)
         if call is not None and call.state is not CallState.IVR and call.answered_at is None:
             self._enter_ivr(call, at, call._agi_kind or "AGI", msg.get("Context"), out)
 
-    def _on_dtmf(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_dtmf(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         # Only digits the PBX received on the caller's own leg: agent legs see the digits the
         # Atxfer action injects, and the human half sees what agents press.
         if msg.get("Direction") != "Received":
@@ -511,7 +630,7 @@ class CallModel:
         call.digits += digit
         self._emit(call, DigitsReceived(call.call_id, at, digit), out)
 
-    def _on_userevent(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_userevent(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         if msg.get("UserEvent") != self._parked_event:
             return
         call = self._caller_leg(msg)
@@ -530,7 +649,7 @@ class CallModel:
         interface = msg.get("Interface") or (_interface(dest) if dest else "")
         return Agent(interface, _text(msg.get("MemberName")), dest)
 
-    def _on_queue_join(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_queue_join(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         call = self._caller_leg(msg)
         queue = msg.get("Queue")
         if call is None or not queue:
@@ -542,13 +661,13 @@ class CallModel:
         self._absorb_variables(call, msg)
         self._emit(call, CallQueued(call.call_id, at, queue, call.position or 0), out)
 
-    def _on_agent_called(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_agent_called(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         call = self._caller_leg(msg)
         if call is not None:
             agent = self._queue_agent(msg)
             self._emit(call, CallOffered(call.call_id, at, agent, msg.get("Queue")), out)
 
-    def _on_ring_no_answer(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_ring_no_answer(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         call = self._caller_leg(msg)
         if call is None:
             return
@@ -558,7 +677,7 @@ class CallModel:
         )
         self._emit(call, event, out)
 
-    def _on_agent_connect(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_agent_connect(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         call = self._caller_leg(msg)
         if call is None:
             return
@@ -576,7 +695,7 @@ class CallModel:
         call.wait = wait
         call._agent_base = _base(agent.channel) if agent.channel else None
 
-    def _on_queue_abandon(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_queue_abandon(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         call = self._caller_leg(msg)
         if call is None:
             return
@@ -589,7 +708,7 @@ class CallModel:
 
     # ------------------------------------------------------------------ external ACD
 
-    def _on_dial_begin(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_dial_begin(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         """An agent leg, not part of any call, starts ringing for a parked caller."""
         leg_uid = msg.get("DestUniqueid")
         leg = self._channels.get(leg_uid or "")
@@ -624,7 +743,7 @@ class CallModel:
             return None
         return min(candidates, key=lambda c: (bool(c._offers), c.waiting_since or c.arrived_at))
 
-    def _on_originate_response(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_originate_response(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         if msg.get("Response") != "Failure" or not self._offered_legs:
             return
         uid = msg.get("Uniqueid") or ""
@@ -642,7 +761,7 @@ class CallModel:
         if uid:
             self._miss_offer(uid, at, out)
 
-    def _miss_offer(self, leg_uid: str, at: float, out: list[CallEvent]) -> None:
+    def _miss_offer(self, leg_uid: str, at: float, out: list[PbxEvent]) -> None:
         call = self._calls.get(self._offered_legs.pop(leg_uid, ""))
         if call is None:
             return
@@ -651,7 +770,7 @@ class CallModel:
 
     # ------------------------------------------------------------------ bridges
 
-    def _on_bridge_enter(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_bridge_enter(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         bridge = msg.get("BridgeUniqueid")
         ch = self._channel(msg)
         if not bridge or ch is None:
@@ -685,15 +804,15 @@ class CallModel:
             self._connect(call, agent, at, wait)
             self._emit(call, CallAnswered(call.call_id, at, agent, wait), out)
 
-    def _on_bridge_leave(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_bridge_leave(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         members = self._bridges.get(msg.get("BridgeUniqueid") or "")
         if members is not None:
             members.discard(msg.get("Uniqueid") or "")
 
-    def _on_bridge_destroy(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_bridge_destroy(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         self._bridges.pop(msg.get("BridgeUniqueid") or "", None)
 
-    def _on_bridge_merge(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_bridge_merge(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         moved = self._bridges.pop(msg.get("FromBridgeUniqueid") or "", set())
         to = msg.get("ToBridgeUniqueid")
         if to:
@@ -701,7 +820,7 @@ class CallModel:
 
     # ------------------------------------------------------------------ hold, transfer
 
-    def _on_hold(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_hold(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         ch = self._channel(msg)
         call = self._call_of(ch)
         # A repeated Hold (a phone re-sending its hold offer) is the same hold.
@@ -710,7 +829,7 @@ class CallModel:
         call.held.add(ch.name)
         self._emit(call, CallHeld(call.call_id, at, ch.name), out)
 
-    def _on_unhold(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_unhold(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         ch = self._channel(msg)
         call = self._call_of(ch)
         # Asterisk also sends Unhold for a blind transferer that was never held (06).
@@ -728,7 +847,7 @@ class CallModel:
                 return call
         return None
 
-    def _on_blind_transfer(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_blind_transfer(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         call = self._transferred_call(msg, "TransfereeUniqueid", "TransfererUniqueid")
         if call is None:
             return
@@ -743,7 +862,7 @@ class CallModel:
         call._agent_left_at = None
         self._emit(call, CallTransferred(call.call_id, at, "blind", by, target), out)
 
-    def _on_attended_transfer(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_attended_transfer(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         call = self._transferred_call(
             msg, "TransfereeUniqueid", "OrigTransfererUniqueid", "SecondTransfererUniqueid"
         )
@@ -781,17 +900,18 @@ class CallModel:
         ):
             call._agent_left_at = at
 
-    def _on_hangup_request(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_hangup_request(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         ch = self._channel(msg)
         call = self._call_of(ch)
         if call is not None and ch is not None:
             self._note_leaving(ch, call, at)
 
-    def _on_hangup(self, msg: Message, at: float, out: list[CallEvent]) -> None:
+    def _on_hangup(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         ch = self._channel(msg)
         if ch is None:
             return
         del self._channels[ch.uniqueid]
+        self._count(ch, -1)
         self._gone[ch.uniqueid] = None
         if len(self._gone) > _GONE_KEPT:
             del self._gone[next(iter(self._gone))]
@@ -812,7 +932,7 @@ class CallModel:
         if not call._legs:
             self._finish(call, at, out)
 
-    def _finish(self, call: Call, at: float, out: list[CallEvent]) -> None:
+    def _finish(self, call: Call, at: float, out: list[PbxEvent]) -> None:
         if call.state is CallState.PARKED:
             # Hung up while parked for the ACD: an abandon, though no PBX queue counted it.
             call.state = CallState.ABANDONED
@@ -855,7 +975,7 @@ class CallModel:
     # ------------------------------------------------------------------ resync
 
     def _resync(
-        self, results: Mapping[str, Sequence[Message]], now: float, out: list[CallEvent]
+        self, results: Mapping[str, Sequence[Message]], now: float, out: list[PbxEvent]
     ) -> None:
         snapshot: dict[str, Message] = {}
         for msg in results.get("CoreShowChannels", ()):
@@ -870,11 +990,22 @@ class CallModel:
         status = {
             m.get("Uniqueid") or "": m for m in results.get("Status", ()) if m.name == "Status"
         }
+        # Queue member names by interface ("Local/6002@agents" -> "Agent Bob").
+        members_of = {
+            m.get("Location") or "": m.get("Name") or ""
+            for m in results.get("QueueStatus", ())
+            if m.name == "QueueMember" and m.get("Location") and _text(m.get("Name"))
+        }
         groups: dict[str, list[Message]] = {}
         for uid, msg in snapshot.items():
             groups.setdefault(msg.get("Linkedid") or uid, []).append(msg)
+        for msg in results.get("ExtensionStateList", ()):
+            if msg.name == "ExtensionStatus":
+                self._apply_hint(msg)
 
-        # Calls whose caller is gone ended while their events were lost.
+        # Calls whose caller is gone ended while their events were lost: when exactly is
+        # unknown, only that it was after they were last seen.
+        last_seen = self._last_at
         for call in list(self._calls.values()):
             alive = (
                 any(uid in snapshot for uid in call._legs)
@@ -882,22 +1013,23 @@ class CallModel:
                 else (call.call_id in groups)
             )
             if not alive:
-                event = CallEnded(
-                    call.call_id,
-                    now,
-                    cause=None,
-                    cause_text=None,
-                    ended_by="system",
-                    duration=now - call.arrived_at,
-                    # When the talk ended was not seen: counting up to now would add the outage.
-                    talk_time=None,
-                    answered=call.answered_at is not None,
+                event = self._ended_unseen(
+                    call.call_id, call.arrived_at, last_seen, call.answered_at is not None, now
                 )
                 self._emit(call, event, out)
                 self._close(call, now, "system")
+        # And those a previous run of the backend left open.
+        expected, self._expected = self._expected, {}
+        for call_id, (arrived_at, seen, answered) in expected.items():
+            if call_id not in groups and call_id not in self._calls:
+                out.append(self._ended_unseen(call_id, arrived_at, seen, answered, now))
 
         # Channels and bridges are rebuilt from the snapshot.
         self._channels = {u: c for u, c in self._channels.items() if u in snapshot}
+        self._dirty.update(self._device_channels)
+        self._device_channels = {}
+        for ch in self._channels.values():
+            self._count(ch, 1)
         names = {msg.get("Channel") for msg in snapshot.values()}
         for call in self._calls.values():
             call._legs &= snapshot.keys()
@@ -922,9 +1054,9 @@ class CallModel:
                     uid = msg.get("Uniqueid") or ""
                     if uid not in self._channels:
                         number = normalise(_text(msg.get("CallerIDNum")), self._plan)
-                        self._channels[uid] = _Channel(
-                            uid, msg.get("Channel") or "", None, False, number
-                        )
+                        ch = _Channel(uid, msg.get("Channel") or "", None, False, number)
+                        self._channels[uid] = ch
+                        self._count(ch, 1)
                 continue
             for msg in members:
                 uid = msg.get("Uniqueid") or ""
@@ -933,8 +1065,36 @@ class CallModel:
                 if uid in status:
                     self._absorb_variables(call, status[uid])
             touched.append((call, members, created))
+        # Devices first: routing must know who is busy before a restored caller is offered.
+        self._flush_devices(now, out, restored=True)
         for call, members, created in touched:
-            self._reconcile(call, members, snapshot, entries, status, now, created, out)
+            self._reconcile(
+                call, members, snapshot, entries, status, members_of, now, created, out
+            )
+
+    @staticmethod
+    def _ended_unseen(
+        call_id: str, arrived_at: float, last_seen: float, answered: bool, now: float
+    ) -> CallEnded:
+        return CallEnded(
+            call_id,
+            now,
+            cause=None,
+            cause_text=None,
+            ended_by="system",
+            duration=now - arrived_at,
+            # When the talk ended was not seen: counting up to now would add the outage.
+            talk_time=None,
+            answered=answered,
+            ended_after=min(max(last_seen, arrived_at), now),
+            restored=True,
+        )
+
+    def _lane_of(self, leg: Message | None) -> str | None:
+        """The holding lane a snapshot's caller leg is in (by context and extension)."""
+        if leg is None:
+            return None
+        return self._holding.get(leg.get("Context") or "", {}).get(leg.get("Exten") or "")
 
     def _call_from_snapshot(
         self, linkedid: str, members: list[Message], entries: Mapping[str, Message], now: float
@@ -955,16 +1115,22 @@ class CallModel:
         leg = f"{_base(name)};2" if name.endswith(";1") else name
         pbx = next((m for m in members if m.get("Channel") == leg), first)
         dialled = exten if local_context in self._inbound else _text(first.get("Exten"))
-        duration = max(_seconds(m.get("Duration")) for m in members)
         call = Call(
             call_id=linkedid,
             caller=self._caller(pbx.get("CallerIDNum"), pbx.get("CallerIDName")),
             dialled=dialled,
             channel=leg,
-            arrived_at=now - duration,
+            # A channel moved into a bridge by AMI reports its age since then: the oldest
+            # leg tells when the call came in.
+            arrived_at=min(_created_at(m, now) for m in members),
         )
         self._calls[linkedid] = call
         return call
+
+    @staticmethod
+    def _member(channel: str, members_of: Mapping[str, str]) -> Agent:
+        interface = _interface(channel)
+        return Agent(interface, members_of.get(interface), channel)
 
     def _reconcile(
         self,
@@ -973,12 +1139,14 @@ class CallModel:
         snapshot: Mapping[str, Message],
         entries: Mapping[str, Message],
         status: Mapping[str, Message],
+        members_of: Mapping[str, str],
         now: float,
         created: bool,
-        out: list[CallEvent],
+        out: list[PbxEvent],
     ) -> None:
-        """Bring a call's state in line with the snapshot, emitting what was missed."""
-        self._announce(call, out)
+        """Bring a call's state in line with the snapshot, emitting what was missed (marked
+        ``restored``)."""
+        self._announce(call, out, restored=created)
         caller_uids = call._legs
         entry = next((entries[u] for u in caller_uids if u in entries), None)
         if entry is not None and call.state is not CallState.QUEUED:
@@ -988,7 +1156,10 @@ class CallModel:
             call.queue = queue
             call.position = _int(entry.get("Position"))
             call.waiting_since = now - wait
-            self._emit(call, CallQueued(call.call_id, now - wait, queue, call.position or 0), out)
+            queued = CallQueued(
+                call.call_id, now - wait, queue, call.position or 0, restored=True
+            )
+            self._emit(call, queued, out)
             if created:
                 for msg in members:
                     ch = self._channels.get(msg.get("Uniqueid") or "")
@@ -996,8 +1167,9 @@ class CallModel:
                     # A Local agent's ;2 half is the phone side of the leg app_queue dials.
                     if ch is None or ch.is_caller or ch.name.endswith(";2") or not ringing:
                         continue
-                    agent = Agent(_interface(ch.name), None, ch.name)
-                    self._emit(call, CallOffered(call.call_id, now, agent, queue), out)
+                    agent = self._member(ch.name, members_of)
+                    offered = CallOffered(call.call_id, now, agent, queue, restored=True)
+                    self._emit(call, offered, out)
         if call.answered_at is not None:
             return
         for uid in caller_uids:
@@ -1009,18 +1181,38 @@ class CallModel:
             if other is None or other.call_id not in (None, call.call_id):
                 continue
             other.call_id = call.call_id
-            agent = Agent(_interface(other.name), None, other.name)
+            agent = self._member(other.name, members_of)
             leg = snapshot[uid]
             if leg.get("Application") == "Queue":  # ApplicationData: "sales,tT,,,300"
                 call.queue = (leg.get("ApplicationData") or "").split(",")[0] or call.queue
-            # The agent leg's age bounds the conversation; before it the caller was waiting,
-            # unless Status carries app_queue's own hold time.
-            answered_at = max(
-                now - _seconds(snapshot[other.uniqueid].get("Duration")), call.arrived_at
-            )
+            # Bridged by the product's ACD out of a holding lane (recording 13: the caller's
+            # leg stays in the holding context, with no application).
+            call.lane = self._lane_of(leg) or call.lane
+            # The agent leg's age (since it entered the bridge, for an AMI Bridge) bounds the
+            # conversation; before it the caller was waiting, unless Status carries
+            # app_queue's own hold time.
+            answered_at = max(_created_at(snapshot[other.uniqueid], now), call.arrived_at)
             hold = _float(status[uid].variables().get("QUEUEWAIT")) if uid in status else None
             if hold is None:
                 hold = max(0.0, answered_at - (call.waiting_since or call.arrived_at))
             self._connect(call, agent, answered_at, hold)
-            self._emit(call, CallAnswered(call.call_id, answered_at, agent, hold, call.queue), out)
+            answered = CallAnswered(
+                call.call_id, answered_at, agent, hold, call.queue, call.lane, restored=True
+            )
+            self._emit(call, answered, out)
             return
+        if entry is None and call.state in (CallState.ARRIVED, CallState.IVR):
+            # Parked in a holding lane: the UserEvent that said so is gone with the old
+            # connection; the lane is told by where the caller's leg waits.
+            leg = next((snapshot[u] for u in caller_uids if u in snapshot and
+                        snapshot[u].get("Channel") == call.channel), None)
+            lane = self._lane_of(leg)
+            if leg is not None and lane is not None:
+                call.state = CallState.PARKED
+                call.lane = lane
+                call.waiting_since = _created_at(leg, now)
+                parked = CallParked(
+                    call.call_id, call.waiting_since, lane, call.channel, restored=True
+                )
+                self._emit(call, parked, out)
+
