@@ -695,9 +695,7 @@ class ManagerCore:
         never caches Local channel device states, so busy agents are not listed
         (recording 13); ExtensionStateList is what shows them."""
         items = [
-            self._item(
-                m, "DeviceStateChange", [("Device", d), ("State", s)], action_id_first=True
-            )
+            self._item(m, "DeviceStateChange", [("Device", d), ("State", s)], action_id_first=True)
             for d, s in self.pbx.device_states.items()
         ]
         self._list(session, m, "Device State Changes will follow", "DeviceStateListComplete", items)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cti.ami.codec import Message
-from pbx_simulator import Close, ManagerCore, Send, Settings
+from pbx_simulator import Close, Hint, ManagerCore, Send, Settings
 from pbx_simulator.engine import FastAgiCall
 from pbx_simulator.traffic import TrafficGenerator, caller_originate, load_customers
 
@@ -322,6 +322,8 @@ ACTIONS = st.sampled_from(
         "Bogus",
         "Events",
         "BridgeInfo",
+        "DeviceStateList",
+        "ExtensionStateList",
     ]
 )
 FIELD = st.sampled_from(
@@ -525,3 +527,149 @@ def test_a_dropped_session_misses_events_and_a_new_one_resyncs() -> None:
     h.act("CoreShowChannels")
     listed = {e["Channel"] for e in h.events("CoreShowChannel")}
     assert any(c.startswith("Local/5005@inbound-") for c in listed) and len(listed) == 8
+
+
+def _hint_events(h: Harness) -> list[tuple[str, str, str]]:
+    """Live ExtensionStatus events (ExtensionStateList items carry an ActionID)."""
+    return [
+        (e["Exten"], e["Status"], e["StatusText"])
+        for e in h.events("ExtensionStatus")
+        if "ActionID" not in e
+    ]
+
+
+def test_hints_follow_the_agents_devices() -> None:
+    h = Harness()
+    h.login()
+    h.call("5000", LAB_WAIT="4")
+    h.advance(1.2)  # Alice's leg is ringing: a Local device is in use, never "Ringing"
+    assert _hint_events(h) == [("6001", "1", "InUse")]
+    live = h.events("ExtensionStatus")[0]
+    assert list(live) == [
+        "Event",
+        "Privilege",
+        "Timestamp",
+        "Exten",
+        "Context",
+        "Hint",
+        "Status",
+        "StatusText",
+    ]
+    assert (live["Context"], live["Hint"]) == ("agent-hints", "Local/6001@agents")
+    h.advance(1)  # answered: no change
+    assert len(_hint_events(h)) == 1
+    start = len(h.out)
+    resp = h.act("ExtensionStateList")
+    assert (resp["EventList"], resp["Message"]) == ("start", "Extension Statuses will follow")
+    frames = [dict(o.headers) for o in h.out[start + 1 :]]
+    assert [(f["Exten"], f["Status"]) for f in frames[:-1]] == [
+        ("6001", "1"),
+        ("6002", "0"),
+        ("6003", "0"),
+        ("7001", "0"),
+    ]
+    assert list(frames[0])[:3] == ["Event", "ActionID", "Exten"]
+    assert frames[-1] == {
+        "Event": "ExtensionStateListComplete",
+        "ActionID": resp["ActionID"],
+        "EventList": "Complete",
+        "ListItems": "4",
+    }
+    h.advance(5)
+    assert _hint_events(h) == [("6001", "1", "InUse"), ("6001", "0", "Idle")]
+
+
+def test_hints_are_settings() -> None:
+    h = Harness(hints=(Hint("100", "Local/6002@agents", "blf"),))
+    h.login()
+    h.call("5000", LAB_WAIT="3")
+    h.advance(6)
+    assert _hint_events(h) == []  # Alice took the call
+    start = len(h.out)
+    h.act("ExtensionStateList")
+    names = [o.headers[0][1] for o in h.out[start:]]
+    assert names == ["Success", "ExtensionStatus", "ExtensionStateListComplete"]
+    none = Harness(hints=())
+    none.login()
+    assert none.act("ExtensionStateList")["EventList"] == "start"
+    assert dict(none.out[-1].headers)["ListItems"] == "0"
+
+
+def _device_list(h: Harness) -> dict[str, str]:
+    start = len(h.out)
+    h.act("DeviceStateList")
+    frames = [dict(o.headers) for o in h.out[start + 1 : -1]]
+    return {f["Device"]: f["State"] for f in frames}
+
+
+def test_device_state_list_shows_app_queue_pseudo_devices_only() -> None:
+    h = Harness()
+    h.login()
+    # As after Asterisk loads queues.conf: no Queue:<q> yet, ``_avail`` INUSE.
+    assert _device_list(h) == {
+        "Queue:sales_pause_Local/6001@agents": "NOT_INUSE",
+        "Queue:sales_pause_Local/6002@agents": "NOT_INUSE",
+        "Queue:sales_pause_Local/6003@agents": "NOT_INUSE",
+        "Queue:sales_avail": "INUSE",
+        "Queue:support_pause_Local/6101@agents-noanswer": "NOT_INUSE",
+        "Queue:support_avail": "INUSE",
+    }
+    h.act("QueuePause", Interface="Local/6002@agents", Paused="true")
+    h.call("5000", "stay")
+    h.advance(3)  # Alice talks, Bob paused, Carol free
+    states = _device_list(h)
+    assert not any(d.startswith("Local/") for d in states)
+    assert states["Queue:sales_pause_Local/6002@agents"] == "INUSE"
+    assert (states["Queue:sales"], states["Queue:sales_avail"]) == ("NOT_INUSE", "NOT_INUSE")
+    h.act("QueuePause", Interface="Local/6003@agents", Paused="true")
+    assert _device_list(h)["Queue:sales_avail"] == "INUSE"  # nobody left to take a call
+    live = {(e["Device"], e["State"]) for e in h.events("DeviceStateChange") if "ActionID" not in e}
+    assert {
+        ("Queue:sales", "RINGING"),
+        ("Queue:sales", "NOT_INUSE"),
+        ("Local/6001@agents", "INUSE"),
+        ("Queue:sales_avail", "INUSE"),
+    } <= live
+
+
+def test_ami_bridge_resync_shows_the_bridge_not_the_dialplan() -> None:
+    h = Harness()
+    h.login()
+    h.call("5003", "stay")
+    h.advance(5)
+    caller = h.events("UserEvent")[0]["Channel"]
+    h.act(
+        "Originate",
+        Channel="Local/6001@agents",
+        Context="agent-standby",
+        Exten="s",
+        Priority="1",
+        Async="true",
+        ChannelId="acd-1",
+        OtherChannelId="acd-1-2",
+    )
+    h.advance(2)
+    agent = h.events("OriginateResponse")[-1]["Channel"]
+    h.act("Bridge", Channel1=caller, Channel2=agent)
+    h.advance(3)
+    h.act("CoreShowChannels")
+    shown = {e["Channel"]: e for e in h.events("CoreShowChannel")}
+    row = shown[caller]
+    # Priority after the bridge (the Wait was 4), no application, 3 s since the Bridge.
+    assert (row["Context"], row["Exten"], row["Priority"]) == ("holding", "s", "5")
+    assert (row["Application"], row["ApplicationData"], row["Duration"]) == ("", "", "00:00:03")
+    assert (shown[agent]["Priority"], shown[agent]["Duration"]) == ("3", "00:00:03")
+    assert shown[caller.replace(";2", ";1")]["Duration"] == "00:00:10"
+    h.act("Status", AllVariables="true")
+    status = {e["Channel"]: e for e in h.events("Status")}
+    assert (status[caller]["Application"], status[caller]["Data"]) == ("(null)", "(null)")
+    assert status[caller]["Seconds"] == "3"
+    (agent_status,) = (
+        o.headers
+        for o in h.out
+        if o.headers[:3] == [("Event", "Status"), ("Privilege", "Call"), ("Channel", agent)]
+    )
+    assert next(v for k, v in agent_status if k == "Variable") == f"BRIDGEPEER={caller}"
+    h.act("Hangup", Channel=agent)
+    h.advance(0.1)
+    assert h.core.pbx.channels[caller].priority == 4  # Goto(loop) from 5: waiting again
