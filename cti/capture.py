@@ -1,8 +1,9 @@
 """Reading recorded AMI traffic, so the live call model also runs on recordings.
 
 One handler, two runners (as in cacofonisk): the AMI client feeds a :class:`CallModel` from
-a socket; :func:`replay` feeds the same model from a ``.jsonl`` or ``.raw`` capture of
-``shared/ami-captures``, including the resync a client performs after a reconnect.
+a socket; :func:`replay` feeds the same model from a ``.jsonl`` or ``.raw`` capture (the
+real Asterisk recordings are in ``tests/captures``), including the resync a client performs
+after a reconnect.
 """
 
 from __future__ import annotations
@@ -49,11 +50,12 @@ class Received:
 
 
 def captures_dir() -> Path:
-    """``$CALLCENTER_CAPTURES``, else ``shared/ami-captures`` beside the repository."""
+    """Where the recordings are: ``$CALLCENTER_CAPTURES``, else the repository's own copy in
+    ``tests/captures`` (the one definition every test and bench reads)."""
     env = os.environ.get("CALLCENTER_CAPTURES")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "shared" / "ami-captures"
+    return Path(__file__).resolve().parent.parent / "tests" / "captures"
 
 
 def read_jsonl(path: Path) -> Iterator[Received]:

@@ -1,4 +1,4 @@
-"""The call model replayed on every real Asterisk 22 capture (``shared/ami-captures``).
+"""The call model replayed on every real Asterisk 22 capture (``tests/captures``).
 
 Each scenario asserts the domain events it must produce, concretely; scenario 10 is checked
 against ``10-busy-hour.expected.json`` (what app_queue itself counted), also when its bytes
@@ -44,7 +44,9 @@ def test_captures_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("CALLCENTER_CAPTURES", "/somewhere/else")
     assert captures_dir() == Path("/somewhere/else")
     monkeypatch.delenv("CALLCENTER_CAPTURES")
-    assert captures_dir().parts[-2:] == ("shared", "ami-captures")
+    # Without it: the copy inside the repository, so a clone alone has the recordings.
+    assert captures_dir() == Path(__file__).resolve().parent / "captures"
+    assert (captures_dir() / "01-queue-answered.raw").is_file()
 
 
 def capture(name: str) -> Path:

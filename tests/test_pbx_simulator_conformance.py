@@ -6,7 +6,6 @@ simulator's) the sequence of event names and key fields."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import defaultdict
 from collections.abc import Callable
@@ -16,14 +15,12 @@ from pathlib import Path
 import pytest
 
 from cti.ami.codec import Message
+from cti.capture import captures_dir
 from pbx_simulator import Close, ManagerCore, Settings
 
 from .test_pbx_simulator_core import ScriptedFastAgi
 
-CAPTURES = Path(
-    os.environ.get("CALLCENTER_CAPTURES")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "ami-captures"
-)
+CAPTURES = captures_dir()
 
 #: Events left out of every comparison, and why:
 #: VarSet - app_queue/app_dial set ~40 internal variables (DIALEDTIME, BRIDGEPEER, ...)
