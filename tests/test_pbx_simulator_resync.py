@@ -14,7 +14,8 @@ and sends connection 2's resync actions. Compared with the recording:
   how long it has been up, which channels share a bridge, queue members' ``InCall`` and
   ``Status``, the ``Queue:*`` device states, each hint's ``ExtensionStatus``;
 * the live events after the resync: ``ExtensionStatus`` to Idle, ``QueueMemberStatus``,
-  ``BridgeLeave`` x2 and ``BridgeDestroy`` per bridge, ``AgentComplete Reason=caller``.
+  ``BridgeLeave`` x2 and ``BridgeDestroy`` per bridge, ``AgentComplete Reason=caller``;
+* and, for the same device state cache, recording 08's DeviceStateList.
 
 Left out, and why:
 
@@ -26,16 +27,17 @@ Left out, and why:
   QueueMember ``CallsTaken``/``LastCall``/``LastPause``/``LoginTime``.
 * Item order within a list: Asterisk walks hash containers, so it varies run to run.
 * Uniqueids and Linkedids are compared by the role of the channel they name (the numeric
-  counter differs); ChannelId-given ones (``acd13-0001``) are the same.
+  counter differs); ChannelId-given ones (``acd13-0001``) are the same. So is the agent
+  leg's ``CTI_CALLID``, which the replayed driver copies from the recording.
 * Status ``AllVariables``: only ``BRIDGEPEER`` (first, naming the peer) and the variables
   the dialplan and Originate set; app_queue's ~25 ``QUEUE*``/``MEMBER*`` variables,
   ``DIALEDPEERNUMBER`` and the like are Asterisk internals (see ``NOISE`` in the
   conformance test for VarSet).
 * ``Duration``/``Seconds``: whole seconds, so they may differ by one.
 * Live ``DeviceStateChange`` for Local devices: Asterisk never caches them and announces
-  the device's state again at each channel change of each call on it (38 in this
-  recording, some repeating an unchanged state); the simulator announces the changes
-  only. The devices and their final states are compared.
+  the device's state again at each channel change of each call on it (28 live ones in
+  this recording, many repeating an unchanged state); the simulator announces the
+  changes only. The devices and their final states are compared.
 * As for recording 05 (``BRIDGED_CALLER_QUIRK``): the NewCallerid Asterisk re-publishes on
   the bridged caller's ``;1`` just before it hangs up.
 """
@@ -57,6 +59,7 @@ from .test_pbx_simulator_conformance import (
     BRIDGED_CALLER_QUIRK,
     Replay,
     RoleMap,
+    _drop_then_cli_caller,
     originate_outcomes,
     per_channel,
     replay,
@@ -86,8 +89,8 @@ def _drop_controller(run: Replay) -> None:
 
 
 @cache
-def _recording() -> list[dict]:
-    path = captures_dir() / f"{NAME}.jsonl"
+def _recording(name: str = NAME) -> list[dict]:
+    path = captures_dir() / f"{name}.jsonl"
     if not path.exists():
         pytest.fail(f"capture {path} missing (set CALLCENTER_CAPTURES)")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
@@ -385,6 +388,30 @@ def test_device_state_list_has_only_queue_pseudo_devices(run13: Run) -> None:
     want = _device_states(run13, run13.recorded)
     assert _device_states(run13, run13.simulated) == want
     assert all(d.startswith("Queue:") for d in want)
+
+
+def test_device_state_list_of_recording_08() -> None:
+    # The same cache after 08's reconnect: a caller waits in support (Queue:support
+    # RINGING) while its only member rings (support_avail INUSE). Left out: the dynamic
+    # member Local/6004@agents that recording 07 added and removed (the cache keeps it).
+    name = "08-reconnect"
+    captured, simulated, _ = replay(
+        name, interludes=(("conn1 closed abruptly", _drop_then_cli_caller),)
+    )
+    aid = next(
+        Message(r["headers"]).action_id
+        for r in _recording(name)
+        if r["dir"] == "out" and r["name"] == "DeviceStateList"
+    )
+
+    def listed(events: list) -> dict[str, str]:
+        items = [Message(h) for h in events if Message(h).get("ActionID") == aid]
+        return {m["Device"]: m["State"] for m in items if m.get("Event") == "DeviceStateChange"}
+
+    want = listed(captured)
+    del want["Queue:sales_pause_Local/6004@agents"]
+    assert listed(simulated) == want
+    assert want["Queue:support"] == "RINGING" and want["Queue:support_avail"] == "INUSE"
 
 
 def _hints(run: Run, side: Side) -> set[tuple[str, ...]]:
