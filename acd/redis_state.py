@@ -22,15 +22,20 @@ Keys, all under ``{<namespace>}:`` (one hash tag, so a cluster keeps them in one
 * ``agent:<agent>`` set: the queues the agent is free in, so a claim removes it from all.
 * ``reserved`` set: the agents :meth:`claim` handed out and no backend made free or took off
   since (see ``acd.state`` on presence).
+* ``generation`` string: the run id of the redis-server whose state the backends seeded
+  (:meth:`RedisState.generation`); missing or another server's id means the state was lost
+  or is an old copy (a restart, empty or from disk), so the backends seed it again
+  (``acd.store_health``).
 
 Queue names inside keys with a further part after them are escaped (``%`` and ``:``), so
 ``wp:a:b:c`` cannot mean two things. Scores and ``joined_at`` must not be NaN (Redis cannot
 order NaN); ``claim(agents=...)`` must be >= 0.
 
-Failures: a connection error or timeout raises :class:`AcdStateUnavailable`. A *timeout* is
-ambiguous: the script may have run (whole) after the reply was lost. So the client must not
-retry scripts by itself (a retried claim whose reply was lost would take a second caller):
-:meth:`RedisState.from_url` builds a client with no retries and a bounded, blocking pool.
+Failures: a connection error or timeout raises :class:`~acd.state.AcdStateUnavailable`. A
+*timeout* is ambiguous: the script may have run (whole) after the reply was lost. So the
+client must not retry scripts by itself (a retried claim whose reply was lost would take a
+second caller): :meth:`RedisState.from_url` builds a client with no retries and a bounded,
+blocking pool. ``acd.store_health`` keeps a backend routing through an outage.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from acd.state import Claim, WaitingCaller
+from acd.state import AcdStateUnavailable, Claim, WaitingCaller
 
 __all__ = ["AcdStateUnavailable", "RedisState"]
 
@@ -55,11 +60,6 @@ __all__ = ["AcdStateUnavailable", "RedisState"]
 #: from making a backend open sockets without end.
 DEFAULT_MAX_CONNECTIONS = 8
 DEFAULT_TIMEOUT = 1.0
-
-
-class AcdStateUnavailable(RuntimeError):
-    """Redis could not be reached (or did not answer in time); the operation named in the
-    message was applied entirely or not at all (after a timeout one cannot tell which)."""
 
 
 # Shared by the scripts (prepended to each). ARGV[1] is always the key prefix.
@@ -137,6 +137,25 @@ if ARGV[3] ~= '1' then redis.call('SREM', KEYS[1], ARGV[2]) end
 return free_off(ARGV[2])
 """
 
+# KEYS: reserved; ARGV: prefix, agent.
+_RESERVE = """
+free_off(ARGV[2])
+redis.call('SADD', KEYS[1], ARGV[2])
+"""
+
+# KEYS: generation; ARGV: prefix, glob of the namespace's keys, run id. Drops the namespace
+# (an old copy after a restart from disk, or what backends wrote before anyone noticed the
+# restart) unless a backend already seeded this server run.
+_CLAIM_GENERATION = """
+if redis.call('GET', KEYS[1]) == ARGV[3] then return 0 end
+local keys = redis.call('KEYS', ARGV[2])
+for i = 1, #keys, 500 do
+  redis.call('DEL', unpack(keys, i, math.min(i + 499, #keys)))
+end
+redis.call('SET', KEYS[1], ARGV[3])
+return 1
+"""
+
 # KEYS: wp, free, reserved; ARGV: prefix, agents (0: all). Reads first, so "nothing found"
 # writes nothing.
 _CLAIM = """
@@ -174,6 +193,8 @@ class RedisState:
         self._set_available = script(_LIB + _SET_AVAILABLE)
         self._set_unavailable = script(_LIB + _SET_UNAVAILABLE)
         self._claim = script(_LIB + _CLAIM)
+        self._reserve = script(_LIB + _RESERVE)
+        self._claim_generation = script(_CLAIM_GENERATION)
 
     @classmethod
     def from_url(
@@ -196,6 +217,11 @@ class RedisState:
             retry=Retry(NoBackoff(), 0),
         )
         return cls(redis.Redis(connection_pool=pool), namespace=namespace)
+
+    @property
+    def where(self) -> str:
+        """The server, for messages: ``host:port`` or the socket path."""
+        return self._where
 
     def close(self) -> None:
         """Close the client's connections."""
@@ -267,6 +293,30 @@ class RedisState:
     def available(self, queue: str) -> list[str]:
         with self._guard(f"available({queue!r})"):
             return [_text(a) for a in self._client.zrange(self._key("free", queue), 0, -1)]
+
+    def reserve(self, agent: str) -> None:
+        with self._guard(f"reserve({agent!r})"):
+            self._reserve([self._reserved_key], [self._prefix, agent])
+
+    def generation(self) -> tuple[str, str | None]:
+        """``(run id of the server now, run id the state was seeded under or None)``: they
+        differ after a restart (the state is then empty or an old copy). Also the cheap
+        "is Redis there" probe of ``acd.store_health``."""
+        with self._guard("generation()"):
+            pipe = self._client.pipeline(transaction=False)
+            pipe.info("server")
+            pipe.get(self._prefix + "generation")
+            info, marker = pipe.execute()
+        return str(info["run_id"]), None if marker is None else _text(marker)
+
+    def claim_generation(self, run_id: str) -> bool:
+        """Seed-time step after a restart: unless a backend already did it for ``run_id``,
+        drop every key of the namespace and mark the state as seeded under ``run_id``;
+        True if this call did it. Every backend then seeds what it knows."""
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self._prefix) + "*"
+        keys, args = [self._prefix + "generation"], [self._prefix, pattern, run_id]
+        with self._guard("claim_generation()"):
+            return bool(self._claim_generation(keys, args))
 
     def claim(self, queue: str, pbx: str, agents: int = 1) -> Claim | None:
         if agents < 0:

@@ -32,6 +32,11 @@ from typing import Protocol
 from sortedcontainers import SortedList
 
 
+class AcdStateUnavailable(RuntimeError):
+    """The store could not be reached (or did not answer in time); the operation named in
+    the message was applied entirely or not at all (after a timeout one cannot tell which)."""
+
+
 @dataclass(frozen=True, slots=True)
 class WaitingCaller:
     """A caller (or a callback request holding a caller's place) waiting in a queue.
@@ -100,6 +105,11 @@ class AcdState(Protocol):
 
     def available(self, queue: str) -> list[str]:
         """Free agents of ``queue``, best first."""
+        ...
+
+    def reserve(self, agent: str) -> None:
+        """Mark ``agent`` reserved and free nowhere, as :meth:`claim` would: a backend whose
+        agent rings, talks or wraps up puts that back into a store that lost it (restart)."""
         ...
 
     def claim(self, queue: str, pbx: str, agents: int = 1) -> Claim | None:
@@ -182,6 +192,10 @@ class MemoryState:
 
     def available(self, queue: str) -> list[str]:
         return [agent for _, agent in self._free.get(queue, ())]
+
+    def reserve(self, agent: str) -> None:
+        self.set_unavailable(agent)
+        self._reserved.add(agent)
 
     def claim(self, queue: str, pbx: str, agents: int = 1) -> Claim | None:
         free = self._free.get(queue)
