@@ -114,7 +114,9 @@ def test_a_busy_customer_is_retried_and_counted_answered_only_when_reached(
         (request_id, CUSTOMER, CUSTOMER)
     ] * 2
     first, second = (e.call_id for e in outbound)
-    per_call = {c: [e for e in app.seen if e.call_id == c] for c in (first, second)}
+    per_call = {
+        c: [e for e in app.seen if getattr(e, "call_id", None) == c] for c in (first, second)
+    }
     assert [e.kind for e in per_call[first]] == ["arrived", "failed", "ended"]
     assert per_call[first][1].status == "BUSY"
     assert per_call[first][1].agent.interface == "Local/6001@agents"
