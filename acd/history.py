@@ -1,17 +1,20 @@
 """ACD history: every caller and agent state change persisted, for reports and replays.
 
-The table is created by the Alembic migrations; the recorder is the same batched,
-outage-proof writer as the call history's (``cti.history.EventRecorder``).
+The table is created by the Alembic migrations; the recorder is the same spooled,
+outage-proof, exactly-once writer as the call history's (``cti.history.EventRecorder``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Engine, Index, MetaData, String
+from sqlalchemy import Column, Engine, Index, MetaData, String, select
 
 from acd.events import AcdEvent
-from cti.history import EventRecorder, event_table
+from acd.router import OpenCall
+from cti.history import EventRecorder, event_table, spool_subdir
 
 metadata = MetaData()
 
@@ -27,11 +30,30 @@ acd_events = event_table(
     ),
 )
 
+#: ACD event kinds that state a fact at most once per call, and the fact (formatted with
+#: the event's record); other kinds (offers, agent states ...) may repeat.
+ACD_FACTS: Mapping[str, str] = {
+    "caller_joined": "joined:{queue}",
+    "caller_connected": "connected",
+    "call_completed": "completed",
+    "caller_abandoned": "abandoned",
+    "caller_overflowed": "overflowed:{queue}",
+    "callback_requested": "callback:{request_id}",
+}
+
 
 class AcdEventRecorder(EventRecorder[AcdEvent]):
     """Persists the ACD events of one backend (``pbx``) into ``acd_events``."""
 
-    def __init__(self, engine: Engine, reactor: Any, *, pbx: str = "default", **options: Any):
+    def __init__(
+        self,
+        engine: Engine,
+        reactor: Any,
+        *,
+        pbx: str = "default",
+        spool_dir: Path | None = None,
+        **options: Any,
+    ):
         def row(event: AcdEvent) -> dict[str, Any]:
             record = event.to_record()
             return {
@@ -44,4 +66,46 @@ class AcdEventRecorder(EventRecorder[AcdEvent]):
                 "payload": record,
             }
 
-        super().__init__(engine, reactor, acd_events, row, name="acd history", **options)
+        super().__init__(
+            engine,
+            reactor,
+            acd_events,
+            row,
+            name="acd history",
+            facts=ACD_FACTS,
+            spool_dir=spool_subdir(spool_dir, acd_events, pbx),
+            **options,
+        )
+
+
+def open_acd_calls(engine: Engine, pbx: str, now: float, horizon: float) -> list[OpenCall]:
+    """Callers of ``pbx`` the ACD history leaves waiting or connected (no abandon,
+    overflow, callback or completion after their last join or connection) within
+    ``horizon`` seconds of ``now``: what a previous run had not closed when it stopped."""
+    t = acd_events.c
+    query = (
+        select(t.call_id, t.kind, t.queue, t.agent, t.at)
+        .where(t.pbx == pbx, t.at >= now - horizon, t.kind.in_(_OPEN_KINDS))
+        .order_by(t.id)
+    )
+    state: dict[str, OpenCall | None] = {}
+    with engine.connect() as conn:
+        for call_id, kind, queue, agent, at in conn.execute(query):
+            if kind == "caller_joined":
+                state[call_id] = OpenCall(call_id, queue, at)
+            elif kind == "caller_connected":
+                state[call_id] = OpenCall(call_id, queue, at, agent)
+            else:
+                state[call_id] = None
+    # Callback requests are not calls on the line: nothing on the PBX ends them.
+    return [c for c in state.values() if c is not None and not c.call_id.startswith("cb-")]
+
+
+_OPEN_KINDS = (
+    "caller_joined",
+    "caller_connected",
+    "caller_abandoned",
+    "caller_overflowed",
+    "callback_requested",
+    "call_completed",
+)
