@@ -100,6 +100,36 @@ class DatabaseSettings(_Section):
         return make_url(self.url.get_secret_value()).render_as_string(hide_password=True)
 
 
+class HistorySettings(_Section):
+    """The call and ACD history writers (``cti.history``): every event goes to a local spool
+    on disk first, so a database outage never stops AMI reading; the spool drains to the
+    database, in order and once each, when it is back."""
+
+    #: Where the spools live (one subdirectory per history and PBX), relative to the working
+    #: directory. Null: ``spool`` beside a SQLite database file, else ``var/spool``.
+    spool_dir: Path | None = None
+    #: Bound of each spool on disk; reaching it raises an ERROR alarm and pauses AMI reading.
+    spool_max_bytes: int = Field(256 * 2**20, ge=2**20, le=2**40)
+    #: Seconds between fdatasyncs of the spool: what a power failure may lose at most.
+    sync_interval: float = Field(0.05, gt=0, le=10)
+    #: Backoff between write attempts while the database is down; ``retry_max`` is also how
+    #: soon writes resume after it is back.
+    retry_min: float = Field(0.5, gt=0, le=60)
+    retry_max: float = Field(5.0, gt=0, le=300)
+    #: Seconds a stopping backend keeps writing the spool to the database; the rest stays
+    #: in the spool for the next start.
+    close_grace: float = Field(5.0, ge=0, le=600)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HistorySettings:
+        if self.retry_min > self.retry_max:
+            raise ValueError(
+                f"retry_min ({self.retry_min}) is above retry_max ({self.retry_max}); "
+                "make retry_min the smaller"
+            )
+        return self
+
+
 class RedisSettings(_Section):
     """Shared state between several backend processes; ``url: null`` keeps it in-process."""
 
@@ -170,11 +200,27 @@ class Settings(_Section):
     ami: AmiSettings = AmiSettings()
     acd: AcdSettings = AcdSettings()
     database: DatabaseSettings = DatabaseSettings()
+    history: HistorySettings = HistorySettings()
     redis: RedisSettings = RedisSettings()
     http: HttpSettings = HttpSettings()
     numbering: NumberingSettings = NumberingSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+def history_spool_dir(settings: Settings) -> Path | None:
+    """The history spools' directory: ``history.spool_dir``, or when unset ``spool`` beside
+    a SQLite database file (so each database has its own), ``var/spool`` for a database
+    server, and None (spool in memory) for an in-memory SQLite, which dies with the process
+    anyway."""
+    if settings.history.spool_dir is not None:
+        return settings.history.spool_dir
+    url = make_url(settings.database.url.get_secret_value())
+    if url.get_backend_name() != "sqlite":
+        return Path("var/spool")
+    if url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database).parent / "spool"
 
 
 def require_production_secrets(settings: Settings) -> None:

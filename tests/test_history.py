@@ -19,6 +19,7 @@ import migrations
 from acd.events import AgentStateChanged, CallerJoined, CallerOffered
 from acd.history import AcdEventRecorder, acd_events
 from acd.history import metadata as acd_metadata
+from callcenter.settings import ConfigError, history_spool_dir, load_settings
 from cti.calls.events import (
     Agent,
     CallAnswered,
@@ -384,3 +385,18 @@ def test_an_event_the_database_refuses_is_set_aside_not_retried_forever(
     assert '"kind":"answered"' in rejected
     assert "refused by the database (IntegrityError" in caplog.text
     engine.dispose()
+
+
+def test_history_settings_say_where_the_spool_is_and_check_the_backoff() -> None:
+    sqlite_file = {"CALLCENTER_DATABASE__URL": "sqlite:////srv/cc/history.sqlite3"}
+    assert history_spool_dir(load_settings(None, sqlite_file)) == Path("/srv/cc/spool")
+    server = {"CALLCENTER_DATABASE__URL": "postgresql+psycopg://cc@db/cc"}
+    assert history_spool_dir(load_settings(None, server)) == Path("var/spool")
+    memory = {"CALLCENTER_DATABASE__URL": "sqlite://"}
+    assert history_spool_dir(load_settings(None, memory)) is None  # dies with the process
+    chosen = {**server, "CALLCENTER_HISTORY__SPOOL_DIR": "/var/spool/cc"}
+    assert history_spool_dir(load_settings(None, chosen)) == Path("/var/spool/cc")
+    with pytest.raises(ConfigError, match=r"retry_min .* is above retry_max"):
+        load_settings(None, {"CALLCENTER_HISTORY__RETRY_MIN": "10"})
+    with pytest.raises(ConfigError, match=r"history\.spool_max_bytes"):
+        load_settings(None, {"CALLCENTER_HISTORY__SPOOL_MAX_BYTES": "1000"})
