@@ -54,22 +54,47 @@ class ServiceLevel(_Section):
     seconds: float = Field(20.0, gt=0)
 
 
+class OverflowFallback(_Section):
+    """Where a ``callback`` overflow sends a caller it cannot call back (no number: withheld
+    or unknown): another ACD queue (``target`` its name) or a mailbox."""
+
+    kind: Literal["queue", "voicemail"]
+    target: str
+
+
 class OverflowTarget(_Section):
     """Where callers go when the queue is full, waited too long or is closed.
 
     ``queue``: another ACD queue (``target`` its name); ``voicemail``: a mailbox
     (``target`` e.g. ``5003@default``); ``callback``: the caller's number becomes a callback
-    request in ``target`` (default: the same queue) that keeps the caller's place.
+    request in ``target`` (default: the same queue) that keeps the caller's place. A caller
+    without a number is never promised a callback: it goes to ``fallback`` (callback only),
+    or, without one, keeps waiting in its place.
     """
 
     kind: Literal["queue", "voicemail", "callback"]
     target: str | None = None
+    fallback: OverflowFallback | None = None
 
     @model_validator(mode="after")
     def _target_given(self) -> OverflowTarget:
         if self.target is None and self.kind != "callback":
             raise ValueError(f"an overflow of kind {self.kind!r} needs a 'target'")
+        if self.fallback is not None and self.kind != "callback":
+            raise ValueError(
+                "'fallback' is for callers a callback overflow cannot call back; an overflow "
+                f"of kind {self.kind!r} takes every caller: remove it"
+            )
         return self
+
+
+class CallbackPolicy(_Section):
+    """How a callback request whose customer is not reached (busy, no answer, a failed
+    dial) is retried: ``attempts`` dials in all, ``spacing`` seconds apart; meanwhile the
+    request keeps its place. After the last one the request is given up."""
+
+    attempts: int = Field(3, ge=1, le=20)
+    spacing: float = Field(120.0, ge=0, description="seconds between two dials")
 
 
 class BusinessHours(_Section):
@@ -158,7 +183,12 @@ class QueueConfig(_Section):
     ring_timeout: float = Field(15.0, gt=0, description="seconds an agent's phone rings")
     #: Consecutive missed offers after which an agent is paused (reason ``no-answer``); 0: never.
     auto_pause_after: int = Field(3, ge=0)
+    #: Seconds an agent who let a caller ring out is not offered that caller again, so the
+    #: caller goes to another agent first (app_queue's ``retry``); others may be offered.
+    retry: float = Field(5.0, ge=0, description="seconds before a missed caller returns")
     hours: BusinessHours | None = None
+    #: Retries of this queue's callback requests whose customer was not reached.
+    callback: CallbackPolicy = CallbackPolicy()
 
     @field_validator("lanes", "dids", mode="before")
     @classmethod
@@ -319,6 +349,12 @@ def _check_references(config: AcdConfig, origin: str) -> None:
             and target not in config.queues
         ):
             errors.append(f"key 'queues.{name}.overflow.target': unknown queue {target!r}")
+        fallback = queue.overflow.fallback if queue.overflow else None
+        unknown = fallback is not None and fallback.target not in config.queues
+        if fallback is not None and fallback.kind == "queue" and unknown:
+            errors.append(
+                f"key 'queues.{name}.overflow.fallback.target': unknown queue {fallback.target!r}"
+            )
     for agent_id, agent in config.agents.items():
         errors += [
             f"key 'agents.{agent_id}.queues.{q}': unknown queue {q!r}"
@@ -346,8 +382,9 @@ def _overflow_loops(config: AcdConfig) -> list[str]:
                 if frozenset(loop) not in reported:
                     reported.add(frozenset(loop))
                     path = " -> ".join([*loop, nxt])
+                    key = "fallback.target" if _overflow_fallback(config, loop[-1]) else "target"
                     errors.append(
-                        f"key 'queues.{loop[-1]}.overflow.target': overflow loop {path}; "
+                        f"key 'queues.{loop[-1]}.overflow.{key}': overflow loop {path}; "
                         "end the chain at voicemail, a callback or a queue without overflow"
                     )
                 break
@@ -357,4 +394,13 @@ def _overflow_loops(config: AcdConfig) -> list[str]:
 
 def _overflow_queue(config: AcdConfig, name: str) -> str | None:
     overflow = config.queues[name].overflow
-    return overflow.target if overflow is not None and overflow.kind == "queue" else None
+    if overflow is not None and overflow.kind == "queue":
+        return overflow.target
+    # Callers without a number follow a callback overflow's fallback queue.
+    return _overflow_fallback(config, name)
+
+
+def _overflow_fallback(config: AcdConfig, name: str) -> str | None:
+    overflow = config.queues[name].overflow
+    fallback = overflow.fallback if overflow is not None else None
+    return fallback.target if fallback is not None and fallback.kind == "queue" else None

@@ -109,3 +109,61 @@ class CallbackRequested(AcdEvent):
     queue: str
     request_id: str
     number: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackDialling(AcdEvent):
+    """``agent`` answered callback request ``call_id`` (the request id): the customer at
+    ``number`` is being dialled, ``attempt`` counting from 1. The request is connected only
+    when the customer answers (:class:`CallerConnected`), else :class:`CallbackFailed`."""
+
+    kind: ClassVar[str] = "callback_dialling"
+    call_id: str
+    queue: str
+    agent: str
+    number: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackFailed(AcdEvent):
+    """The customer of callback request ``call_id`` was not reached: ``reason`` is the
+    dial's status (``BUSY``, ``NOANSWER``, ``CONGESTION``, ``CHANUNAVAIL``, ``CANCEL``) or
+    what else ended the attempt. The agent is free again (no missed offer: it answered).
+    ``retry_at``: when the request, with its place kept, is offered again; None when that
+    was the queue's last attempt (:class:`CallbackGivenUp` follows)."""
+
+    kind: ClassVar[str] = "callback_failed"
+    call_id: str
+    queue: str
+    agent: str
+    reason: str
+    attempt: int
+    retry_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackGivenUp(AcdEvent):
+    """Callback request ``call_id`` is dropped after ``attempts`` failed dials of ``number``
+    (the last one's ``reason``): neither answered nor abandoned, counted apart."""
+
+    kind: ClassVar[str] = "callback_given_up"
+    call_id: str
+    queue: str
+    number: str
+    attempts: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackNotOffered(AcdEvent):
+    """Caller ``call_id`` of ``queue`` was due to overflow to a callback (``reason``: why it
+    overflowed) but has no number to call (withheld or unknown), so none is promised: it
+    went to the overflow's ``fallback`` (a queue or mailbox), or, with none configured
+    (``fallback`` None), it keeps waiting in its place."""
+
+    kind: ClassVar[str] = "callback_not_offered"
+    call_id: str
+    queue: str
+    reason: str
+    fallback: str | None

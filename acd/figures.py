@@ -16,6 +16,11 @@ Definitions (``docs/queue-figures.md`` has them for supervisors):
   are left out of every figure except their own count (misdials, impatient redials).
 * **Overflowed** callers left this queue for another target: neither answered nor abandoned
   here, so they are counted apart and are in no ratio.
+* **Callbacks**: a callback request counts as answered only when the customer answers. A
+  dial that does not reach the customer (busy, no answer, failed) is counted apart
+  (``callbacks_failed``, one per dial) and the request keeps waiting for its retry; a
+  request dropped after its last attempt is counted apart too (``callbacks_given_up``)
+  and waits no more. Neither is in any ratio.
 * **Service level** (in time = waited ≤ ``service_threshold``), by
   :class:`ServiceLevelFormula`, default answered in time / (answered + abandoned after the
   threshold).
@@ -45,6 +50,8 @@ from acd.estimate import WaitEstimate, estimated_wait
 from acd.events import (
     AcdEvent,
     AgentStateChanged,
+    CallbackFailed,
+    CallbackGivenUp,
     CallbackRequested,
     CallCompleted,
     CallerAbandoned,
@@ -57,7 +64,8 @@ STAFFED = frozenset({"available", "ringing", "on_call", "wrap_up"})
 """Agent states that count as logged in and not paused (occupancy's denominator)."""
 OCCUPIED = frozenset({"on_call", "wrap_up"})
 """Agent states that count as handling a call (occupancy's numerator)."""
-BUSY = frozenset({"ringing", "on_call", "wrap_up"})
+#: ``busy``: available to the ACD but on a call it did not make (app_queue, a direct call).
+BUSY = frozenset({"ringing", "on_call", "wrap_up", "busy"})
 """Agent states in which an agent cannot take a new call, though not paused."""
 
 _US = 1_000_000
@@ -113,6 +121,9 @@ class PeriodFigures:
     aht: float | None
     abandonment_rate: float | None
     occupancy: float | None
+    #: Callback dials that did not reach the customer, and requests given up after them.
+    callbacks_failed: int = 0
+    callbacks_given_up: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +164,8 @@ class _Tally:
     completed: int = 0
     talk: int = 0
     wrap_up: int = 0
+    callbacks_failed: int = 0
+    callbacks_given_up: int = 0
 
     def add(self, other: _Tally, sign: int = 1) -> None:
         for name in _TALLY_FIELDS:
@@ -315,6 +328,11 @@ class LiveFigures:
                 # The caller hung up leaving a request, which waits on under its own id:
                 # the call itself no longer waits, and is no outcome of the queue.
                 self._queue(event.queue).waiting.pop(event.call_id, None)
+            case CallbackFailed():
+                # Not answered: the request waits on for its retry (or is given up next).
+                self._record(event.queue, None, at, _Tally(callbacks_failed=1))
+            case CallbackGivenUp():
+                self._record(event.queue, event.call_id, at, _Tally(callbacks_given_up=1))
             case CallCompleted():
                 self._agent(event.agent).last_queue = event.queue
                 self._record(event.queue, None, at, _Tally(completed=1, talk=_us(event.talk_time)))
@@ -420,6 +438,8 @@ class LiveFigures:
             aht=_ratio((tally.talk + tally.wrap_up) / _US, tally.completed),
             abandonment_rate=_ratio(tally.abandoned, handled),
             occupancy=_ratio(occupied, staffed),
+            callbacks_failed=tally.callbacks_failed,
+            callbacks_given_up=tally.callbacks_given_up,
         )
 
     def _service_level(self, t: _Tally) -> float | None:

@@ -86,6 +86,31 @@ def _cid_normalize(v: Mapping[str, str]) -> str:
     return f"{int(ten)}?Set(CALLERID(num)=+1{num})"
 
 
+CUSTOMER_OUTCOMES = ("answer", "busy", "noanswer")
+
+
+def _customer_outcomes(script: Mapping[str, tuple[str, ...]]) -> Data:
+    """The label each dial of a customer goes to: the number's scripted outcomes in turn,
+    the last one repeating (``answer`` for a number not in ``script``)."""
+    for number, outcomes in script.items():
+        wrong = [o for o in outcomes if o not in CUSTOMER_OUTCOMES] or ([] if outcomes else [""])
+        if wrong:
+            raise ValueError(
+                f"customers[{number!r}]: {wrong[0]!r} is not an outcome; use one or more of "
+                f"{', '.join(CUSTOMER_OUTCOMES)}"
+            )
+    dials: dict[str, int] = {}
+
+    def outcome(variables: Mapping[str, str]) -> str:
+        number = variables.get("EXTEN", "")
+        outcomes = script.get(number) or ("answer",)
+        done = dials.get(number, 0)
+        dials[number] = done + 1
+        return outcomes[min(done, len(outcomes) - 1)]
+
+    return outcome
+
+
 def lab_dialplan(settings: Settings) -> Dialplan:
     """The lab's extensions.conf, with ``[inbound]`` routes from ``settings.dids``."""
     plan: Dialplan = {
@@ -203,11 +228,29 @@ def lab_dialplan(settings: Settings) -> Dialplan:
                 Step("Hangup"),
             ],
         },
-        # Callbacks: the agent's leg dials the customer, who talks a while then hangs up.
+        # Callbacks: the agent's leg dials the customer (README: Dial of the trunk).
         "outbound": {
             "_.": [
                 Step("NoOp", "callback to ${EXTEN}"),
+                Step("Dial", "Local/${EXTEN}@customers,60"),
+                Step("NoOp", "DIALSTATUS=${DIALSTATUS}"),
+                Step("Hangup"),
+            ],
+        },
+        # The customers a callback reaches: each dial meets the number's next scripted
+        # outcome (settings.customers); one who answers talks a while, then hangs up.
+        "customers": {
+            "_.": [
+                Step("NoOp", "customer ${EXTEN} is called"),
+                Step("Goto", _customer_outcomes(settings.customers)),
+                Step("Ringing", label="answer"),
+                Step("Wait", "1"),
+                Step("Answer"),
                 Step("Wait", lambda v: v.get("CALLBACK_TALK_SECS") or "3"),
+                Step("Hangup"),
+                Step("Busy", label="busy"),
+                Step("Ringing", label="noanswer"),
+                Step("Wait", "600"),
                 Step("Hangup"),
             ],
         },

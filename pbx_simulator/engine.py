@@ -159,6 +159,8 @@ class Dial:
     timer: Timer | None = None
     on_answer: Callable[[], None] | None = None
     on_fail: Callable[[int], None] | None = None
+    #: The dialled side signalled busy (``Busy()``); None: nobody to tell (an Originate).
+    on_busy: Callable[[], None] | None = None
 
 
 @dataclass(eq=False)
@@ -355,6 +357,7 @@ class Pbx:
             "MusicOnHold": self._app_moh,
             "SendDTMF": self._app_senddtmf,
             "Dial": self._app_dial,
+            "Busy": self._app_busy,
         }
 
     # ------------------------------------------------------------ events
@@ -769,6 +772,19 @@ class Pbx:
     def _app_wait(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
         yield Wait(_seconds(data))
 
+    def _app_busy(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        """``Busy()``: the line signals busy to whoever dials it (their ``Dial`` ends with
+        DIALSTATUS=BUSY and hangs this pair up, cause 17 User busy); then it waits to be
+        hung up, as Asterisk's does."""
+        one = ch.partner
+        dial = one.dial if one is not None else None
+        busy = dial.on_busy if dial is not None else None
+        if one is None or busy is None:
+            self.hangup(ch, 17, request=True)
+            return HANGUP
+        self.clock.call_later(0, lambda: busy() if one.dial is dial else None)
+        yield Wait(None)
+
     def _app_hangup(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
         self.hangup(ch, int(data) if data.isdigit() else 16, request=True)
         return HANGUP
@@ -896,21 +912,26 @@ class Pbx:
         self.emit_dial("DialBegin", dial, [("DialString", target.removeprefix("Local/"))])
         dial.on_answer = lambda: self.wake(ch, "dial", True)
 
-        def no_answer() -> None:
+        def unanswered(status: str, cause: int) -> None:
+            if dial.timer is not None:
+                dial.timer.cancel()
             ch.outgoing = None
-            self.emit_dial("DialEnd", dial, [("DialStatus", "NOANSWER")])
-            self.fail_dial(dial, 0)
-            self.wake(ch, "dial", False)
+            self.emit_dial("DialEnd", dial, [("DialStatus", status)])
+            self.fail_dial(dial, cause)
+            self.wake(ch, "dial", status)
 
+        dial.on_busy = lambda: unanswered("BUSY", 17)
         if timeout:
-            dial.timer = self.clock.call_later(_seconds(timeout), no_answer)
+            dial.timer = self.clock.call_later(
+                _seconds(timeout), lambda: unanswered("NOANSWER", 0)
+            )
         two = dial.leg.partner
         assert two is not None
         self.start_dialplan(two, two.context, two.exten, 1)
         answered = yield Wait(None, "dial")
         ch.outgoing = None
-        if not answered:
-            self.set_var(ch, "DIALSTATUS", "NOANSWER")
+        if answered is not True:
+            self.set_var(ch, "DIALSTATUS", answered or "NOANSWER")
             return None
         if ch.state != UP:
             self.answer(ch)

@@ -148,6 +148,10 @@ class Settings:
     prompt_lengths: dict[str, float] = field(default_factory=lambda: {"lab-beep": 0.3})
     #: ``features.conf`` ``atxfer``: keyed into the transferer by the ``Atxfer`` action.
     atxfer_code: str = "*2"
+    #: Customers the ``[outbound]`` callback context dials, by number as dialled: what each
+    #: dial of that number meets, in turn (``answer``, ``busy``, ``noanswer``), the last
+    #: one repeating. A number not listed answers after a second's ring.
+    customers: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # keep the secret out of logs
         return f"Settings(host={self.host!r}, port={self.port}, username={self.username!r}, ...)"

@@ -59,12 +59,22 @@ class CallEvent:
 
 @dataclass(frozen=True, slots=True)
 class CallArrived(CallEvent):
-    """A new inbound call reached the PBX (``dialled`` is the DID)."""
+    """A new call: an inbound call reached the PBX (``dialled`` is the DID), or, with
+    ``direction="outbound"``, the agent leg of a callback dials the customer.
+
+    For an outbound callback call, ``call_id`` is the agent leg's Linkedid, ``caller`` and
+    ``dialled`` are the customer and the number dialled, ``channel`` is the customer's leg,
+    and ``callback`` is the ACD's callback request id (the agent leg's ``CTI_CALLBACK``
+    variable). ``answered`` (the customer answered), ``failed`` (busy, no answer...) and
+    ``ended`` follow as for any call.
+    """
 
     kind: ClassVar[str] = "arrived"
     caller: Caller
     dialled: str | None
     channel: str
+    direction: str = "inbound"
+    callback: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +188,18 @@ class CallAbandoned(CallEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class CallFailed(CallEvent):
+    """An outbound call did not reach the customer: ``status`` is the dial's outcome as
+    Asterisk's ``DialEnd`` gives it (``BUSY``, ``NOANSWER``, ``CONGESTION``, ``CHANUNAVAIL``,
+    ``CANCEL`` when the agent leg gave up first...); ``agent`` is the agent whose leg
+    dialled. The call's ``ended`` follows when its channels are gone."""
+
+    kind: ClassVar[str] = "failed"
+    status: str
+    agent: Agent | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class CallEnded(CallEvent):
     """The call is over: the caller's channels are gone (agent legs may linger a moment).
 
@@ -238,5 +260,6 @@ ALL_EVENTS: tuple[type[CallEvent], ...] = (
     CallUnheld,
     CallTransferred,
     CallAbandoned,
+    CallFailed,
     CallEnded,
 )

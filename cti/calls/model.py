@@ -38,6 +38,7 @@ from cti.calls.events import (
     CallEnded,
     Caller,
     CallEvent,
+    CallFailed,
     CallHeld,
     CallOffered,
     CallParked,
@@ -123,6 +124,12 @@ class Call:
     attributes: dict[str, str] = field(default_factory=dict)
     ended_at: float | None = None
     ended_by: str | None = None
+    #: ``inbound``, or ``outbound`` for a callback's call to the customer (``caller`` is then
+    #: the customer, ``channel`` the customer's leg, ``agent`` the agent leg that dialled,
+    #: ``variables["CTI_CALLBACK"]`` the ACD's request id).
+    direction: str = "inbound"
+    #: An outbound call's dial outcome (``DialEnd`` ``DialStatus``: ANSWER, BUSY...).
+    dial_status: str | None = None
     # Book-keeping of the model (not part of the read API).
     _announced: bool = field(default=False, repr=False)
     _legs: set[str] = field(default_factory=set, repr=False)
@@ -143,6 +150,8 @@ class _Channel:
     call_id: str | None  # None: not (yet) part of any call, e.g. an originated agent leg
     is_caller: bool
     number: str | None = None
+    #: The callback request an ACD-originated agent leg works for (its CTI_CALLBACK).
+    callback: str | None = None
 
 
 def _base(name: str) -> str:
@@ -225,6 +234,18 @@ def _seconds(duration: str | None) -> float:
     return total
 
 
+def _callback_of(ch: _Channel, msg: Message, prefix: str, variable: str) -> str | None:
+    """The callback request a channel works for: learnt from its VarSet, or from the
+    ``<prefix>ChanVariable`` headers when ``manager.conf`` lists the variable."""
+    if ch.callback is not None:
+        return ch.callback
+    for value in msg.get_all(f"{prefix}ChanVariable"):
+        name, _, request = value.partition("=")
+        if name == variable and request:
+            return request
+    return None
+
+
 Handler = Callable[[Message, float, list[PbxEvent]], None]
 
 
@@ -244,7 +265,11 @@ class CallModel:
     parks callers (context -> extension -> lane), so that a snapshot, which carries no
     UserEvent, still tells parked callers and their lanes. ``variables``: channel variables
     copied onto :attr:`Call.variables`. ``keep_ended``: how many finished calls stay in
-    :attr:`recently_ended`.
+    :attr:`recently_ended`. ``callback_variable``: the variable the ACD sets on the agent
+    leg it originates for a callback (its request id); when that leg (the originated
+    channel itself, ``Uniqueid == Linkedid``) dials the customer, the dial is an outbound
+    call (``arrived`` with ``direction="outbound"``, then ``answered`` or ``failed``, and
+    ``ended``).
 
     Besides call events the model publishes :class:`DeviceStateChanged` for every device
     that agent-side channels use (a channel that is not a caller's leg), so that routing
@@ -260,8 +285,10 @@ class CallModel:
         holding: Mapping[str, Mapping[str, str]] = DEFAULT_HOLDING,
         variables: Iterable[str] = ("CTI_ACCOUNT", "IVR_CHOICE", "CTI_ROUTE"),
         keep_ended: int = 100,
+        callback_variable: str = "CTI_CALLBACK",
     ) -> None:
         self._plan = plan
+        self._callback_var = callback_variable
         self._inbound = frozenset(inbound_contexts)
         self._parked_event = parked_event
         self._holding = {context: dict(lanes) for context, lanes in holding.items()}
@@ -306,6 +333,7 @@ class CallModel:
             "AgentConnect": self._on_agent_connect,
             "QueueCallerAbandon": self._on_queue_abandon,
             "DialBegin": self._on_dial_begin,
+            "DialEnd": self._on_dial_end,
             "OriginateResponse": self._on_originate_response,
             "BridgeEnter": self._on_bridge_enter,
             "BridgeLeave": self._on_bridge_leave,
@@ -562,6 +590,12 @@ class CallModel:
         if not variable:
             return
         name = variable.lstrip("_")
+        if name == self._callback_var:
+            # The Originate of a callback's agent leg: remember the request on the leg.
+            leg = self._channels.get(msg.get("Uniqueid") or "")
+            if leg is not None and leg.call_id is None:
+                leg.callback = msg.get("Value") or None
+            return
         if name not in self._tracked:
             return
         ch = self._channel(msg)
@@ -709,11 +743,22 @@ class CallModel:
     # ------------------------------------------------------------------ external ACD
 
     def _on_dial_begin(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
-        """An agent leg, not part of any call, starts ringing for a parked caller."""
+        """An agent leg, not part of any call, starts ringing for a parked caller; or a
+        callback's agent leg dials the customer (an outbound call)."""
         leg_uid = msg.get("DestUniqueid")
         leg = self._channels.get(leg_uid or "")
         if leg is None or leg.call_id is not None or leg_uid in self._offered_legs:
             return
+        source = self._channels.get(msg.get("Uniqueid") or "")
+        request = None if source is None else _callback_of(source, msg, "", self._callback_var)
+        if source is not None and request is not None:
+            # The originated leg itself (Uniqueid == Linkedid) dials the customer; a dial by
+            # a Local agent's ;2 half rings the agent's own phone, nobody's offer.
+            if source.call_id is None and source.uniqueid == msg.get("Linkedid"):
+                self._outbound_dial(msg, at, source, leg, request, out)
+            return
+        if _callback_of(leg, msg, "Dest", self._callback_var) is not None:
+            return  # a callback's agent leg rings: not an offer to a parked caller
         call = self._parked_call_for(msg, leg)
         if call is None:
             return
@@ -721,6 +766,76 @@ class CallModel:
         call._offers[leg.uniqueid] = (agent, at)
         self._offered_legs[leg.uniqueid] = call.call_id
         self._emit(call, CallOffered(call.call_id, at, agent), out)
+
+    def _outbound_dial(
+        self,
+        msg: Message,
+        at: float,
+        source: _Channel,
+        dest: _Channel,
+        request: str,
+        out: list[PbxEvent],
+    ) -> None:
+        """A callback's agent leg dials the customer (the ``outbound`` context, extension =
+        the number): an outbound call keyed by the leg's Linkedid. The customer's channels
+        are the call's caller side (no agent's device); the agent leg stays the agent's
+        device and speaks for the agent (it ended the call if it hangs up first)."""
+        call_id = source.uniqueid
+        if call_id in self._calls:
+            return  # the same leg dials again while its first dial is still on
+        raw = _text(msg.get("Exten"))
+        agent = Agent(_interface(source.name), None, source.name)
+        call = Call(
+            call_id=call_id,
+            caller=Caller(normalise(raw, self._plan), None, raw),
+            dialled=raw,
+            channel=dest.name,
+            arrived_at=at,
+            direction="outbound",
+            agent=agent,
+        )
+        call.waiting_since = at
+        call.variables[self._callback_var] = request
+        call._agent_base = _base(source.name)
+        self._calls[call_id] = call
+        base = _base(dest.name)
+        # Both halves of a Local customer pair were created before the dial began.
+        for ch in [c for c in self._channels.values() if c.call_id is None and
+                   _base(c.name) == base]:  # fmt: skip
+            self._count(ch, -1)  # counted as a device until now: it is the customer's line
+            ch.call_id, ch.is_caller = call_id, True
+            call._legs.add(ch.uniqueid)
+        source.call_id = call_id
+        call._announced = True
+        arrived = CallArrived(
+            call_id, at, call.caller, raw, dest.name, direction="outbound", callback=request
+        )
+        out.append(arrived)
+
+    def _on_dial_end(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
+        """How an outbound call's dial to the customer ended: answered, or failed with
+        Asterisk's DialStatus (inbound calls are told by queue events and bridges)."""
+        ch = self._channels.get(msg.get("DestUniqueid") or "")
+        if ch is None or not ch.is_caller:
+            return
+        call = self._call_of(ch)
+        if (
+            call is None
+            or call.direction != "outbound"
+            or call.dial_status is not None
+            or call.answered_at is not None
+            or call.agent is None
+        ):
+            return
+        status = msg.get("DialStatus") or "UNKNOWN"
+        call.dial_status = status
+        agent = call.agent
+        if status == "ANSWER":
+            wait = at - (call.waiting_since or call.arrived_at)
+            self._connect(call, agent, at, wait)
+            self._emit(call, CallAnswered(call.call_id, at, agent, wait), out)
+        else:
+            self._emit(call, CallFailed(call.call_id, at, status, agent), out)
 
     def _parked_call_for(self, msg: Message, leg: _Channel) -> Call | None:
         # A CTI_CALLID variable naming the caller's leg is proof; else the caller's number
