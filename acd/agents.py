@@ -165,6 +165,14 @@ class AgentRoster:
             return _move(agent, AgentState.PAUSED, now, NO_ANSWER)
         return _move(agent, AgentState.AVAILABLE, now)
 
+    def take_call(self, agent_id: str, call_id: str, now: float) -> AgentStateChanged:
+        """The agent is on a call of the ACD's that it did not see begin (found connected
+        in the PBX's snapshot after a restart); refused while ringing or on another call."""
+        agent = self.get(agent_id)
+        _refuse_busy(agent, "take another call")
+        agent.call_id = call_id
+        return _move(agent, AgentState.ON_CALL, now)
+
     def hang_up(self, agent_id: str, now: float, wrap_up: float) -> AgentStateChanged:
         """The call is over: wrap up for ``wrap_up`` seconds, or be available at once."""
         agent = self._expect(agent_id, AgentState.ON_CALL)

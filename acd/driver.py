@@ -4,12 +4,18 @@ input. Asterisk's app_queue is not the router: callers wait in a holding context
 as the external-ACD recordings (``shared/ami-captures`` 05 and 12) show:
 
 * ``Offer`` -> ``Originate Channel=<agent interface> Context=agent-standby Exten=s Async=true
-  Timeout=<ring timeout> CallerID=<caller's number> ChannelId=acd-<n>`` per agent;
+  Timeout=<ring timeout> CallerID=<caller's number> ChannelId=acd-<run>-<n>`` per agent
+  (``<run>`` is drawn at start: a restarted backend's agent legs never take the Uniqueid of
+  one still up from before);
 * ``OriginateResponse Success`` (the agent answered) -> the router's ``offer_answered``, whose
   ``Connect`` -> ``Bridge Channel1=<caller> Channel2=<agent leg> Tone=no``;
 * ``OriginateResponse Failure`` (no answer, busy, congestion) or a failed action ->
   ``offer_failed``: the caller keeps its place and the router offers it to the next agent;
-* ``CancelOffer`` -> ``Hangup`` of the agent leg; ``Overflow`` -> ``Redirect`` of the caller.
+* ``CancelOffer`` -> ``Hangup`` of the agent leg; ``Overflow`` -> ``Redirect`` of the caller;
+* ``CallBack`` -> ``Originate`` of the agent leg into the callback context (extension = the
+  customer's number, variable ``CTI_CALLBACK=<request id>``); once the agent answered, the
+  call model follows the dial to the customer as an outbound call and the router acts on
+  its ``answered`` / ``failed`` / ``ended``.
 
 Every failure of an action is logged with the call and the agent and reported to the router,
 so no caller is left parked and no agent stays reserved.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,9 +36,10 @@ from twisted.python.failure import Failure
 from acd.agents import AcdError
 from acd.decisions import CallBack, CancelOffer, Connect, Decision, Offer, Overflow
 from acd.events import AcdEvent
+from acd.state import AcdStateUnavailable
 from cti.ami.client import AmiClient
 from cti.ami.codec import Message
-from cti.calls.events import CallEnded, CallEvent, CallTransferred
+from cti.calls.events import CallAnswered, CallEnded, CallTransferred, PbxEvent
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +110,12 @@ class AcdDriver:
         self._publish = publish
         self._caller_channel = caller_channel
         self._dialplan = dialplan
-        self._numbers = (f"{n:06d}" for n in itertools.count(1))
+        run = secrets.token_hex(4)
+        self._numbers = (f"{run}-{n:06d}" for n in itertools.count(1))
         self._rings: dict[str, _Ring] = {}  # ActionID -> ring
         self._by_call_agent: dict[tuple[str, str], _Ring] = {}
         self._early: dict[str, Message] = {}  # OriginateResponses ahead of their response
-        self._callbacks: dict[str, tuple[str, float]] = {}  # agent leg -> request, answered at
+        self._callbacks: dict[str, str] = {}  # answered callback agent leg -> request id
         self._talking: dict[str, str] = {}  # bridged agent leg -> call_id
         self._timer: IDelayedCall | None = None
 
@@ -127,6 +136,11 @@ class AcdDriver:
     def poll(self) -> None:
         """Offer this PBX's callers the agents other backends freed (shared state)."""
         self._route(self.router.poll, self.reactor.seconds())
+
+    def reseed(self, free_agents: bool = True) -> None:
+        """Put this backend's callers and agents back into a store that lost them and route
+        (see ``Router.reseed`` and ``acd.store_health``)."""
+        self._route(self.router.reseed, self.reactor.seconds(), free_agents)
 
     def overflow(self, call_id: str, reason: str) -> None:
         """Overflow a waiting caller now (see ``Router.overflow``)."""
@@ -153,18 +167,29 @@ class AcdDriver:
 
     # -- inputs ---------------------------------------------------------------------------
 
-    def on_call_event(self, event: CallEvent) -> None:
-        """A call event from the call model (parked, abandoned, ended...)."""
+    def on_call_event(self, event: PbxEvent) -> None:
+        """A call event from the call model (parked, abandoned, ended...) or an agent's
+        device state."""
         if isinstance(event, CallTransferred | CallEnded):
             # The agent leg no longer speaks for the caller.
             for leg in [leg for leg, cid in self._talking.items() if cid == event.call_id]:
                 del self._talking[leg]
+        elif (
+            isinstance(event, CallAnswered)
+            and event.restored
+            and event.lane is not None
+            and event.agent.channel
+        ):
+            # A bridge of ours found in the snapshot after a restart: when its agent hangs
+            # up, the caller must not fall back into the holding lane.
+            self._talking[event.agent.channel] = event.call_id
         self._route(self.router.on_call_event, event, self.reactor.seconds())
 
     def on_ami_message(self, message: object) -> None:
         """Every item of the AMI client's stream: the driver reads the outcome of its own
-        originates and the end of callback calls (not inbound, so the call model has none);
-        resync snapshots and everything else pass by."""
+        originates and the hang-up of its own legs (a callback's agent leg that never
+        dialled the customer; the call model has the callback's outbound call); resync
+        snapshots and everything else pass by."""
         if not isinstance(message, Message) or message.kind != "event":
             return
         if message.name == "Hangup":
@@ -246,7 +271,7 @@ class AcdDriver:
         interface = self._interfaces.get(agent)
         if interface is None:
             log.error("ACD: agent %s has no interface configured; %s fails", agent, call_id)
-            self._report_failed(call_id, agent, "no interface")
+            self._report_failed(call_id, agent, "no interface", missed=False)
             return
         channel_id = f"acd-{next(self._numbers)}"
         ring = _Ring(call_id, agent, channel_id, callback=callback)
@@ -310,10 +335,11 @@ class AcdDriver:
         if message.get("Response") == "Success":
             ring.channel = message.get("Channel")
             if ring.callback:
-                # A callback's agent answered: the dialplan connects the customer, so the
-                # leg is the callback call itself; its Hangup completes the request.
+                # A callback's agent answered: the dialplan dials the customer. The call
+                # model follows that outbound call (answered, failed, ended) for the
+                # router; the leg's Hangup only matters if it never dialled.
                 self._by_call_agent.pop((ring.call_id, ring.agent), None)
-                self._callbacks[ring.channel or ""] = (ring.call_id, self.reactor.seconds())
+                self._callbacks[ring.channel or ""] = ring.call_id
             self._route(
                 self.router.offer_answered, ring.call_id, ring.agent, self.reactor.seconds()
             )
@@ -446,23 +472,14 @@ class AcdDriver:
         )
 
     def _callback_ended(self, message: Message) -> None:
-        entry = self._callbacks.pop(message.get("Channel") or "", None)
-        if entry is None:
+        # The answered agent leg of a callback is gone. The call model's outbound call says
+        # how the customer's dial went; a leg that never dialled (no outbound call, e.g. a
+        # number the dialplan refused) is a failed attempt.
+        request_id = self._callbacks.pop(message.get("Channel") or "", None)
+        if request_id is None:
             return
-        request_id, answered_at = entry
-        at = self.reactor.seconds()
-        cause = message.get("Cause")
-        ended = CallEnded(
-            request_id,
-            at,
-            cause=int(cause) if cause and cause.isdigit() else None,
-            cause_text=message.get("Cause-txt"),
-            ended_by="agent",
-            duration=at - answered_at,
-            talk_time=at - answered_at,
-            answered=True,
-        )
-        self._route(self.router.on_call_event, ended, at)
+        reason = f"not dialled: agent leg hung up ({message.get('Cause-txt') or 'no cause'})"
+        self._route(self.router.callback_leg_ended, request_id, reason, self.reactor.seconds())
 
     # -- failures and timers --------------------------------------------------------------
 
@@ -474,23 +491,31 @@ class AcdDriver:
             ring.agent,
             failure.getErrorMessage(),
         )
-        self._failed(ring.call_id, ring.agent, f"{action} failed", ACTION_RETRY_DELAY)
+        self._failed(
+            ring.call_id, ring.agent, f"{action} failed", ACTION_RETRY_DELAY, missed=False
+        )
 
-    def _failed(self, call_id: str, agent: str, reason: str, delay: float = 0.0) -> None:
+    def _failed(
+        self, call_id: str, agent: str, reason: str, delay: float = 0.0, *, missed: bool = True
+    ) -> None:
         ring = self._by_call_agent.pop((call_id, agent), None)
         if ring is not None and ring.channel is not None:
             self._hangup(ring.channel, f"{reason}: orphan agent leg")
-        self._report_failed(call_id, agent, reason, delay)
+        self._report_failed(call_id, agent, reason, delay, missed=missed)
 
-    def _report_failed(self, call_id: str, agent: str, reason: str, delay: float = 0.0) -> None:
+    def _report_failed(
+        self, call_id: str, agent: str, reason: str, delay: float = 0.0, *, missed: bool = True
+    ) -> None:
+        """``missed``: the agent's phone was rung and not answered (busy, no answer), so the
+        caller goes to other agents first; not when an action failed (AMI link down)."""
         # Never inline: an action that fails at once (AMI link down) would re-offer, fail
         # and recurse; ``delay`` spaces such retries out.
-        self.reactor.callLater(
-            delay,
-            lambda: self._route(
-                self.router.offer_failed, call_id, agent, reason, self.reactor.seconds()
-            ),
-        )
+        def report() -> None:
+            self._route(
+                self.router.offer_failed, call_id, agent, reason, self.reactor.seconds(), missed
+            )
+
+        self.reactor.callLater(delay, report)
 
     def _route(self, step: Callable[..., list[Decision]], *args: Any) -> None:
         """Feed the router and carry out its decisions. A refusal (an offer the router
@@ -500,6 +525,11 @@ class AcdDriver:
             decisions = step(*args)
         except AcdError as exc:
             log.info("ACD: %s%r refused: %s", step.__name__, args[:3], exc)
+            decisions = []
+        except AcdStateUnavailable as exc:
+            # One line, no traceback: the message says what and where (acd.store_health
+            # keeps a shared store's outage to one WARNING and re-seeds it when it is back).
+            log.warning("ACD: %s%r failed: %s", step.__name__, args[:3], exc)
             decisions = []
         except Exception:
             log.exception("ACD: %s%r failed", step.__name__, args[:3])

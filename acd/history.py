@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Engine, Index, MetaData, String
+from sqlalchemy import Column, Engine, Index, MetaData, String, select
 
 from acd.events import AcdEvent
+from acd.router import OpenCall
 from cti.history import EventRecorder, event_table, spool_subdir
 
 metadata = MetaData()
@@ -76,3 +77,35 @@ class AcdEventRecorder(EventRecorder[AcdEvent]):
             **options,
         )
 
+
+def open_acd_calls(engine: Engine, pbx: str, now: float, horizon: float) -> list[OpenCall]:
+    """Callers of ``pbx`` the ACD history leaves waiting or connected (no abandon,
+    overflow, callback or completion after their last join or connection) within
+    ``horizon`` seconds of ``now``: what a previous run had not closed when it stopped."""
+    t = acd_events.c
+    query = (
+        select(t.call_id, t.kind, t.queue, t.agent, t.at)
+        .where(t.pbx == pbx, t.at >= now - horizon, t.kind.in_(_OPEN_KINDS))
+        .order_by(t.id)
+    )
+    state: dict[str, OpenCall | None] = {}
+    with engine.connect() as conn:
+        for call_id, kind, queue, agent, at in conn.execute(query):
+            if kind == "caller_joined":
+                state[call_id] = OpenCall(call_id, queue, at)
+            elif kind == "caller_connected":
+                state[call_id] = OpenCall(call_id, queue, at, agent)
+            else:
+                state[call_id] = None
+    # Callback requests are not calls on the line: nothing on the PBX ends them.
+    return [c for c in state.values() if c is not None and not c.call_id.startswith("cb-")]
+
+
+_OPEN_KINDS = (
+    "caller_joined",
+    "caller_connected",
+    "caller_abandoned",
+    "caller_overflowed",
+    "callback_requested",
+    "call_completed",
+)

@@ -25,9 +25,23 @@ Rules:
   number becomes a callback request holding its place;
 * a callback request waits with the caller's score; at the head it is offered to one agent
   as a :class:`~acd.decisions.CallBack`; the shell reports the agent's answer with
-  :meth:`~Router.offer_answered` and the end of the outbound call as a ``CallEnded`` whose
-  ``call_id`` is the request id;
-* the router only claims callers of its own ``pbx`` (several routers may share one store).
+  :meth:`~Router.offer_answered`, then the call model's outbound call (``arrived`` with the
+  request id as ``callback``) says the rest: the request is connected (``CallerConnected``)
+  only when the customer answers; a busy, unanswered or failed dial is a ``CallbackFailed``
+  (the agent is free, no miss counted) and the request goes back with its score after the
+  queue's ``callback.spacing``, up to ``callback.attempts`` dials, then ``CallbackGivenUp``;
+* a caller with no number is never promised a callback: a callback overflow sends it to
+  its ``fallback`` or, without one, keeps it waiting (``CallbackNotOffered``);
+* the router only claims callers of its own ``pbx`` (several routers may share one store);
+* the PBX is the truth about agents' phones: an agent whose device is busy on a call the
+  ACD did not make (an app_queue call, a direct call) is not offered until it is idle again;
+* an agent who let a caller ring out is not offered that caller again for the queue's
+  ``retry`` seconds, unless it goes to another agent first: the caller goes to the next
+  free agent, the agent takes other callers meanwhile;
+* after a restart, callers the PBX still has parked come back (``restored`` events) with
+  their park time, so their place and waits hold; a caller the snapshot shows bridged to an
+  agent makes that agent on-call with it; and what a previous run left open
+  (:meth:`Router.restore_open`) is closed when the call is found gone.
 
 Several routers, one agent pool: the **store is the truth** about who is free; a router's
 roster (``agents``) is its own view, stale as soon as an agent also works through another
@@ -55,11 +69,14 @@ from dataclasses import dataclass
 from crm_bridge.tiers import CallerTiers
 from cti.calls.events import (
     CallAbandoned,
+    CallAnswered,
     CallArrived,
     CallEnded,
-    CallEvent,
+    CallFailed,
     CallParked,
     CallTransferred,
+    DeviceStateChanged,
+    PbxEvent,
 )
 
 from .agents import AcdError, AgentBusy, AgentRoster, AgentState, AgentStateChanged
@@ -67,6 +84,10 @@ from .config import AcdConfig, QueueConfig
 from .decisions import CallBack, CancelOffer, Connect, Decision, Offer, Overflow
 from .events import (
     AcdEvent,
+    CallbackDialling,
+    CallbackFailed,
+    CallbackGivenUp,
+    CallbackNotOffered,
     CallbackRequested,
     CallCompleted,
     CallerAbandoned,
@@ -76,7 +97,7 @@ from .events import (
     CallerOverflowed,
     OfferNotAnswered,
 )
-from .state import AcdState, Claim, MemoryState, WaitingCaller
+from .state import AcdState, Claim, MemoryState, WaitingCaller, _serving_order
 from .strategies import agent_score, eligible
 
 
@@ -107,6 +128,17 @@ class _Connected:
     caller: WaitingCaller
 
 
+@dataclass(frozen=True, slots=True)
+class OpenCall:
+    """A caller a previous run of this backend left waiting (``agent`` None) or connected
+    to ``agent`` in ``queue``, since ``since``, per its persisted ACD events."""
+
+    call_id: str
+    queue: str
+    since: float
+    agent: str | None = None
+
+
 class Router:
     """Queues, agents and offers for one PBX; see the module doc for the rules."""
 
@@ -134,21 +166,43 @@ class Router:
         self._seq = itertools.count()
         self._hours_due: dict[str, float | None] = {}  # queue -> next opening or closing
         self._events: list[AcdEvent] = []
+        self._agent_at = {config.interface_of(a): a for a in config.agents}
+        self._device_busy: set[str] = set()  # agents whose phone is busy, whoever made the call
+        self._shown_busy: set[str] = set()  # ... and published as such while available
+        self._resting: dict[str, tuple[str, float]] = {}  # agent -> (caller it missed, until)
+        self._open: dict[str, OpenCall] = {}  # left open by a previous run
+        # Callbacks: requests whose agent answered and whose customer is being dialled; the
+        # model's outbound calls -> their request; requests waiting to be dialled again
+        # (request, when); failed dials so far per request.
+        self._dialling: dict[str, _Connected] = {}
+        self._outbound: dict[str, str | None] = {}  # None: that dial's outcome is known
+        self._retrying: dict[str, tuple[WaitingCaller, float]] = {}
+        self._attempts: dict[str, int] = {}
 
     # Inputs.
 
-    def on_call_event(self, event: CallEvent, now: float | None = None) -> list[Decision]:
-        """Feed a call-model event: arrivals (who calls), parking (join), abandon and end.
+    def on_call_event(self, event: PbxEvent, now: float | None = None) -> list[Decision]:
+        """Feed a call-model event: arrivals (who calls), parking (join), answers the ACD
+        did not make, abandon and end, and agents' device states.
 
         ``now`` is the shell's clock, the one :meth:`tick` is driven by, so that waits and
-        timers never mix two clocks; without it the event's PBX time ``at`` is used.
+        timers never mix two clocks; without it the event's PBX time ``at`` is used. A
+        restored caller (rebuilt from the PBX's snapshot) joins at its park time instead.
         """
         at = event.at if now is None else now
         match event:
+            case DeviceStateChanged():
+                return self._device(event, at)
+            case CallArrived() if event.callback is not None:
+                return self._outbound_started(event, at)
+            case CallAnswered() | CallFailed() | CallEnded() if event.call_id in self._outbound:
+                return self._outbound_outcome(event, at)
             case CallArrived():
                 self._arrivals[event.call_id] = event
             case CallParked():
-                return self._park(event, at)
+                return self._park(event, min(at, event.at) if event.restored else at)
+            case CallAnswered() if event.call_id not in self._connected:
+                return self._answered_elsewhere(event, at)
             case CallAbandoned():
                 return self._caller_left(event.call_id, at)
             case CallTransferred() if event.call_id in self._connected:
@@ -158,8 +212,17 @@ class Router:
                 self._arrivals.pop(event.call_id, None)
                 if event.call_id in self._connected:
                     return self._complete(event.call_id, at)
+                if event.call_id in self._open and event.call_id not in self._waiting:
+                    return self._close_open(self._open.pop(event.call_id), event, at)
                 return self._caller_left(event.call_id, at)
         return []
+
+    def restore_open(self, calls: Iterable[OpenCall]) -> None:
+        """Callers a previous run of this backend left waiting or connected (from the ACD's
+        history): if the PBX no longer has them, their end closes them (abandoned, or
+        completed), so no caller stays joined and no connection open for ever."""
+        for call in calls:
+            self._open[call.call_id] = call
 
     def login(self, agent: str, now: float) -> list[Decision]:
         """Log the agent in: available, and offered the best waiting caller at once."""
@@ -182,11 +245,25 @@ class Router:
         return self._free_agent(agent, now)
 
     def offer_answered(self, call_id: str, agent: str, now: float) -> list[Decision]:
-        """``agent`` answered the offer of ``call_id`` (a caller or a callback request)."""
+        """``agent`` answered the offer of ``call_id`` (a caller or a callback request).
+
+        A callback request is not connected yet: the agent is on the phone while the
+        customer is dialled, and the outbound call's events (``answered``, ``failed``,
+        ``ended``, from the call model) connect it or report it failed."""
+        dialling = self._dialling.get(call_id)
+        if dialling is not None and dialling.agent == agent:
+            return []  # the outbound call's start already told us
         ringing = self._offer_of(call_id, agent)
         del self._ringing[call_id]
         caller = ringing.caller
         self._events.append(self.agents.answer(agent, now))
+        if caller.callback:
+            self._dialling[call_id] = _Connected(caller.queue, agent, now, caller)
+            attempt = self._attempts.get(call_id, 0) + 1
+            self._events.append(
+                CallbackDialling(now, call_id, caller.queue, agent, caller.callback, attempt)
+            )
+            return self._withdraw(call_id, ringing.agents - {agent}, now)
         self._connected[call_id] = _Connected(caller.queue, agent, now, caller)
         self._events.append(
             CallerConnected(now, call_id, caller.queue, agent, wait=now - caller.joined_at)
@@ -206,8 +283,8 @@ class Router:
         caller = self._waiting.get(call_id)
         if caller is None:
             raise UnknownCall(f"call {call_id} is not waiting in a queue: nothing to overflow")
-        self._unqueue(call_id)
-        return self._overflow(caller, reason, now)
+        released = self._unqueue(call_id, now)
+        return self._overflow(caller, reason, now) + released
 
     def connect_failed(self, call_id: str, agent: str, now: float) -> list[Decision]:
         """The answered agent could not be connected (the Bridge failed): the agent is free
@@ -232,9 +309,14 @@ class Router:
             self._make_free(other, now)
         return decisions + self._dispatch(self._queues_of(agents), now)
 
-    def offer_failed(self, call_id: str, agent: str, reason: str, now: float) -> list[Decision]:
+    def offer_failed(
+        self, call_id: str, agent: str, reason: str, now: float, missed: bool = True
+    ) -> list[Decision]:
         """The offer to ``agent`` failed (busy, Originate refused...) or rang out
-        (``timeout``): the caller keeps its place and goes to the next agent."""
+        (``timeout``): the caller keeps its place and goes to the next agent. ``missed``
+        (the agent's phone rang in vain): the agent is not offered this caller again for
+        the queue's ``retry`` seconds unless nobody else took it; not when an action
+        failed (AMI link down), which is not the agent's doing."""
         ringing = self._offer_of(call_id, agent)
         caller = ringing.caller
         ringing.agents.discard(agent)
@@ -248,7 +330,42 @@ class Router:
             self._track(caller)
             decisions = self._dispatch([caller.queue], now)
         # Only now, so that the caller has gone to another agent if there was one.
-        return decisions + self._free_agent(agent, now, held=True)
+        if not missed:
+            return decisions + self._free_agent(agent, now, held=True)
+        return decisions + self._rest_after_miss(agent, caller, now)
+
+    def _rest_after_miss(self, agent: str, caller: WaitingCaller, now: float) -> list[Decision]:
+        """Free an agent who just let ``caller`` ring out, for anyone but that caller: it
+        waits for another agent, up to the queue's ``retry`` seconds."""
+        retry = self.config.queues[caller.queue].retry
+        if caller.call_id not in self._waiting or retry <= 0:
+            return self._free_agent(agent, now, held=True)
+        # Out of the store for a moment, so the agent is offered the next caller if any.
+        self._state.remove_caller(caller.call_id)
+        try:
+            decisions = self._free_agent(agent, now, held=True)
+        finally:
+            self._state.add_caller(caller)
+        member = self.agents.get(agent)
+        # Still free (nobody else waits): keep it off until the caller goes to someone else
+        # or ``retry`` passes. ``if_idle``: another backend may have claimed it meanwhile.
+        if (
+            member.state is AgentState.AVAILABLE
+            and member.call_id is None
+            and self._state.set_unavailable(agent, if_idle=True)
+        ):
+            self._resting[agent] = (caller.call_id, now + retry)
+            self._start_timer(now + retry, "rest", agent)
+        return decisions
+
+    def _release_rest(self, call_id: str, now: float) -> list[Decision]:
+        """The caller agents were kept from went elsewhere: those agents are free again."""
+        decisions: list[Decision] = []
+        for agent in [a for a, (c, _) in self._resting.items() if c == call_id]:
+            del self._resting[agent]
+            # Not held: a resting agent is in no free list and reserved by nobody here.
+            decisions += self._free_agent(agent, now)
+        return decisions
 
     def request_callback(self, call_id: str, number: str, now: float) -> list[Decision]:
         """Turn a waiting caller into a callback request for ``number`` that keeps its place;
@@ -268,17 +385,109 @@ class Router:
             del self._ringing[call_id]
             decisions += self._withdraw(call_id, ringing.agents, now)
         else:
-            self._unqueue(call_id)
+            decisions += self._unqueue(call_id, now)
         return decisions + self._queue_callback(caller, caller.queue, number, now)
 
     def _callback_pending(self, queue: str, number: str) -> bool:
-        """A request for ``number`` in ``queue`` waiting, ringing an agent or in progress."""
+        """A request for ``number`` in ``queue`` waiting, ringing an agent, dialling the
+        customer, waiting to be dialled again or in progress."""
         if self._state.find_callback(queue, number) is not None:
             return True
         live = [r.caller for r in self._ringing.values()] + [
-            c.caller for c in self._connected.values()
+            c.caller for c in (*self._connected.values(), *self._dialling.values())
         ]
+        live += [request for request, _ in self._retrying.values()]
         return any(c.callback == number and c.queue == queue for c in live)
+
+    def callback_leg_ended(self, request_id: str, reason: str, now: float) -> list[Decision]:
+        """The shell saw the agent leg of callback request ``request_id`` hang up. If the
+        call model never saw it dial the customer (no outbound call: nothing dialled, a
+        number the dialplan refused), the attempt failed with ``reason``; otherwise the
+        outbound call's own events decide and this changes nothing."""
+        if request_id in self._dialling and request_id not in self._outbound.values():
+            return self._callback_failed(request_id, reason, now)
+        return []
+
+    def _outbound_started(self, event: CallArrived, now: float) -> list[Decision]:
+        """A callback's agent leg dials the customer (the call model's outbound call)."""
+        request_id = event.callback
+        assert request_id is not None
+        ringing = self._ringing.get(request_id)
+        if ringing is not None and len(ringing.agents) == 1:
+            # Dialling before the shell reported the agent's answer: the agent answered.
+            (agent,) = ringing.agents
+            decisions = self.offer_answered(request_id, agent, now)
+        elif request_id in self._dialling:
+            decisions = []
+        else:
+            return []  # not a request of this router (another backend's, an earlier run's)
+        self._outbound[event.call_id] = request_id
+        return decisions
+
+    def _outbound_outcome(
+        self, event: CallAnswered | CallFailed | CallEnded, now: float
+    ) -> list[Decision]:
+        """The customer answered (the request is connected at last), the dial failed, or
+        the outbound call ended (completed if connected, else failed)."""
+        request_id = self._outbound[event.call_id]
+        if request_id is None:
+            # A dial that already failed: its end is no news (the request may be dialling
+            # again by now, through another call).
+            if isinstance(event, CallEnded):
+                del self._outbound[event.call_id]
+            return []
+        if isinstance(event, CallEnded):
+            del self._outbound[event.call_id]
+            if request_id in self._connected:
+                return self._complete(request_id, now)
+            reason = "hung up" if event.cause_text is None else event.cause_text
+            return self._callback_failed(request_id, f"ended unanswered ({reason})", now)
+        if isinstance(event, CallFailed):
+            self._outbound[event.call_id] = None
+            return self._callback_failed(request_id, event.status, now)
+        dialling = self._dialling.pop(request_id, None)
+        if dialling is None:
+            return []
+        self._attempts.pop(request_id, None)
+        request = dialling.caller
+        self._connected[request_id] = _Connected(request.queue, dialling.agent, now, request)
+        wait = now - request.joined_at
+        self._events.append(CallerConnected(now, request_id, request.queue, dialling.agent, wait))
+        return []
+
+    def _callback_failed(self, request_id: str, reason: str, now: float) -> list[Decision]:
+        """The customer was not reached: the agent, who did answer, is free with no miss
+        counted; the request waits ``spacing`` seconds out of the queue, then goes back
+        with its score (its place), until the queue's ``attempts`` are spent."""
+        dialling = self._dialling.pop(request_id, None)
+        if dialling is None:
+            return []  # already failed, or connected meanwhile
+        request, agent = dialling.caller, dialling.agent
+        policy = self.config.queues[request.queue].callback
+        attempt = self._attempts.pop(request_id, 0) + 1
+        retry_at = now + policy.spacing if attempt < policy.attempts else None
+        self._events.append(self.agents.hang_up(agent, now, 0))
+        self._events.append(
+            CallbackFailed(now, request_id, request.queue, agent, reason, attempt, retry_at)
+        )
+        if retry_at is None:
+            number = request.callback or ""
+            self._events.append(
+                CallbackGivenUp(now, request_id, request.queue, number, attempt, reason)
+            )
+        else:
+            self._attempts[request_id] = attempt
+            self._retrying[request_id] = (request, retry_at)
+            self._start_timer(retry_at, "callback", request_id)
+        return self._free_agent(agent, now, held=True)
+
+    def _callback_again(self, request_id: str, now: float) -> list[Decision]:
+        """A failed request's spacing is over: back in its queue with its score."""
+        request, _ = self._retrying.pop(request_id)
+        if not self._state.add_caller(request):
+            return []
+        self._track(request)
+        return self._dispatch([request.queue], now)
 
     def tick(self, now: float) -> list[Decision]:
         """Run the timers due at ``now``: ring timeouts, wrap-up ends, max wait, closing."""
@@ -295,10 +504,15 @@ class Router:
                 del self._wrapping[key]
                 self._events.append(self.agents.end_wrap_up(key, now))
                 decisions += self._free_agent(key, now, held=True)
+            elif kind == "rest":
+                del self._resting[key]
+                decisions += self._free_agent(key, now)
+            elif kind == "callback":
+                decisions += self._callback_again(key, now)
             else:
                 caller = self._waiting[key]
-                self._unqueue(key)
-                decisions += self._overflow(caller, "max-wait", now)
+                released = self._unqueue(key, now)
+                decisions += self._overflow(caller, "max-wait", now) + released
         for name, due in list(self._hours_due.items()):
             if due is not None and due <= now:
                 decisions += self._check_hours(self.config.queues[name], now)
@@ -329,6 +543,17 @@ class Router:
         """The free agents of ``queue``, best first."""
         return self._state.available(queue)
 
+    def resting(self) -> dict[str, str]:
+        """Agents kept from the caller they just let ring out -> that caller."""
+        return {agent: call_id for agent, (call_id, _) in self._resting.items()}
+
+    def callbacks_out(self) -> dict[str, str]:
+        """Callback requests out of their queue for now -> ``dialling`` (the agent answered,
+        the customer's phone rings) or ``retrying`` (waiting out the spacing after a dial
+        that failed)."""
+        out = dict.fromkeys(self._dialling, "dialling")
+        return out | dict.fromkeys(self._retrying, "retrying")
+
     def offers(self) -> dict[str, tuple[str, ...]]:
         """Calls (or callback requests) ringing now -> the agents they ring."""
         return {call_id: tuple(sorted(r.agents)) for call_id, r in self._ringing.items()}
@@ -338,14 +563,96 @@ class Router:
     def _park(self, event: CallParked, now: float) -> list[Decision]:
         if event.call_id in self._waiting or event.call_id in self._ringing:
             return []  # parked again while already queued: keep its place
-        arrival = self._arrivals.get(event.call_id)
-        queue = self.config.queue_of_lane(event.lane) if event.lane else None
-        if queue is None and arrival is not None and arrival.dialled:
-            queue = self.config.queue_of_did(arrival.dialled)
+        self._open.pop(event.call_id, None)  # still waiting: it is ours again
+        queue = self._queue_for(event.call_id, event.lane)
         if queue is None:
             return []  # a lane no queue of ours is fed by
-        number = arrival.caller.number if arrival is not None else None
+        number = self._number_of(event.call_id)
         return self._join(queue, event.call_id, self._tiers.tier_of(number), number, now)
+
+    def _queue_for(self, call_id: str, lane: str | None) -> str | None:
+        """The queue a caller's holding lane (or else the number it dialled) feeds."""
+        arrival = self._arrivals.get(call_id)
+        queue = self.config.queue_of_lane(lane) if lane else None
+        if queue is None and arrival is not None and arrival.dialled:
+            queue = self.config.queue_of_did(arrival.dialled)
+        return queue
+
+    def _number_of(self, call_id: str) -> str | None:
+        arrival = self._arrivals.get(call_id)
+        return arrival.caller.number if arrival is not None else None
+
+    def _device(self, event: DeviceStateChanged, now: float) -> list[Decision]:
+        """An agent's phone changed state: busy keeps the agent from offers, whatever its
+        state here; idle lets an available agent be offered again."""
+        agent = self._agent_at.get(event.interface)
+        if agent is None:
+            return []
+        if event.state != "idle":
+            self._device_busy.add(agent)
+            if self.agents.get(agent).state is AgentState.AVAILABLE:
+                # if_idle: this router's own offer or call is not undone by its own ringing.
+                self._state.set_unavailable(agent, if_idle=True)
+                self._show_busy(agent, now)
+            return []
+        if agent not in self._device_busy:
+            return []
+        self._device_busy.discard(agent)
+        if agent in self._shown_busy:
+            self._shown_busy.discard(agent)
+            if self.agents.get(agent).state is AgentState.AVAILABLE:
+                self._events.append(AgentStateChanged(now, agent, "available"))
+        return self._free_agent(agent, now)
+
+    def _answered_elsewhere(self, event: CallAnswered, now: float) -> list[Decision]:
+        """A caller was answered without this router's offer: by app_queue, another ACD or
+        a person, or, for a ``restored`` event, by this backend before it restarted. It
+        waits no more; an agent of ours found on such a call of our lanes is on-call with
+        it (wrap-up and the next offer follow its end)."""
+        call_id = event.call_id
+        decisions: list[Decision] = []
+        if call_id in self._waiting:
+            decisions += self._unqueue(call_id, now)
+        elif (ringing := self._ringing.pop(call_id, None)) is not None:
+            decisions += self._withdraw(call_id, ringing.agents, now)
+        open_call = self._open.pop(call_id, None)
+        agent = self._agent_at.get(event.agent.interface)
+        # app_queue's calls (``queue`` set) are the PBX's: the device state covers them.
+        if not event.restored or agent is None or event.queue is not None:
+            return decisions
+        queue = self._queue_for(call_id, event.lane) or (open_call and open_call.queue)
+        if not queue:
+            return decisions
+        try:
+            self._events.append(self.agents.take_call(agent, call_id, event.at))
+        except AcdError:
+            return decisions  # ringing or talking here: this router's own view wins
+        self._state.set_unavailable(agent)
+        self._wrapping.pop(agent, None)
+        number = self._number_of(call_id)
+        joined_at = event.at - event.wait
+        caller = WaitingCaller(
+            call_id, queue, self.pbx, 0.0, joined_at, self._tiers.tier_of(number), number
+        )
+        self._connected[call_id] = _Connected(queue, agent, event.at, caller)
+        self._events.append(CallerConnected(event.at, call_id, queue, agent, event.wait))
+        return decisions
+
+    def _close_open(self, call: OpenCall, ended: CallEnded, now: float) -> list[Decision]:
+        """A call a previous run left open ended unseen (or was found gone): close its
+        ACD record. When exactly it ended is uncertain: the times count up to
+        ``ended_after`` when known (a lower bound)."""
+        until = ended.ended_after if ended.ended_after is not None else ended.at
+        if call.agent is None:
+            self._events.append(
+                CallerAbandoned(now, call.call_id, call.queue, max(0.0, until - call.since), None)
+            )
+        else:
+            talk = max(0.0, until - call.since)
+            self._events.append(CallCompleted(now, call.call_id, call.queue, call.agent, talk))
+        # A caller a shared store still holds from before the restart goes too.
+        self._state.remove_caller(call.call_id)
+        return []
 
     def _join(
         self, queue_name: str, call_id: str, tier: str, number: str | None, now: float
@@ -367,12 +674,12 @@ class Router:
             if due is None or due <= now:  # a change no tick has seen yet
                 decisions = self._check_hours(queue, now)
             if not queue.hours.is_open(now):
-                return decisions + self._overflow(caller, "closed", now)
+                return decisions + self._overflow(caller, "closed", now, joined=False)
         if (
             queue.max_length is not None
             and len(self._state.waiting(queue_name)) >= queue.max_length
         ):
-            return decisions + self._overflow(caller, "full", now)
+            return decisions + self._overflow(caller, "full", now, joined=False)
         return decisions + self._enqueue(caller, now)
 
     def _enqueue(self, caller: WaitingCaller, now: float) -> list[Decision]:
@@ -400,11 +707,28 @@ class Router:
         self._events.append(CallbackRequested(now, caller.call_id, queue, request_id, number))
         return self._enqueue(request, now)
 
-    def _overflow(self, caller: WaitingCaller, reason: str, now: float) -> list[Decision]:
-        """Send a caller (already out of the store) to its queue's overflow target."""
+    def _overflow(
+        self, caller: WaitingCaller, reason: str, now: float, *, joined: bool = True
+    ) -> list[Decision]:
+        """Send a caller (already out of the store) to its queue's overflow target;
+        ``joined``: it was waiting in the queue (else it was joining it).
+
+        A callback needs a number: a caller without one (withheld, unknown) is never
+        promised one. It goes to the overflow's ``fallback`` (a queue or a mailbox) or,
+        with none, stays in its queue in its place (no further max-wait overflow)."""
         queue = self.config.queues[caller.queue]
         assert queue.overflow is not None  # config validation: limits and hours need one
         kind, target = queue.overflow.kind, queue.overflow_target()
+        if kind == "callback" and caller.number is None:
+            fallback = queue.overflow.fallback
+            self._events.append(
+                CallbackNotOffered(
+                    now, caller.call_id, caller.queue, reason, fallback and fallback.target
+                )
+            )
+            if fallback is None:
+                return self._keep_waiting(caller, now, joined)
+            kind, target = fallback.kind, fallback.target
         wait = now - caller.joined_at
         self._events.append(
             CallerOverflowed(now, caller.call_id, caller.queue, wait, target, reason)
@@ -415,19 +739,29 @@ class Router:
         elif (
             kind == "callback"
             and caller.number is not None
-            and self._state.find_callback(target, caller.number) is None
+            and not self._callback_pending(target, caller.number)
         ):
             decisions += self._queue_callback(caller, target, caller.number, now)
         return decisions
+
+    def _keep_waiting(self, caller: WaitingCaller, now: float, joined: bool) -> list[Decision]:
+        """A caller its queue cannot overflow (no number for a callback, no fallback): it
+        joins, or stays in, the queue with its score, and is not overflowed for max-wait
+        again."""
+        if not joined:
+            return self._enqueue(caller, now)
+        if self._state.add_caller(caller):
+            self._waiting[caller.call_id] = caller
+        return self._dispatch([caller.queue], now)
 
     def _caller_left(self, call_id: str, now: float) -> list[Decision]:
         if call_id in self._waiting:
             caller = self._waiting[call_id]
             position = self._position(caller)
-            self._unqueue(call_id)
+            released = self._unqueue(call_id, now)
             wait = now - caller.joined_at
             self._events.append(CallerAbandoned(now, call_id, caller.queue, wait, position))
-            return []
+            return released
         ringing = self._ringing.pop(call_id, None)
         if ringing is None:
             # Maybe queued by an earlier run of this backend: the store outlives a restart.
@@ -469,11 +803,15 @@ class Router:
         if queue.hours.is_open(now):
             return []
         decisions: list[Decision] = []
-        for caller in self._state.waiting(queue.name):
+        # Our own view, not the store's: a queue closing during a Redis outage still
+        # overflows its callers.
+        ours = [c for c in self._waiting.values() if c.queue == queue.name]
+        for caller in sorted(ours, key=_serving_order):
             # A callback request is not on the line: it waits for an agent, open or not.
-            if caller.call_id in self._waiting and caller.callback is None:
-                self._unqueue(caller.call_id)
-                decisions += self._overflow(caller, "closed", now)
+            # (One offered meanwhile, to an agent freed by a release here, is not waiting.)
+            if caller.callback is None and caller.call_id in self._waiting:
+                released = self._unqueue(caller.call_id, now)
+                decisions += self._overflow(caller, "closed", now) + released
         return decisions
 
     # Timers.
@@ -487,16 +825,28 @@ class Router:
             return ringing is not None and ringing.deadline == when
         if kind == "wrap":
             return self._wrapping.get(key) == when
+        if kind == "rest":
+            return key in self._resting and self._resting[key][1] == when
+        if kind == "callback":
+            return key in self._retrying and self._retrying[key][1] == when
         caller = self._waiting.get(key)
         max_wait = self.config.queues[caller.queue].max_wait if caller else None
         return caller is not None and max_wait is not None and caller.joined_at + max_wait == when
 
-    def _unqueue(self, call_id: str) -> None:
+    def _unqueue(self, call_id: str, now: float) -> list[Decision]:
+        """Take one of our callers out of its queue; agents resting from it are free again
+        (the decisions that follow)."""
         del self._waiting[call_id]
         self._state.remove_caller(call_id)
+        return self._release_rest(call_id, now) if self._resting else []
 
     def _position(self, caller: WaitingCaller) -> int:
-        return self._state.waiting(caller.queue).index(caller) + 1
+        waiting = self._state.waiting(caller.queue)
+        if caller not in waiting:
+            # Redis down or restarted and not re-seeded yet: our own callers' order.
+            ours = (c for c in self._waiting.values() if c.queue == caller.queue)
+            waiting = sorted(ours, key=_serving_order)
+        return waiting.index(caller) + 1
 
     # Agents and offers.
 
@@ -517,10 +867,23 @@ class Router:
                 self._state.set_unavailable(agent)
             return []
         if not self._make_free(agent, now, if_idle=not held):
+            if agent in self._device_busy:
+                self._show_busy(agent, now)
             return []
         return self._dispatch(self._queues_of([agent]), now)
 
+    def _show_busy(self, agent: str, now: float) -> None:
+        """Tell supervisors and figures an available agent is on a call the ACD did not
+        make (state ``busy``), once; ``available`` follows when the phone is idle."""
+        if agent not in self._shown_busy:
+            self._shown_busy.add(agent)
+            self._events.append(AgentStateChanged(now, agent, "busy", "device busy"))
+
     def _make_free(self, agent_id: str, now: float, *, if_idle: bool = False) -> bool:
+        if agent_id in self._device_busy or agent_id in self._resting:
+            # Free in the roster, but its phone is busy or it rests from a missed caller.
+            self._state.set_unavailable(agent_id, if_idle=if_idle)
+            return False
         agent = self.agents.get(agent_id)
         member = self.config.agents[agent_id]
         scores = {
@@ -565,6 +928,8 @@ class Router:
             queue = self.config.queues[name]
             while (claim := self._claim(queue)) is not None:
                 decisions.append(self._offer(claim, queue, now))
+                if self._resting:
+                    decisions += self._release_rest(claim.caller.call_id, now)
         return decisions
 
     def _head_score(self, queue: str) -> float:
@@ -596,7 +961,28 @@ class Router:
         self._start_timer(now + queue.ring_timeout, "ring", caller.call_id)
         self._events.append(CallerOffered(now, caller.call_id, queue.name, agents))
         if caller.callback:
-            return CallBack(caller.call_id, queue.name, agents[0], caller.callback)
+            return CallBack(
+                caller.call_id, queue.name, agents[0], caller.callback, queue.ring_timeout
+            )
         return Offer(
             caller.call_id, self.pbx, queue.name, agents, caller.number, queue.ring_timeout
         )
+
+    def reseed(self, now: float, free_agents: bool = True) -> list[Decision]:
+        """Put this router's share back into a store that lost it or missed writes (Redis
+        restarted, or was unreachable; see ``acd.store_health``): its waiting callers (same
+        score: same place), the agents ringing, talking or wrapping up through it (reserved
+        again, so no other backend offers them) and, with ``free_agents``, its available
+        agents (``if_idle``: a reservation by another backend is left alone); then it
+        dispatches every queue. Idempotent: what the store still holds is left as it is."""
+        for caller in list(self._waiting.values()):
+            self._state.add_caller(caller)
+        busy = (AgentState.RINGING, AgentState.ON_CALL, AgentState.WRAP_UP)
+        for agent in self.agents:
+            if agent.state in busy:
+                self._state.reserve(agent.id)
+        if free_agents:
+            for agent in self.agents:
+                if agent.state is AgentState.AVAILABLE:
+                    self._make_free(agent.id, now, if_idle=True)
+        return self._dispatch(sorted(self.config.queues), now)

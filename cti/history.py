@@ -43,6 +43,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    case,
+    func,
     select,
 )
 from sqlalchemy.exc import DataError, IntegrityError
@@ -603,3 +605,26 @@ def load_call_events(engine: Engine, call_id: str | None = None) -> list[dict[st
     with engine.connect() as conn:
         return [row.payload for row in conn.execute(query)]
 
+
+#: How far back a starting backend looks for calls its previous run left open.
+OPEN_CALLS_HORIZON = 86_400.0
+
+
+def open_calls(
+    engine: Engine, pbx: str, now: float, horizon: float = OPEN_CALLS_HORIZON
+) -> list[tuple[str, float, float, bool]]:
+    """Calls of ``pbx`` that arrived within ``horizon`` seconds of ``now`` and have no
+    ``ended`` row: ``(call_id, arrived_at, last_seen, answered)`` each, for
+    :meth:`cti.calls.model.CallModel.expect_open` (a previous run stopped before their end)."""
+    kind, at = call_events.c.kind, call_events.c.at
+    arrived_at = func.min(case((kind == "arrived", at)))
+    answered = func.max(case((kind == "answered", 1), else_=0))
+    ended = func.max(case((kind == "ended", 1), else_=0))
+    query = (
+        select(call_events.c.call_id, arrived_at, func.max(at), answered)
+        .where(call_events.c.pbx == pbx, at >= now - horizon)
+        .group_by(call_events.c.call_id)
+        .having(ended == 0, arrived_at.is_not(None))
+    )
+    with engine.connect() as conn:
+        return [(r[0], float(r[1]), float(r[2]), bool(r[3])) for r in conn.execute(query)]

@@ -125,6 +125,11 @@ class AmiServerFactory(protocol.Factory):
         factory = FastAgiClientFactory(call, self._drive)
         self.reactor.connectTCP(call.host, call.port, factory, timeout=5)  # type: ignore[attr-defined]
 
+    def inside(self, fn: Callable[[], None]) -> None:
+        """Make something happen in the PBX that no AMI action asked for (a call from a
+        trunk, an operator's console): ``fn`` runs in the core, its events are delivered."""
+        self._drive(fn)
+
     def _drive(self, fn: Callable[[], None]) -> None:
         """Run an I/O callback in the core, then deliver what it produced."""
         try:

@@ -11,6 +11,7 @@ import pbx_simulator
 from callcenter.app import CallCenter
 from callcenter.settings import load_settings
 from cti.ami.codec import Message
+from cti.calls.events import DeviceStateChanged
 from pbx_simulator.traffic import caller_originate
 from tests.conftest import sleep
 
@@ -31,7 +32,7 @@ def start_backend(
     env: Mapping[str, str] | None = None,
 ) -> CallCenter:
     """A backend on SQLite in ``tmp_path``, logged in to ``simulator``; ``app.seen`` lists
-    its call events."""
+    its call events, ``app.devices`` the agents' device state changes."""
     settings = load_settings(
         None,
         {
@@ -45,7 +46,12 @@ def start_backend(
     )
     app = CallCenter(settings, reactor)
     app.seen = []
-    app.watch(app.seen.append, "test")
+    app.devices = []
+
+    def watch(event: Any) -> None:
+        (app.devices if isinstance(event, DeviceStateChanged) else app.seen).append(event)
+
+    app.watch(watch, "test")
     app.start()
     run(app.ami.when_ready())
     return app
@@ -75,4 +81,5 @@ def caller(
 
 def originate_inside(simulator: Any, fields: list[tuple[str, str]]) -> None:
     """A call the PBX starts by itself (nobody's AMI action), e.g. during an AMI outage."""
-    simulator.factory.core.originate(Message([("Action", "Originate"), *fields]))
+    core = simulator.factory.core
+    simulator.factory.inside(lambda: core.originate(Message([("Action", "Originate"), *fields])))

@@ -51,6 +51,7 @@ def make(
                     "lanes": ["external"],
                     "ring_timeout": 5,
                     "auto_pause_after": 0,
+                    "retry": 0,  # one agent: a missed caller rings it again at once
                     **(queue or {}),
                 }
             },

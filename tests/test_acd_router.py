@@ -18,6 +18,9 @@ from acd.config import parse_acd_config
 from acd.decisions import CallBack, CancelOffer, Connect, Decision, Offer, Overflow
 from acd.events import (
     AgentStateChanged,
+    CallbackDialling,
+    CallbackFailed,
+    CallbackGivenUp,
     CallbackRequested,
     CallCompleted,
     CallerAbandoned,
@@ -29,10 +32,13 @@ from acd.router import DuplicateCallback, Router, UnknownCall, UnknownOffer
 from acd.state import MemoryState
 from crm_bridge.tiers import StaticTiers
 from cti.calls.events import (
+    Agent,
     CallAbandoned,
+    CallAnswered,
     CallArrived,
     CallEnded,
     Caller,
+    CallFailed,
     CallParked,
     CallTransferred,
 )
@@ -271,23 +277,45 @@ def test_a_missed_offer_goes_to_the_next_agent_and_keeps_the_callers_place() -> 
     park(router, "c2", 2.0)
     assert router.next_deadline() == 11.0
     assert router.tick(10.9) == []
-    # Alice alone: c1 rings her again, ahead of c2.
+    # Alice let c1 ring out: she takes the caller behind, c1 waits for someone else.
     assert router.tick(11.0) == [
         CancelOffer("c1", "6001"),
-        Offer("c1", "lab", "sales", ("6001",), None, 10),
+        Offer("c2", "lab", "sales", ("6001",), None, 10),
     ]
-    router.login("6002", 12.0)  # Bob takes c2, the caller behind
-    assert router.offers() == {"c1": ("6001",), "c2": ("6002",)}
-    # Alice's Originate fails: c1 goes to the next free agent, Carol (penalty 1).
+    router.login("6002", 12.0)  # Bob takes c1, still first in line
+    assert router.offers() == {"c2": ("6001",), "c1": ("6002",)}
+    # Alice's Originate fails: c2 goes to the next free agent, Carol (penalty 1).
     router.login("6003", 13.0)
-    assert offers(router.offer_failed("c1", "6001", "Originate failed", 14.0)) == [
-        ("c1", ("6003",))
+    assert offers(router.offer_failed("c2", "6001", "Originate failed", 14.0)) == [
+        ("c2", ("6003",))
     ]
     assert router.agents.get("6001").missed_offers == 2
 
 
+def test_an_agent_who_missed_the_only_caller_gets_it_again_only_after_retry() -> None:
+    router = make_router({"ring_timeout": 10, "retry": 5})
+    router.login("6001", 0.0)
+    park(router, "c1", 1.0)
+    assert router.tick(11.0) == [CancelOffer("c1", "6001")]
+    assert waiting(router) == ["c1"] and router.available("sales") == []
+    assert router.next_deadline() == 16.0
+    assert offers(router.tick(16.0)) == [("c1", ("6001",))]
+
+
+def test_a_missed_caller_goes_to_the_next_agent_freed_and_the_resting_agent_is_free_again() -> None:
+    router = make_router({"ring_timeout": 10, "retry": 30})
+    router.login("6001", 0.0)
+    park(router, "c1", 1.0)
+    router.tick(11.0)
+    # Bob logs in during Alice's rest: c1 goes to him, and Alice is free at once.
+    assert offers(router.login("6002", 12.0)) == [("c1", ("6002",))]
+    assert router.available("sales") == ["6001"]
+    park(router, "c2", 13.0)
+    assert router.offers() == {"c1": ("6002",), "c2": ("6001",)}
+
+
 def test_the_agent_is_auto_paused_after_n_missed_offers() -> None:
-    router = make_router({"ring_timeout": 5, "auto_pause_after": 2})
+    router = make_router({"ring_timeout": 5, "auto_pause_after": 2, "retry": 0})
     router.login("6001", 0.0)
     park(router, "c1", 0.0)
     router.tick(5.0)
@@ -357,14 +385,21 @@ def test_callback_keeps_the_place_is_not_duplicated_and_reaches_an_agent() -> No
     hang_up(router, "c1", 7.0)  # the caller who left the request hangs up: no abandon
     assert events_of(router, CallerAbandoned) == []
     router.login("6001", 10.0)
-    assert serve(router, "c0", "6001", 11.0) == [CallBack("cb-c1", "sales", "6001", KEY)]
+    assert serve(router, "c0", "6001", 11.0) == [CallBack("cb-c1", "sales", "6001", KEY, 15.0)]
     router.drain_events()
     assert router.offer_answered("cb-c1", "6001", 12.0) == []  # CallBack was the offer
-    assert router.on_call_event(CallEnded("cb-c1", 70.0, 16, None, "agent", 58.0, 58.0, True)) == [
+    # The call model's outbound call: the agent leg dials the customer, who answers.
+    customer = Caller(KEY, None)
+    arrived = CallArrived("acd-1", 12.5, customer, KEY, "PJSIP/trunk-2", callback="cb-c1")
+    assert router.on_call_event(arrived) == []
+    agent = Agent("Local/6001@agents", None, "Local/6001@agents-00000001;1")
+    assert router.on_call_event(CallAnswered("acd-1", 14.0, agent, 1.5)) == []
+    assert router.on_call_event(CallEnded("acd-1", 70.0, 16, None, "agent", 57.5, 56.0, True)) == [
         Offer("c2", "lab", "sales", ("6001",), None, 15.0)
     ]
-    kinds = [type(e) for e in router.drain_events() if not isinstance(e, AgentStateChanged)]
-    assert kinds[:2] == [CallerConnected, CallCompleted]
+    events = [e for e in router.drain_events() if not isinstance(e, AgentStateChanged)]
+    assert [type(e) for e in events[:3]] == [CallbackDialling, CallerConnected, CallCompleted]
+    assert events[2].talk_time == 56.0  # from the customer's answer
 
 
 def test_callback_at_the_head_is_a_callback_decision() -> None:
@@ -424,9 +459,11 @@ def test_max_wait_overflow_to_callback_keeps_the_place() -> None:
     park(router, "c2", 10.0)  # withheld number: cannot be called back
     score = router.waiting("sales")[0].score
     router.tick(30.0)
-    assert router.tick(40.0) == [Overflow("c2", "sales", "callback", "sales", "max-wait")]
-    (request,) = router.waiting("sales")
+    # No number, no promise (tests/test_acd_callbacks.py): c2 keeps waiting, no Overflow.
+    assert router.tick(40.0) == []
+    request, withheld = router.waiting("sales")
     assert (request.call_id, request.score, request.callback) == ("cb-c1", score, KEY)
+    assert withheld.call_id == "c2"
     assert router.next_deadline() is None  # a request waits without a limit
 
 
@@ -525,6 +562,7 @@ STEP = st.tuples(
     st.sampled_from(
         ["arrive", "hang_up", "abandon", "login", "logout", "pause", "unpause"]
         + ["answer", "fail", "callback", "end"] * 2
+        + ["customer"]
     ),
     st.integers(0, 50),
     st.integers(0, 50),
@@ -572,6 +610,22 @@ def _run_step(router: Router, step: tuple[str, int, int, float], calls: list[str
         case "end":
             on_call = sorted(a.call_id or "" for a in router.agents if a.state == "on_call")
             return hang_up(router, on_call[i % len(on_call)] if on_call else call, now)
+        case "customer":
+            # A callback's outbound call (call model): answered, busy, or ended unanswered.
+            dialling = sorted(r for r, how in router.callbacks_out().items() if how == "dialling")
+            if not dialling:
+                return []
+            request = dialling[i % len(dialling)]
+            out = f"out-{request}-{now}"
+            customer = Caller(numbers[0], None)
+            arrived = CallArrived(out, now, customer, None, "PJSIP/trunk-9", callback=request)
+            decisions = router.on_call_event(arrived)
+            agent = Agent("PJSIP/6001")
+            if j % 3 == 0:
+                return decisions + router.on_call_event(CallAnswered(out, now, agent, 0.0))
+            if j % 3 == 1:
+                decisions += router.on_call_event(CallFailed(out, now, "BUSY", agent))
+            return decisions + hang_up(router, out, now)
     raise AssertionError(op)
 
 
@@ -587,16 +641,27 @@ def _check(router: Router, status: dict[str, str], queue_of: dict[str, str]) -> 
         for agent in agents:
             assert router.agents.get(agent).call_id == call_id
     free = {a for q in TRAFFIC_QUEUES for a in router.available(q)}
+    resting = router.resting()
     for agent in router.agents:
         assert (agent.state is AgentState.RINGING) == (agent.id in ringing_agents)
-        assert (agent.state is AgentState.AVAILABLE) == (agent.id in free)
+        # Free unless resting from a caller it missed, who then still waits.
+        expected = agent.state is AgentState.AVAILABLE and agent.id not in resting
+        assert expected == (agent.id in free)
+    waiting_now = {c.call_id for q in TRAFFIC_QUEUES for c in router.waiting(q)}
+    assert all(call_id in waiting_now for call_id in resting.values())
     waiting_ids = {c.call_id for q in TRAFFIC_QUEUES for c in router.waiting(q)}
     on_call = {a.call_id for a in router.agents if a.state is AgentState.ON_CALL}
     assert not waiting_ids & offered.keys()
-    # No caller is lost: queued (waiting or ringing), connected, or finished.
+    out = router.callbacks_out()
+    retrying = {r for r, how in out.items() if how == "retrying"}
+    assert not retrying & (waiting_ids | offered.keys())
+    # No caller is lost: queued (waiting, ringing, or a callback waiting for its retry),
+    # connected (a callback: dialling the customer, then connected), or finished.
     for call_id, where in status.items():
-        assert (call_id in waiting_ids or call_id in offered) == (where == "queued"), call_id
-        assert (call_id in on_call) == (where == "connected"), call_id
+        queued = call_id in waiting_ids or call_id in offered or call_id in retrying
+        assert queued == (where == "queued"), call_id
+        assert (call_id in on_call) == (where in ("connected", "dialling")), call_id
+        assert (out.get(call_id) == "dialling") == (where == "dialling"), call_id
     assert waiting_ids | offered.keys() | on_call <= status.keys()
 
 
@@ -628,16 +693,27 @@ def test_invariants_hold_under_random_traffic(steps: list[tuple[str, int, int, f
                     status[event.call_id] = event.kind
                 case CallbackRequested():
                     status[event.call_id] = "callback requested"
+                case CallbackDialling():
+                    status[event.call_id] = "dialling"
+                case CallbackFailed():
+                    status[event.call_id] = "queued" if event.retry_at else "given up"
+                case CallbackGivenUp():
+                    assert status[event.call_id] == "given up"
         _check(router, status, queue_of)
 
 
 def test_max_wait_still_applies_after_a_missed_offer() -> None:
     router = make_router(
-        {"max_wait": 20, "ring_timeout": 15, "overflow": {"kind": "voicemail", "target": "9000"}}
+        {
+            "max_wait": 20,
+            "ring_timeout": 15,
+            "retry": 0,
+            "overflow": {"kind": "voicemail", "target": "9000"},
+        }
     )
     router.login("6001", 0.0)
     park(router, "c1", 0.0)
-    router.tick(15.0)  # rang out; Alice is rung again until 30
+    router.tick(15.0)  # rang out; Alice is rung again (no retry pause) until 30
     assert router.offer_failed("c1", "6001", "busy", 16.0) == [
         Offer("c1", "lab", "sales", ("6001",), None, 15)
     ]
