@@ -19,7 +19,7 @@ from typing import Any
 from acd.events import AcdEvent
 from acd.figures import QueueFigures
 from callcenter.settings import ConfigError, Settings, load_settings, require_production_secrets
-from cti.calls.events import CallEvent
+from cti.calls.events import DeviceStateChanged, PbxEvent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,7 +191,18 @@ def _serve(reactor: Any, settings: Settings, duration: float | None) -> int:
         + ", ".join(f"{k} {tally[k]}" for k in ("arrived", "answered", "abandoned", "ended")),
         flush=True,
     )
-    return 0
+    return _history_exit_code(app.history_closed)
+
+
+def _history_exit_code(closed: list[Any]) -> int:
+    """0 when every history event is in the database or kept in a spool for the next start;
+    1 when some could not be kept, or the histories were never closed."""
+    if closed and all(c.all_kept for c in closed):
+        return 0
+    lost = sum(c.lost for c in closed)
+    what = f"{lost} history events were lost" if closed else "the histories were not closed"
+    print(f"callcenter: {what} at shutdown (see the log)", file=sys.stderr, flush=True)
+    return 1
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -218,14 +229,17 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def describe(event: CallEvent) -> str:
-    """One readable line per call event, for the console."""
+def describe(event: PbxEvent) -> str:
+    """One readable line per call event (or agent device state), for the console."""
     import time
 
     stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
+    if isinstance(event, DeviceStateChanged):
+        return f"{stamp} {'device':<22} {event.state:<12} {event.interface}"
     fields = event.to_record()
     fields.pop("kind"), fields.pop("call_id"), fields.pop("at")
-    detail = " ".join(f"{k}={_short(v)}" for k, v in fields.items() if v not in (None, "", {}))
+    shown = {k: v for k, v in fields.items() if v not in (None, "", {}, False)}
+    detail = " ".join(f"{k}={_short(v)}" for k, v in shown.items())
     return f"{stamp} {event.call_id:<22} {event.kind:<12} {detail}"
 
 

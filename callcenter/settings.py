@@ -100,6 +100,10 @@ class DatabaseSettings(_Section):
         return make_url(self.url.get_secret_value()).render_as_string(hide_password=True)
 
 
+#: URL schemes redis-py connects with.
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
 class HistorySettings(_Section):
     """The call and ACD history writers (``cti.history``): every event goes to a local spool
     on disk first, so a database outage never stops AMI reading; the spool drains to the
@@ -135,6 +139,21 @@ class RedisSettings(_Section):
 
     url: SecretStr | None = None
 
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        scheme, found, _ = value.get_secret_value().partition("://")
+        if not found or scheme.lower() not in REDIS_SCHEMES:
+            # Only the scheme is shown: the rest may hold a password.
+            what = f"scheme {scheme.lower()!r}" if found else "no scheme"
+            raise ValueError(
+                f"not a Redis URL ({what}); use redis://host:6379/0, "
+                "rediss://host:6380/0 (TLS) or unix:///path/to/redis.sock"
+            )
+        return value
+
 
 class HttpSettings(_Section):
     """The agent and supervisor API."""
@@ -166,6 +185,20 @@ class TrafficSettings(_Section):
     seed: int | None = None
     #: ``name,number`` CSV of callers; relative to the configuration file. None: a built-in list.
     customers: Path | None = None
+
+
+class CallSettings(_Section):
+    """How the call model reads this PBX's dialplan (``cti.calls.model``)."""
+
+    #: Contexts where inbound calls land (a new channel there starts a call).
+    inbound_contexts: tuple[str, ...] = Field(("inbound",), min_length=1)
+    #: The UserEvent by which the holding dialplan announces a parked caller.
+    parked_event: str = Field("CtiParked", min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    #: Where the holding dialplan parks callers: context -> extension -> lane. A snapshot
+    #: taken after a restart carries no UserEvent: this is how it tells parked callers.
+    holding: dict[str, dict[str, str]] = {"holding": {"s": "external", "moh": "external-moh"}}
+    #: Channel variables copied onto each call (``__`` inheritance prefixes ignored).
+    variables: tuple[str, ...] = ("CTI_ACCOUNT", "IVR_CHOICE", "CTI_ROUTE")
 
 
 class SimulatorSettings(_Section):
@@ -204,8 +237,18 @@ class Settings(_Section):
     redis: RedisSettings = RedisSettings()
     http: HttpSettings = HttpSettings()
     numbering: NumberingSettings = NumberingSettings()
+    calls: CallSettings = CallSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _redis_for_shared_state(self) -> Settings:
+        if self.acd.state == "redis" and self.redis.url is None:
+            raise ValueError(
+                "acd.state 'redis' needs redis.url (CALLCENTER_REDIS__URL), "
+                "e.g. redis://127.0.0.1:6379/0"
+            )
+        return self
 
 
 def history_spool_dir(settings: Settings) -> Path | None:
