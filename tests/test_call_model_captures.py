@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from cti.ami.codec import Message
 from cti.calls.events import (
     Agent,
+    AgentChanged,
     CallAbandoned,
     CallAnswered,
     CallArrived,
@@ -94,7 +95,8 @@ def test_01_queue_answered(name: str) -> None:
     assert isinstance(arrived, CallArrived)
     assert arrived.caller.number == "+15551230001"
     assert arrived.caller.name == "Alice Example"
-    assert arrived.caller.raw_number == "5551230001"
+    # The PBX's caller ID once the inbound dialplan normalised it (NewCallerid).
+    assert arrived.caller.raw_number == "+15551230001"
     assert arrived.dialled == "5000"
     assert arrived.channel == "Local/5000@inbound-00000000;2"
     assert arrived.at == pytest.approx(1795356693.259209)
@@ -122,11 +124,14 @@ def test_02_queue_abandon_after_three_offers() -> None:
     (call,) = by_call(events).values()
     assert kinds(call) == [
         "arrived", "queued",
-        "offered", "offer_missed", "offered", "offer_missed", "offered",
+        "offered", "offer_missed", "offered", "offer_missed", "offered", "offer_missed",
         "abandoned", "ended",
     ]  # fmt: skip
     assert {e.agent.interface for e in only(call, CallOffered)} == {"Local/6101@agents-noanswer"}
-    assert [m.ring_time for m in only(call, OfferMissed)] == [4.0, 4.0]  # RingTime was in ms
+    missed = only(call, OfferMissed)
+    assert [m.ring_time for m in missed[:2]] == [4.0, 4.0]  # RingTime was in ms
+    # The third offer still rang when the caller hung up: it ends too, with that reason.
+    assert [m.reason for m in missed] == ["no answer", "no answer", "caller hung up"]
     (abandoned,) = only(call, CallAbandoned)
     assert (abandoned.wait, abandoned.queue, abandoned.position) == (11.0, "support", 1)
     (ended,) = only(call, CallEnded)
@@ -178,8 +183,9 @@ def test_04_asyncagi() -> None:
 def test_05_external_acd_bridge() -> None:
     events, _ = run("05-external-acd-bridge.jsonl")
     (call,) = by_call(events).values()
-    assert kinds(call) == ["arrived", "parked", "offered", "answered", "ended"]
-    arrived, parked, offered, answered, ended = call
+    assert kinds(call) == ["arrived", "parked", "offered", "answered", "agent_hung_up", "ended"]
+    arrived, parked, offered, answered, hung_up, ended = call
+    assert hung_up.agent == offered.agent  # the ACD must release the caller now
     assert arrived.caller.number == "+15557654321"
     assert isinstance(parked, CallParked)
     assert (parked.lane, parked.channel) == ("external", "Local/5003@inbound-0000000a;2")
@@ -217,14 +223,18 @@ def test_06_blind_and_attended_transfer() -> None:
 
     # A) Asterisk sends an Unhold for the blind transferer, who was never held: not reported.
     assert kinds(blind_call) == [
-        "arrived", "queued", "offered", "answered", "transferred", "ended",
+        "arrived", "queued", "offered", "answered", "transferred", "agent_changed", "ended",
     ]  # fmt: skip
     assert only(blind_call, CallAnswered)[0].agent == bob
     (blind,) = only(blind_call, CallTransferred)
     assert (blind.method, blind.by, blind.target) == ("blind", bob, "6003@xfer")
-    # The transferee reached the target: its agent leg is the call's agent now.
+    assert blind.transferer == "agent"
+    # The transferee reached the target: its agent leg is the call's agent now, and says so.
+    carol = Agent("Local/6003@agents", None, "Local/6003@agents-0000000e;1")
+    (changed,) = only(blind_call, AgentChanged)
+    assert changed.agent == carol
     done = ended_call(model, "1795356756.26")
-    assert done.agent == Agent("Local/6003@agents", None, "Local/6003@agents-0000000e;1")
+    assert done.agent == carol
 
     # B) The transferer is held while consulting, then hangs up: no Unhold comes for it.
     assert kinds(attended_call) == [
@@ -476,7 +486,7 @@ def test_11_acd_failures() -> None:
     assert missed.ring_time == pytest.approx(4.0, abs=0.05)  # Originate Timeout, Reason 3
     (abandoned,) = only(call, CallAbandoned)
     # Still parked after the failed offer: hanging up is an abandon from holding.
-    assert abandoned.queue == "external" and abandoned.position is None
+    assert abandoned.lane == "external" and abandoned.position is None
     assert abandoned.wait == pytest.approx(4.0, abs=0.05)
     assert only(call, CallEnded)[0].ended_by == "caller"
     assert not model.calls
@@ -506,7 +516,7 @@ def test_12_external_acd_with_six_parked_callers() -> None:
         assert ended.ended_by == "caller"
         if channel in gave_up:
             assert kinds(call) == ["arrived", "parked", "abandoned", "ended"]
-            assert only(call, CallAbandoned)[0].queue == "external-moh"
+            assert only(call, CallAbandoned)[0].lane == "external-moh"
             continue
         offers = [o.agent.interface for o in only(call, CallOffered)]
         missed = [m.agent.interface for m in only(call, OfferMissed)]
@@ -581,7 +591,7 @@ def test_13_a_backend_started_mid_traffic_replays_to_the_truth(suffix: str) -> N
         # The wait counts from parking, not from the login.
         assert park.at == pytest.approx(parked["parked_at"], abs=1.0)
         (abandoned,) = only(call, CallAbandoned)
-        assert abandoned.queue == parked["lane"]
+        assert abandoned.lane == parked["lane"]
         assert abandoned.wait == pytest.approx(abandoned.at - parked["parked_at"], abs=1.0)
 
     bridge = truth["acd_bridge"]
@@ -635,3 +645,76 @@ def test_13_a_restarted_backend_ends_the_calls_it_left_open_once() -> None:
     assert (ended.ended_by, ended.answered, ended.talk_time) == ("system", True, None)
     assert ended.ended_after == 1796059830.0 and ended.at > ended.ended_after
     assert kinds(calls["1796059845.148"]) == ["arrived", "answered", "ended"]
+
+
+# ---------------------------------------------------------------------------- 14
+
+_LOCAL_OPT_RAW: bytes | None = None
+
+
+def _assert_14(events: list[CallEvent]) -> None:
+    """Recording 14: Local channel optimisation, a masked caller ID, a caller's transfer."""
+    calls = by_call(events)
+    assert len(calls) == 3
+    ada, bruno, chidi = calls["1796059871.152"], calls["1796059875.158"], calls["1796059880.162"]
+
+    # (a) The queue member's Local pair is optimised away: same agent, same call, talk time
+    # to the caller's real hang-up (872.735 -> 878.729), ended by the caller.
+    assert kinds(ada) == ["arrived", "queued", "offered", "answered", "ended"]
+    (answered,) = only(ada, CallAnswered)
+    assert (answered.agent.name, answered.queue) == ("Agent Dora", "desk")
+    (ended,) = only(ada, CallEnded)
+    assert ended.ended_by == "caller"
+    assert ended.talk_time == pytest.approx(6.0, abs=0.05)
+
+    # (b) The dialplan masked the number and then the name before anything was announced:
+    # every event shows the masked identity, never the original.
+    (arrived,) = only(bruno, CallArrived)
+    assert (arrived.caller.number, arrived.caller.name) == ("+31201234567", "Masked Caller")
+    assert arrived.original_caller is None  # not kept unless the settings allow it
+    assert "5553217788" not in json.dumps([e.to_record() for e in bruno])
+    assert only(bruno, CallEnded)[0].ended_by == "caller"
+
+    # (c) The caller transferred the agent away with #1: the caller is the transferer and
+    # the one who ended the call; talk time runs to the transfer (app_queue says 7).
+    (transferred,) = only(chidi, CallTransferred)
+    assert (transferred.transferer, transferred.by) == ("caller", None)
+    assert transferred.target == "6004@xfer"
+    (ended,) = only(chidi, CallEnded)
+    assert ended.ended_by == "caller"
+    assert ended.talk_time == pytest.approx(6.4, abs=0.6)
+
+
+def test_14_local_optimisation_masked_caller_id_and_a_callers_transfer() -> None:
+    events, model = run("14-local-optimization-callerid.jsonl")
+    _assert_14(events)
+    assert not model.calls
+
+
+def test_14_keeps_the_original_caller_id_where_allowed() -> None:
+    model = CallModel(keep_original_caller_id=True)
+    events = replay(capture("14-local-optimization-callerid.jsonl"), model)
+    (arrived,) = [e for e in only(events, CallArrived) if e.call_id == "1796059875.158"]
+    assert arrived.caller.number == "+31201234567"
+    assert arrived.original_caller is not None
+    assert arrived.original_caller.name == "Bruno Castillo"
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(min_value=1, max_value=9000), min_size=1, max_size=300))
+def test_14_in_random_reads(sizes: list[int]) -> None:
+    global _LOCAL_OPT_RAW
+    if _LOCAL_OPT_RAW is None:
+        _LOCAL_OPT_RAW = capture("14-local-optimization-callerid.raw").read_bytes()
+    _assert_14(replay(read_raw(_LOCAL_OPT_RAW, sizes), CallModel()))
+
+
+def test_14_the_optimised_agent_stays_busy_until_the_real_hang_up() -> None:
+    """app_queue's member device goes idle at the optimisation (README 14): the model keeps
+    it busy while the channel that replaced it is up."""
+    model = CallModel()
+    events = replay(capture("14-local-optimization-callerid.jsonl"), model, devices=True)
+    desk = [e for e in events if isinstance(e, DeviceStateChanged)
+            and e.interface == "Local/7001@agent-desk"]  # fmt: skip
+    assert [e.state for e in desk] == ["busy", "idle"]
+    assert desk[-1].at == pytest.approx(1796059878.729, abs=0.05)

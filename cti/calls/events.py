@@ -75,6 +75,19 @@ class CallArrived(CallEvent):
     channel: str
     direction: str = "inbound"
     callback: str | None = None
+    #: The caller ID the call first had, when the dialplan changed it before the call was
+    #: announced and the settings allow keeping it (``calls.keep_original_caller_id``).
+    original_caller: Caller | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallerChanged(CallEvent):
+    """The PBX changed the caller's identity after the call was announced (a dialplan
+    ``Set(CALLERID(...))``, e.g. a number masked for privacy): ``caller`` is the current
+    one, which screens and history show from now on."""
+
+    kind: ClassVar[str] = "caller_changed"
+    caller: Caller
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +136,14 @@ class CallOffered(CallEvent):
 
 @dataclass(frozen=True, slots=True)
 class OfferMissed(CallEvent):
-    """An agent let the offer ring out (or it was cancelled) without answering."""
+    """An offer ended without the agent answering; ``reason``: ``no answer`` (rang out or
+    refused), ``caller hung up``, or ``answered elsewhere`` (another agent took it)."""
 
     kind: ClassVar[str] = "offer_missed"
     agent: Agent
     ring_time: float
     queue: str | None = None
+    reason: str = "no answer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,28 +178,41 @@ class CallUnheld(CallEvent):
 class CallTransferred(CallEvent):
     """The call moved to another party: ``method`` is ``blind`` or ``attended``.
 
-    ``by`` is the transferring agent when known; ``target`` the extension (blind) or the
-    channel now talking to the caller (attended).
+    ``transferer`` says who transferred (Asterisk's TransfererChannel): ``agent`` (then
+    ``by`` is that agent) or ``caller`` (a caller may transfer too, e.g. with the ``#1``
+    feature: the caller leaves, the agent goes on to the target). ``target`` is the
+    extension (blind) or the channel now talking to the caller (attended).
     """
 
     kind: ClassVar[str] = "transferred"
     method: str
     by: Agent | None
     target: str | None
+    transferer: str = "agent"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentChanged(CallEvent):
+    """The call is with another agent now: the target of a blind transfer answered."""
+
+    kind: ClassVar[str] = "agent_changed"
+    agent: Agent
 
 
 @dataclass(frozen=True, slots=True)
 class CallAbandoned(CallEvent):
     """The caller hung up while waiting, after ``wait`` seconds.
 
-    In a PBX queue ``queue`` and ``position`` are app_queue's; a caller parked for the
-    product's own ACD has its holding lane as ``queue`` and no position.
+    In a PBX queue ``queue`` and ``position`` are app_queue's. A caller parked for the
+    product's own ACD has its holding ``lane``, and the ACD's queue and last announced
+    position when the ACD told the PBX (channel variables ``CTI_QUEUE``, ``CTI_POSITION``).
     """
 
     kind: ClassVar[str] = "abandoned"
     wait: float
     queue: str | None = None
     position: int | None = None
+    lane: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,8 +271,64 @@ class DeviceStateChanged:
         return {"kind": self.kind, **asdict(self)}
 
 
-#: What the call model publishes: call events and the state of the devices agents use.
-PbxEvent = CallEvent | DeviceStateChanged
+@dataclass(frozen=True, slots=True)
+class AgentHungUp(CallEvent):
+    """The agent's leg hung up while the caller was still on the line (the agent ended the
+    conversation; for a caller the product's ACD bridged, the caller must be released)."""
+
+    kind: ClassVar[str] = "agent_hung_up"
+    agent: Agent
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackAsked(CallEvent):
+    """The waiting caller asked to be called back at ``number`` (the holding dialplan's
+    ``UserEvent CtiCallback``, sent on a key press)."""
+
+    kind: ClassVar[str] = "callback_asked"
+    number: str
+
+
+@dataclass(frozen=True, slots=True)
+class OriginateOutcome:
+    """How an originated leg ended up (``OriginateResponse``): ``answered``, or not with
+    ``reason`` (no answer, busy, congestion, failed, hung up). ``leg_id`` is its Uniqueid:
+    the ``ChannelId`` the originator chose, which names the leg even when it failed."""
+
+    kind: ClassVar[str] = "originate_outcome"
+    at: float
+    leg_id: str
+    channel: str | None
+    answered: bool
+    reason: str
+    restored: bool = field(default=False, kw_only=True)
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready dict (``kind`` first)."""
+        return {"kind": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackLegEnded:
+    """The agent leg of a callback request hung up without ever dialling the customer (no
+    outbound call exists for it): the attempt did not happen."""
+
+    kind: ClassVar[str] = "callback_leg_ended"
+    at: float
+    request_id: str
+    channel: str
+    cause_text: str | None
+    restored: bool = field(default=False, kw_only=True)
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready dict (``kind`` first)."""
+        return {"kind": self.kind, **asdict(self)}
+
+
+#: What the call model publishes: call events, the state of the devices agents use, and the
+#: outcome of the legs the ACD originates (these last three are the PBX's present, not
+#: history).
+PbxEvent = CallEvent | DeviceStateChanged | OriginateOutcome | CallbackLegEnded
 
 
 ALL_EVENTS: tuple[type[CallEvent], ...] = (
@@ -262,4 +346,8 @@ ALL_EVENTS: tuple[type[CallEvent], ...] = (
     CallAbandoned,
     CallFailed,
     CallEnded,
+    CallerChanged,
+    AgentChanged,
+    AgentHungUp,
+    CallbackAsked,
 )

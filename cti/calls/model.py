@@ -27,16 +27,22 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from fnmatch import fnmatchcase
 from types import MappingProxyType
 
 from cti.ami.codec import Message
 from cti.calls.events import (
     Agent,
+    AgentChanged,
+    AgentHungUp,
     CallAbandoned,
     CallAnswered,
     CallArrived,
+    CallbackAsked,
+    CallbackLegEnded,
     CallEnded,
     Caller,
+    CallerChanged,
     CallEvent,
     CallFailed,
     CallHeld,
@@ -49,6 +55,7 @@ from cti.calls.events import (
     DigitsReceived,
     IvrEntered,
     OfferMissed,
+    OriginateOutcome,
     PbxEvent,
 )
 from cti.calls.numbers import DEFAULT_PLAN, WITHHELD, NumberingPlan, normalise
@@ -88,6 +95,20 @@ _GONE_KEPT = 4096
 #: the hint was removed.
 _HINT_STATES = {0: "idle", 4: "unavailable", 8: "ringing"}
 
+#: OriginateResponse ``Reason`` codes (Asterisk's AST_CONTROL_* numbers) in words.
+ORIGINATE_REASONS = {
+    "0": "failed",
+    "1": "hung up",
+    "3": "no answer",
+    "4": "answered",
+    "5": "busy",
+    "8": "congestion",
+}
+
+#: Channel variables by which the product's ACD tells the PBX (and so this model) an agent
+#: leg's queue and agent, and a waiting caller's queue and position.
+_ACD_VARIABLES = frozenset({"CTI_QUEUE", "CTI_AGENT", "CTI_POSITION"})
+
 #: Where the lab's holding dialplan parks callers: context -> extension -> lane.
 DEFAULT_HOLDING = MappingProxyType(
     {"holding": MappingProxyType({"s": "external", "moh": "external-moh"})}
@@ -124,6 +145,8 @@ class Call:
     attributes: dict[str, str] = field(default_factory=dict)
     ended_at: float | None = None
     ended_by: str | None = None
+    #: The caller ID before the dialplan changed it, kept only where the settings allow.
+    original_caller: Caller | None = None
     #: ``inbound``, or ``outbound`` for a callback's call to the customer (``caller`` is then
     #: the customer, ``channel`` the customer's leg, ``agent`` the agent leg that dialled,
     #: ``variables["CTI_CALLBACK"]`` the ACD's request id).
@@ -139,8 +162,15 @@ class Call:
     _caller_left_human: bool = field(default=True, repr=False)
     _cause: int | None = field(default=None, repr=False)
     _cause_text: str | None = field(default=None, repr=False)
-    _offers: dict[str, tuple[Agent, float]] = field(default_factory=dict, repr=False)
+    # Offers ringing: the product's ACD's by agent leg Uniqueid, app_queue's by agent leg
+    # (agent, since, queue).
+    _offers: dict[str, tuple[Agent, float, str | None]] = field(default_factory=dict, repr=False)
+    _rings: dict[str, tuple[Agent, float, str | None]] = field(default_factory=dict, repr=False)
+    # The product's ACD's queue and the position it last announced (CTI_QUEUE, CTI_POSITION).
+    _acd_queue: str | None = field(default=None, repr=False)
+    _acd_position: int | None = field(default=None, repr=False)
     _agi_kind: str | None = field(default=None, repr=False)
+    _caller_transferred: bool = field(default=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -152,6 +182,12 @@ class _Channel:
     number: str | None = None
     #: The callback request an ACD-originated agent leg works for (its CTI_CALLBACK).
     callback: str | None = None
+    #: An ACD-originated agent leg's queue and agent name (its CTI_QUEUE and CTI_AGENT).
+    queue: str | None = None
+    agent_name: str | None = None
+    #: The device of a Local channel this one replaced (Local channel optimisation): the
+    #: agent is still on that device's call, so it stays busy until this channel hangs up.
+    replaces: str | None = None
 
 
 def _base(name: str) -> str:
@@ -204,6 +240,10 @@ def _int(value: str | None) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _is_pattern(context: str) -> bool:
+    return any(c in context for c in "*?[")
 
 
 def _created_at(leg: Message, now: float) -> float:
@@ -261,7 +301,8 @@ class CallModel:
 
     ``inbound_contexts``: dialplan contexts where inbound calls land (a new channel there
     with ``Uniqueid == Linkedid`` starts a call). ``parked_event``: the ``UserEvent`` name by
-    which the holding dialplan announces a parked caller. ``holding``: where that dialplan
+    which the holding dialplan announces a parked caller, ``callback_event`` the one by which
+    it asks for a callback (``callback_asked``). ``holding``: where that dialplan
     parks callers (context -> extension -> lane), so that a snapshot, which carries no
     UserEvent, still tells parked callers and their lanes. ``variables``: channel variables
     copied onto :attr:`Call.variables`. ``keep_ended``: how many finished calls stay in
@@ -282,15 +323,22 @@ class CallModel:
         plan: NumberingPlan = DEFAULT_PLAN,
         inbound_contexts: Iterable[str] = ("inbound",),
         parked_event: str = "CtiParked",
+        callback_event: str = "CtiCallback",
         holding: Mapping[str, Mapping[str, str]] = DEFAULT_HOLDING,
         variables: Iterable[str] = ("CTI_ACCOUNT", "IVR_CHOICE", "CTI_ROUTE"),
         keep_ended: int = 100,
         callback_variable: str = "CTI_CALLBACK",
+        keep_original_caller_id: bool = False,
     ) -> None:
         self._plan = plan
         self._callback_var = callback_variable
-        self._inbound = frozenset(inbound_contexts)
+        # Exact names, and glob patterns (``from-*``) for PBXs with one context per trunk.
+        contexts = list(inbound_contexts)
+        self._inbound = frozenset(c for c in contexts if not _is_pattern(c))
+        self._inbound_patterns = tuple(c for c in contexts if _is_pattern(c))
+        self._keep_original = keep_original_caller_id
         self._parked_event = parked_event
+        self._callback_event = callback_event
         self._holding = {context: dict(lanes) for context, lanes in holding.items()}
         self._tracked = frozenset(variables)
         self._calls: dict[str, Call] = {}
@@ -309,6 +357,12 @@ class CallModel:
         self._hint_states: dict[str, str] = {}
         self._device_states: dict[str, str] = {}
         self._dirty: set[str] = set()
+        # Local channels being optimised away (Uniqueid -> the channel replacing them): their
+        # hang-up is not a party leaving.
+        self._optimised: dict[str, str] = {}
+        # Live calls by caller number (insertion-ordered sets), to match an agent leg the
+        # ACD originated with the caller's number without scanning every call.
+        self._by_number: dict[str, dict[str, None]] = {}
         # Calls a previous run left open (call_id -> last seen alive): the first snapshot
         # closes those that are gone.
         self._expected: dict[str, tuple[float, float, bool]] = {}
@@ -347,6 +401,7 @@ class CallModel:
             "SoftHangupRequest": self._on_hangup_request,
             "Hangup": self._on_hangup,
             "ExtensionStatus": self._on_extension_status,
+            "LocalOptimizationBegin": self._on_local_optimization,
         }
 
     # ------------------------------------------------------------------ public API
@@ -367,7 +422,7 @@ class CallModel:
             if name not in self._ignored and headers[0][0].lower() == "event":
                 # Once per name: the log says what the model ignores without flooding.
                 self._ignored.add(name)
-                log.info("call model ignores %s events (first: %s)", name, _context(message))
+                log.debug("call model ignores %s events (first: %s)", name, _context(message))
             return []
         out: list[PbxEvent] = []
         at = self._time(message, received_at)
@@ -441,6 +496,7 @@ class CallModel:
                     call.dialled,
                     call.channel,
                     restored=restored,
+                    original_caller=call.original_caller,
                 )
             )
 
@@ -451,13 +507,15 @@ class CallModel:
         agents use)."""
         if ch.is_caller:
             return
-        interface = _interface(ch.name)
-        count = self._device_channels.get(interface, 0) + delta
-        if count > 0:
-            self._device_channels[interface] = count
-        else:
-            self._device_channels.pop(interface, None)
-        self._dirty.add(interface)
+        for interface in (_interface(ch.name), ch.replaces):
+            if interface is None:
+                continue
+            count = self._device_channels.get(interface, 0) + delta
+            if count > 0:
+                self._device_channels[interface] = count
+            else:
+                self._device_channels.pop(interface, None)
+            self._dirty.add(interface)
 
     def _apply_hint(self, msg: Message) -> None:
         # "PJSIP/6001&Custom:DND,CustomPresence:..." combines devices: only a hint on one
@@ -486,6 +544,23 @@ class CallModel:
                 self._device_states[interface] = state
             out.append(DeviceStateChanged(at, interface, state, restored=restored))
         self._dirty.clear()
+
+    def _add_call(self, call: Call) -> None:
+        self._calls[call.call_id] = call
+        self._index_number(call, call.caller.number, new=True)
+
+    def _index_number(self, call: Call, number: str | None, *, new: bool = False) -> None:
+        """Keep ``_by_number`` (caller number -> live call ids) up to date as ``call``'s
+        number becomes ``number`` (None: the call is gone or has no number)."""
+        old = None if new else call.caller.number
+        if old == number and not new:
+            return
+        if old is not None and (ids := self._by_number.get(old)) is not None:
+            ids.pop(call.call_id, None)
+            if not ids:
+                del self._by_number[old]
+        if number is not None:
+            self._by_number.setdefault(number, {})[call.call_id] = None
 
     def _caller(self, number: str | None, name: str | None) -> Caller:
         raw = _text(number)
@@ -544,7 +619,7 @@ class CallModel:
         if call is not None:
             self._join(call, uid, name)
             return
-        if uid == linkedid and msg.get("Context") in self._inbound:
+        if uid == linkedid and self._is_inbound(msg.get("Context")):
             # The PBX runs the ;2 half of a Local pair; a real trunk channel is both halves.
             leg = f"{_base(name)};2" if name.endswith(";1") else name
             call = Call(
@@ -554,10 +629,10 @@ class CallModel:
                 channel=leg,
                 arrived_at=at,
             )
-            self._calls[uid] = call
+            self._add_call(call)
             self._join(call, uid, name)
-            if call.caller.number is not None:
-                self._announce(call, out)
+            # Not announced yet: the inbound dialplan may still change the caller ID (a
+            # privacy mask); the call is announced with its first event or when answered.
             return
         number = normalise(_text(msg.get("CallerIDNum")), self._plan)
         ch = _Channel(uid, name, None, False, number)
@@ -573,16 +648,28 @@ class CallModel:
             ch.number = caller.number
             return
         call = self._calls.get(ch.call_id)
-        if call is None or not ch.is_caller or caller.number is None:
+        # Only the PBX's own leg of the caller carries the identity the dialplan set (the
+        # human ;1 half and agent legs keep the original, recording 14).
+        if call is None or ch.name != call.channel or caller == call.caller:
             return
-        if call.caller.number is None:
-            call.caller = caller
-        self._announce(call, out)
+        known = call.caller.number is not None or call.caller.name is not None
+        if call.original_caller is None and self._keep_original and known:
+            call.original_caller = call.caller
+        self._index_number(call, caller.number)
+        call.caller = caller
+        if call._announced:
+            self._emit(call, CallerChanged(call.call_id, at, caller), out)
 
     def _on_newstate(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         ch = self._channel(msg)
         call = self._call_of(ch)
-        if call is not None and ch is not None and ch.is_caller:
+        # Answered by the dialplan: the caller ID it set before is the one to show.
+        if (
+            call is not None
+            and ch is not None
+            and ch.name == call.channel
+            and msg.get("ChannelStateDesc") == "Up"
+        ):
             self._announce(call, out)
 
     def _on_varset(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
@@ -596,12 +683,35 @@ class CallModel:
             if leg is not None and leg.call_id is None:
                 leg.callback = msg.get("Value") or None
             return
+        if name in _ACD_VARIABLES:
+            self._acd_variable(msg, name)
         if name not in self._tracked:
             return
         ch = self._channel(msg)
         call = self._call_of(ch)
         if call is not None and ch is not None and ch.is_caller:
             call.variables[name] = msg.get("Value") or ""
+
+    def _acd_variable(self, msg: Message, name: str) -> None:
+        """What the product's ACD tells the PBX in channel variables: an agent leg's queue
+        and agent (set by its Originate), a waiting caller's queue and position."""
+        value = msg.get("Value") or None
+        ch = self._channels.get(msg.get("Uniqueid") or "")
+        if ch is None:
+            return
+        if ch.call_id is None:
+            if name == "CTI_QUEUE":
+                ch.queue = value
+            elif name == "CTI_AGENT":
+                ch.agent_name = value
+            return
+        call = self._call_of(ch)
+        if call is None or ch.name != call.channel:
+            return
+        if name == "CTI_QUEUE":
+            call._acd_queue = value
+        elif name == "CTI_POSITION":
+            call._acd_position = _int(value)
 
     # ------------------------------------------------------------------ self-service
 
@@ -665,6 +775,19 @@ class CallModel:
         self._emit(call, DigitsReceived(call.call_id, at, digit), out)
 
     def _on_userevent(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
+        if msg.get("UserEvent") == self._callback_event:
+            # The holding dialplan's key press: the caller asks to be called back.
+            asked = self._calls.get(msg.get("Linkedid") or "")
+            number = _text(msg.get("Number"))
+            if asked is not None and number:
+                self._emit(asked, CallbackAsked(asked.call_id, at, number), out)
+            else:
+                log.warning(
+                    "call model: %s without a live call or a Number ignored (%s)",
+                    self._callback_event,
+                    _context(msg),
+                )
+            return
         if msg.get("UserEvent") != self._parked_event:
             return
         call = self._caller_leg(msg)
@@ -699,16 +822,18 @@ class CallModel:
         call = self._caller_leg(msg)
         if call is not None:
             agent = self._queue_agent(msg)
-            self._emit(call, CallOffered(call.call_id, at, agent, msg.get("Queue")), out)
+            queue = msg.get("Queue")
+            call._rings[agent.channel or agent.interface] = (agent, at, queue)
+            self._emit(call, CallOffered(call.call_id, at, agent, queue), out)
 
     def _on_ring_no_answer(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         call = self._caller_leg(msg)
         if call is None:
             return
         ring_ms = _float(msg.get("RingTime")) or 0.0  # milliseconds here, seconds elsewhere
-        event = OfferMissed(
-            call.call_id, at, self._queue_agent(msg), ring_ms / 1000.0, msg.get("Queue")
-        )
+        agent = self._queue_agent(msg)
+        call._rings.pop(agent.channel or agent.interface, None)
+        event = OfferMissed(call.call_id, at, agent, ring_ms / 1000.0, msg.get("Queue"))
         self._emit(call, event, out)
 
     def _on_agent_connect(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
@@ -719,6 +844,8 @@ class CallModel:
         hold = _float(msg.get("HoldTime"))
         # app_queue's own HoldTime, so figures match the PBX's queue statistics.
         wait = hold if hold is not None else at - (call.waiting_since or call.arrived_at)
+        call._rings.pop(agent.channel or agent.interface, None)
+        self._end_offers(call, at, "answered elsewhere", out)  # ringall's other members
         self._connect(call, agent, at, wait)
         self._emit(call, CallAnswered(call.call_id, at, agent, wait, msg.get("Queue")), out)
 
@@ -737,6 +864,7 @@ class CallModel:
         wait = hold if hold is not None else at - (call.waiting_since or call.arrived_at)
         call.state = CallState.ABANDONED
         call.position = _int(msg.get("Position"))
+        self._end_offers(call, at, "caller hung up", out)
         event = CallAbandoned(call.call_id, at, wait, msg.get("Queue") or call.queue, call.position)
         self._emit(call, event, out)
 
@@ -762,10 +890,10 @@ class CallModel:
         call = self._parked_call_for(msg, leg)
         if call is None:
             return
-        agent = Agent(_interface(leg.name), None, leg.name)
-        call._offers[leg.uniqueid] = (agent, at)
+        agent = Agent(_interface(leg.name), leg.agent_name, leg.name)
+        call._offers[leg.uniqueid] = (agent, at, leg.queue)
         self._offered_legs[leg.uniqueid] = call.call_id
-        self._emit(call, CallOffered(call.call_id, at, agent), out)
+        self._emit(call, CallOffered(call.call_id, at, agent, leg.queue), out)
 
     def _outbound_dial(
         self,
@@ -797,7 +925,7 @@ class CallModel:
         call.waiting_since = at
         call.variables[self._callback_var] = request
         call._agent_base = _base(source.name)
-        self._calls[call_id] = call
+        self._add_call(call)
         base = _base(dest.name)
         # Both halves of a Local customer pair were created before the dial began.
         for ch in [c for c in self._channels.values() if c.call_id is None and
@@ -849,16 +977,22 @@ class CallModel:
         number = normalise(_text(msg.get("DestCallerIDNum")), self._plan) or leg.number
         if number is None:
             return None
+        # By number through the index: the cost does not grow with the live calls.
         candidates = [
             c
-            for c in self._calls.values()
-            if c.state is CallState.PARKED and c.caller.number == number
+            for c in (self._calls[i] for i in self._by_number.get(number, ()))
+            if c.state is CallState.PARKED
         ]
         if not candidates:
             return None
         return min(candidates, key=lambda c: (bool(c._offers), c.waiting_since or c.arrived_at))
 
     def _on_originate_response(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
+        leg_id = msg.get("Uniqueid")
+        if leg_id:
+            answered = msg.get("Response") == "Success"
+            reason = ORIGINATE_REASONS.get(msg.get("Reason") or "", "failed")
+            out.append(OriginateOutcome(at, leg_id, msg.get("Channel"), answered, reason))
         if msg.get("Response") != "Failure" or not self._offered_legs:
             return
         uid = msg.get("Uniqueid") or ""
@@ -869,7 +1003,7 @@ class CallModel:
             uid = ""
             for leg_uid, call_id in self._offered_legs.items():
                 call = self._calls[call_id]
-                agent, _ = call._offers[leg_uid]
+                agent = call._offers[leg_uid][0]
                 if agent.interface == interface and number in (None, call.caller.number):
                     uid = leg_uid
                     break
@@ -880,16 +1014,64 @@ class CallModel:
         call = self._calls.get(self._offered_legs.pop(leg_uid, ""))
         if call is None:
             return
-        agent, offered_at = call._offers.pop(leg_uid)
-        self._emit(call, OfferMissed(call.call_id, at, agent, at - offered_at), out)
+        agent, offered_at, queue = call._offers.pop(leg_uid)
+        self._emit(call, OfferMissed(call.call_id, at, agent, at - offered_at, queue), out)
+
+    def _end_offers(self, call: Call, at: float, reason: str, out: list[PbxEvent]) -> None:
+        """Close every offer still ringing for ``call`` (the caller left, or another agent
+        answered), so each ``offered`` has its end."""
+        for leg_uid, (agent, since, queue) in list(call._offers.items()):
+            self._offered_legs.pop(leg_uid, None)
+            missed = OfferMissed(call.call_id, at, agent, at - since, queue, reason)
+            self._emit(call, missed, out)
+        for agent, since, queue in call._rings.values():
+            missed = OfferMissed(call.call_id, at, agent, at - since, queue, reason)
+            self._emit(call, missed, out)
+        call._offers.clear()
+        call._rings.clear()
 
     # ------------------------------------------------------------------ bridges
+
+    def _on_local_optimization(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
+        # Asterisk removes a Local pair from the path (recording 14); which channel replaced
+        # which is told by the BridgeEnter with SwapUniqueid, not by DestUniqueId.
+        source = msg.get("SourceUniqueid") or ""
+        for key in ("LocalOneUniqueid", "LocalTwoUniqueid"):
+            uid = msg.get(key)
+            if uid and uid in self._channels:
+                self._optimised[uid] = source
+
+    def _swap(self, old_uid: str, new: _Channel) -> None:
+        """``new`` took ``old``'s place in a bridge: if ``old`` was a call's agent leg, the
+        same agent goes on talking through ``new`` (same call, same talk time)."""
+        old = self._channels.get(old_uid)
+        call = self._call_of(old)
+        if old is None or call is None or old.is_caller:
+            return
+        if new.call_id is None:
+            new.call_id = call.call_id
+        if call._agent_base is not None and _base(old.name) == call._agent_base:
+            agent = call.agent
+            call.agent = Agent(
+                agent.interface if agent else _interface(old.name),
+                agent.name if agent else None,
+                new.name,
+            )
+            call._agent_base = _base(new.name)
+            call._agent_left_at = None
+        if new.replaces is None:
+            new.replaces = old.replaces or _interface(old.name)
+            self._device_channels[new.replaces] = self._device_channels.get(new.replaces, 0) + 1
+            self._dirty.add(new.replaces)
 
     def _on_bridge_enter(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         bridge = msg.get("BridgeUniqueid")
         ch = self._channel(msg)
         if not bridge or ch is None:
             return
+        swapped = msg.get("SwapUniqueid")
+        if swapped:
+            self._swap(swapped, ch)
         members = self._bridges.setdefault(bridge, set())
         members.add(ch.uniqueid)
         caller = other = None
@@ -910,14 +1092,18 @@ class CallModel:
             call.state = CallState.CONNECTED
             call.agent = Agent(_interface(other.name), None, other.name)
             call._agent_base = _base(other.name)
+            self._emit(call, AgentChanged(call.call_id, at, call.agent), out)
         elif call.state in _WAITING and call.answered_at is None:
             # Not a PBX queue (AgentConnect tells those): a parked caller bridged to an agent.
             offer = call._offers.pop(other.uniqueid, None)
             self._offered_legs.pop(other.uniqueid, None)
             agent = offer[0] if offer else Agent(_interface(other.name), None, other.name)
+            queue = offer[2] if offer else call._acd_queue
             wait = at - (call.waiting_since or call.arrived_at)
             self._connect(call, agent, at, wait)
-            self._emit(call, CallAnswered(call.call_id, at, agent, wait), out)
+            self._end_offers(call, at, "answered elsewhere", out)
+            answered = CallAnswered(call.call_id, at, agent, wait, queue, call.lane)
+            self._emit(call, answered, out)
 
     def _on_bridge_leave(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         members = self._bridges.get(msg.get("BridgeUniqueid") or "")
@@ -968,6 +1154,13 @@ class CallModel:
             return
         exten, context = msg.get("Extension"), msg.get("Context")
         target = f"{exten}@{context}" if exten and context else exten
+        transferer = self._channels.get(msg.get("TransfererUniqueid") or "")
+        if transferer is not None and transferer.is_caller:
+            # The caller sent the agent on (recording 14): the customer is the one leaving.
+            call._caller_transferred = True
+            event = CallTransferred(call.call_id, at, "blind", None, target, "caller")
+            self._emit(call, event, out)
+            return
         by = call.agent
         call.state = CallState.TRANSFERRING
         # The transferer leaves the call; an Unhold for it may come before this or not at all.
@@ -996,12 +1189,21 @@ class CallModel:
             leg = self._channels.get(msg.get("TransferTargetUniqueid") or "")
             if leg is not None and not leg.is_caller:
                 leg.call_id = call.call_id
+        else:
+            # Completed while the target still rings: the departed agent has the call no
+            # more; whoever the caller is bridged to next is (``agent_changed``).
+            call.state = CallState.TRANSFERRING
+            call.agent = None
+            call._agent_base = None
         self._emit(call, CallTransferred(call.call_id, at, "attended", by, target), out)
 
     # ------------------------------------------------------------------ hang-up
 
-    def _note_leaving(self, ch: _Channel, call: Call, at: float) -> None:
-        """Remember who left first: that decides ``ended_by``."""
+    def _note_leaving(self, ch: _Channel, call: Call, at: float, out: list[PbxEvent]) -> None:
+        """Remember who left first: that decides ``ended_by``; the agent leaving first is
+        published (``agent_hung_up``)."""
+        if ch.uniqueid in self._optimised:
+            return  # a Local pair optimised out of the path: nobody left
         if ch.is_caller:
             if call._caller_left_at is None:
                 call._caller_left_at = at
@@ -1014,12 +1216,14 @@ class CallModel:
             and _base(ch.name) == call._agent_base
         ):
             call._agent_left_at = at
+            if call.agent is not None:
+                self._emit(call, AgentHungUp(call.call_id, at, call.agent), out)
 
     def _on_hangup_request(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         ch = self._channel(msg)
         call = self._call_of(ch)
         if call is not None and ch is not None:
-            self._note_leaving(ch, call, at)
+            self._note_leaving(ch, call, at, out)
 
     def _on_hangup(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         ch = self._channel(msg)
@@ -1028,6 +1232,10 @@ class CallModel:
         del self._channels[ch.uniqueid]
         self._count(ch, -1)
         self._gone[ch.uniqueid] = None
+        optimised = self._optimised.pop(ch.uniqueid, None) is not None
+        if ch.callback is not None and ch.call_id is None:
+            # A callback's agent leg gone without dialling the customer (no outbound call).
+            out.append(CallbackLegEnded(at, ch.callback, ch.name, msg.get("Cause-txt")))
         if len(self._gone) > _GONE_KEPT:
             del self._gone[next(iter(self._gone))]
         if ch.uniqueid in self._offered_legs:
@@ -1037,7 +1245,8 @@ class CallModel:
         if call is None:
             return
         call.held.discard(ch.name)  # no Unhold follows a hang-up
-        self._note_leaving(ch, call, at)
+        if not optimised:
+            self._note_leaving(ch, call, at, out)
         if not ch.is_caller:
             return
         cause = _int(msg.get("Cause"))
@@ -1048,14 +1257,18 @@ class CallModel:
             self._finish(call, at, out)
 
     def _finish(self, call: Call, at: float, out: list[PbxEvent]) -> None:
+        self._end_offers(call, at, "caller hung up", out)
         if call.state is CallState.PARKED:
             # Hung up while parked for the ACD: an abandon, though no PBX queue counted it.
             call.state = CallState.ABANDONED
             wait = at - (call.waiting_since or call.arrived_at)
-            self._emit(call, CallAbandoned(call.call_id, at, wait, call.lane), out)
+            abandoned = CallAbandoned(
+                call.call_id, at, wait, call._acd_queue, call._acd_position, call.lane
+            )
+            self._emit(call, abandoned, out)
         if call._agent_left_at is not None:
             ended_by = "agent"
-        elif call._caller_left_human:
+        elif call._caller_left_human or call._caller_transferred:
             ended_by = "caller"
         else:
             ended_by = "system"
@@ -1085,6 +1298,7 @@ class CallModel:
         call.ended_at = at
         call.ended_by = ended_by
         del self._calls[call.call_id]
+        self._index_number(call, None)
         self.recently_ended.append(call)
 
     # ------------------------------------------------------------------ resync
@@ -1205,6 +1419,13 @@ class CallModel:
             restored=True,
         )
 
+    def _is_inbound(self, context: str | None) -> bool:
+        if not context:
+            return False
+        return context in self._inbound or any(
+            fnmatchcase(context, pattern) for pattern in self._inbound_patterns
+        )
+
     def _lane_of(self, leg: Message | None) -> str | None:
         """The holding lane a snapshot's caller leg is in (by context and extension)."""
         if leg is None:
@@ -1223,13 +1444,13 @@ class CallModel:
         queued = any(m.get("Uniqueid") in entries for m in members)
         if (
             not queued
-            and local_context not in self._inbound
-            and (first.get("Context") not in self._inbound)
+            and not self._is_inbound(local_context)
+            and not self._is_inbound(first.get("Context"))
         ):
             return None
         leg = f"{_base(name)};2" if name.endswith(";1") else name
         pbx = next((m for m in members if m.get("Channel") == leg), first)
-        dialled = exten if local_context in self._inbound else _text(first.get("Exten"))
+        dialled = exten if self._is_inbound(local_context) else _text(first.get("Exten"))
         call = Call(
             call_id=linkedid,
             caller=self._caller(pbx.get("CallerIDNum"), pbx.get("CallerIDName")),
@@ -1239,7 +1460,7 @@ class CallModel:
             # leg tells when the call came in.
             arrived_at=min(_created_at(m, now) for m in members),
         )
-        self._calls[linkedid] = call
+        self._add_call(call)
         return call
 
     @staticmethod
