@@ -19,7 +19,31 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from .errors import (
+    AcdError,
+    AgentBusy,
+    AgentStateError,
+    AlreadyLoggedIn,
+    NotLoggedIn,
+    NotPaused,
+    UnknownAgent,
+)
 from .events import AgentStateChanged
+
+__all__ = [
+    "NO_ANSWER",
+    "AcdError",
+    "Agent",
+    "AgentBusy",
+    "AgentRoster",
+    "AgentState",
+    "AgentStateChanged",
+    "AgentStateError",
+    "AlreadyLoggedIn",
+    "NotLoggedIn",
+    "NotPaused",
+    "UnknownAgent",
+]
 
 #: The pause reason of an agent paused by the ACD after too many missed offers.
 NO_ANSWER = "no-answer"
@@ -32,34 +56,6 @@ class AgentState(StrEnum):
     WRAP_UP = "wrap_up"
     PAUSED = "paused"
     LOGGED_OUT = "logged_out"
-
-
-class AcdError(Exception):
-    """A command or report the ACD refuses; nothing was changed."""
-
-
-class UnknownAgent(AcdError):
-    """No agent with that id is configured."""
-
-
-class AgentStateError(AcdError):
-    """The command does not fit the agent's current state."""
-
-
-class AlreadyLoggedIn(AgentStateError):
-    pass
-
-
-class NotLoggedIn(AgentStateError):
-    pass
-
-
-class AgentBusy(AgentStateError):
-    """The agent is ringing or on a call: pause or log out after it."""
-
-
-class NotPaused(AgentStateError):
-    pass
 
 
 @dataclass(slots=True)

@@ -1,9 +1,13 @@
 """Queues and agents of the ACD, from YAML (``config/queues.yaml``).
 
 :func:`load_acd_config` validates the file at start-up and raises
-:class:`callcenter.settings.ConfigError` naming the file, the key and the reason: unknown
+:class:`~acd.errors.AcdConfigError` naming the file, the key and the reason: unknown
 strategy, negative timeouts, an overflow to or a membership in an unknown queue, overflow
 loops between queues (``a -> b -> a``), a lane or DID feeding two queues.
+
+:class:`AcdServiceSettings` is what the ACD service (``acd.service``) is built from: the
+queues file, where its state lives, this PBX's name, the history spool. The process fills
+it from its own settings; nothing here reads the process's configuration.
 """
 
 from __future__ import annotations
@@ -15,9 +19,18 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from callcenter.settings import ConfigError, read_yaml
+from acd.errors import AcdConfigError
 from crm_bridge.tiers import TIERS
 
 Strategy = Literal["longest_idle", "fewest_calls", "round_robin", "ring_all", "skills_weighted"]
@@ -302,9 +315,74 @@ class AcdConfig(_Section):
         return next((q.name for q in self.queues.values() if did in q.dids), None)
 
 
+class AcdHistorySettings(_Section):
+    """The ACD history's local spool and database retries (``cti.history.EventRecorder``):
+    every ACD event is spooled on disk first and written to the database once."""
+
+    #: The spools' directory (a subdirectory per table and PBX); None keeps it in memory.
+    spool_dir: Path | None = None
+    spool_max_bytes: int = Field(256 * 2**20, ge=2**20)
+    #: Seconds between fdatasyncs of the spool (None: never; tests only).
+    sync_interval: float | None = Field(0.05, gt=0)
+    retry_min: float = Field(0.5, gt=0)
+    retry_max: float = Field(5.0, gt=0)
+    #: Seconds a stopping service keeps writing the spool to the database.
+    close_grace: float = Field(5.0, ge=0)
+
+
+class AcdServiceSettings(_Section):
+    """What :class:`acd.service.AcdService` is built from (the process fills it in from its
+    own configuration, e.g. ``callcenter.yaml``'s ``acd``, ``redis``, ``history``)."""
+
+    #: The queues and agents file (``config/queues.yaml``).
+    queues: Path
+    #: Where waiting callers and free agents live: this process, or Redis shared with the
+    #: backends of other PBXs.
+    state: Literal["memory", "redis"] = "memory"
+    #: The Redis server of ``state: redis`` (``redis://``, ``rediss://`` or ``unix://``).
+    redis_url: SecretStr | None = None
+    #: Key prefix in Redis: backends sharing one agent pool share it.
+    redis_namespace: str = Field("acd", min_length=1)
+    #: This PBX's name in the shared state and in history (one backend per PBX).
+    pbx: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    #: Log every configured agent in once the first PBX snapshot is in.
+    login_agents: bool = False
+    #: Seconds between polls of a shared store (agents other backends freed, recovery).
+    shared_poll_interval: float = Field(1.0, gt=0)
+    history: AcdHistorySettings = AcdHistorySettings()
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> AcdServiceSettings:
+        if self.state == "redis" and self.redis_url is None:
+            raise ValueError("state 'redis' needs redis_url, e.g. redis://127.0.0.1:6379/0")
+        return self
+
+
 def load_acd_config(path: Path) -> AcdConfig:
-    """Read and validate the ACD file; :class:`ConfigError` says file, key and reason."""
+    """Read and validate the ACD file; :class:`AcdConfigError` says file, key and reason."""
     return parse_acd_config(read_yaml(path), str(path))
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping from ``path``; :class:`AcdConfigError` names the file, line and problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AcdConfigError(
+            f"{path}: cannot read the ACD configuration file ({exc.strerror})", setting="queues"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise AcdConfigError(f"{path}:{where}: not valid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise AcdConfigError(f"{path}: the top level must be a mapping (queues:, agents:, ...)")
+    return data
 
 
 def parse_acd_config(data: Mapping[str, Any], origin: str) -> AcdConfig:
@@ -312,7 +390,7 @@ def parse_acd_config(data: Mapping[str, Any], origin: str) -> AcdConfig:
     try:
         config = AcdConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, origin)) from None
+        raise AcdConfigError(_explain(exc, origin)) from None
     _check_references(config, origin)
     return config
 
@@ -364,7 +442,7 @@ def _check_references(config: AcdConfig, origin: str) -> None:
     if not errors:
         errors += _overflow_loops(config)
     if errors:
-        raise ConfigError(
+        raise AcdConfigError(
             "invalid ACD configuration:\n  " + "\n  ".join(f"{origin}: {e}" for e in errors)
         )
 

@@ -82,6 +82,7 @@ from cti.calls.events import (
 from .agents import AcdError, AgentBusy, AgentRoster, AgentState, AgentStateChanged
 from .config import AcdConfig, QueueConfig
 from .decisions import CallBack, CancelOffer, Connect, Decision, Offer, Overflow
+from .errors import DuplicateCallback, UnknownCall, UnknownOffer
 from .events import (
     AcdEvent,
     CallbackDialling,
@@ -99,18 +100,6 @@ from .events import (
 )
 from .state import AcdState, Claim, MemoryState, WaitingCaller, _serving_order
 from .strategies import agent_score, eligible
-
-
-class UnknownCall(AcdError):
-    """The call is not waiting in any queue of this router."""
-
-
-class UnknownOffer(AcdError):
-    """No such offer is ringing (it was answered elsewhere, cancelled or timed out)."""
-
-
-class DuplicateCallback(AcdError):
-    """A callback request for that number already waits in that queue."""
 
 
 @dataclass(slots=True)

@@ -31,10 +31,9 @@ from typing import Protocol
 
 from sortedcontainers import SortedList
 
+from acd.errors import AcdStateUnavailable
 
-class AcdStateUnavailable(RuntimeError):
-    """The store could not be reached (or did not answer in time); the operation named in
-    the message was applied entirely or not at all (after a timeout one cannot tell which)."""
+__all__ = ["AcdState", "AcdStateUnavailable", "Claim", "MemoryState", "WaitingCaller"]
 
 
 @dataclass(frozen=True, slots=True)

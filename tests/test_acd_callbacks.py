@@ -13,6 +13,7 @@ import pytest
 from acd.agents import AgentState
 from acd.config import parse_acd_config
 from acd.decisions import CallBack, Decision, Offer, Overflow
+from acd.errors import AcdConfigError
 from acd.events import (
     AgentStateChanged,
     CallbackDialling,
@@ -28,7 +29,6 @@ from acd.events import (
 )
 from acd.figures import FigureRules, LiveFigures
 from acd.router import DuplicateCallback, Router
-from callcenter.settings import ConfigError
 from crm_bridge.tiers import StaticTiers
 from cti.calls.events import (
     Agent,
@@ -329,7 +329,7 @@ def _config(sales: dict[str, Any], **queues: dict[str, Any]) -> Any:
 def test_the_callback_policy_defaults_and_is_validated() -> None:
     policy = _config({}).queues["sales"].callback
     assert (policy.attempts, policy.spacing) == (3, 120.0)
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(AcdConfigError) as err:
         _config({"callback": {"attempts": 0, "spacing": -5, "gap": 1}})
     text = str(err.value)
     assert "queues.yaml: key 'queues.sales.callback.attempts'" in text
@@ -365,7 +365,7 @@ def test_the_callback_policy_defaults_and_is_validated() -> None:
     ids=["not-callback", "fallback-callback", "unknown-queue", "loop"],
 )  # fmt: skip
 def test_a_fallback_is_validated(sales: Any, others: Any, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(AcdConfigError, match=message):
         _config(sales, **others)
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from acd.config import load_acd_config, parse_acd_config
-from callcenter.settings import ConfigError
+from acd.errors import AcdConfigError
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "queues.yaml"
 
@@ -27,7 +27,7 @@ def _write(tmp_path: Path, data: dict[str, Any]) -> Path:
 
 def _rejected(tmp_path: Path, data: dict[str, Any]) -> str:
     path = _write(tmp_path, data)
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(AcdConfigError) as info:
         load_acd_config(path)
     message = str(info.value)
     assert str(path) in message
@@ -140,7 +140,7 @@ def test_unknown_references_are_rejected(tmp_path: Path, data: dict[str, Any], k
 def test_not_yaml_is_rejected_with_the_line(tmp_path: Path) -> None:
     path = tmp_path / "queues.yaml"
     path.write_text("queues: {sales: [\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(AcdConfigError, match="not valid YAML"):
         load_acd_config(path)
 
 
@@ -202,11 +202,11 @@ def test_tiers_and_the_end_of_day_are_checked() -> None:
     data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     assert parse_acd_config(data, "x").tiers["+8613700137000"] == "vip"
     data["tiers"] = {"+15550000000": "gold"}
-    with pytest.raises(ConfigError, match=r"key 'tiers\.\+15550000000'"):
+    with pytest.raises(AcdConfigError, match=r"key 'tiers\.\+15550000000'"):
         parse_acd_config(data, "x")
     del data["tiers"]
     data["queues"]["sales"]["hours"] = {"time_zone": "UTC", "weekly": {"mon": ["22:00-24:30"]}}
-    with pytest.raises(ConfigError, match="not a span"):
+    with pytest.raises(AcdConfigError, match="not a span"):
         parse_acd_config(data, "x")
     data["queues"]["sales"]["hours"]["weekly"]["mon"] = ["22:00-24:00"]
     assert parse_acd_config(data, "x").queues["sales"].hours is not None
@@ -217,5 +217,5 @@ def test_an_estimated_wait_limit_needs_an_overflow_target() -> None:
     data["queues"]["support"]["max_estimated_wait"] = 120
     assert parse_acd_config(data, "x").queues["support"].max_estimated_wait == 120
     del data["queues"]["support"]["overflow"], data["queues"]["support"]["max_wait"]
-    with pytest.raises(ConfigError, match="max_estimated_wait set: add an 'overflow'"):
+    with pytest.raises(AcdConfigError, match="max_estimated_wait set: add an 'overflow'"):
         parse_acd_config(data, "x")
