@@ -4,6 +4,11 @@ All wiring lives here, with explicit constructor injection (as Wazo's ``plugin.p
 cores (codec, call model) know nothing of sockets or SQL, and each consumer of call events
 subscribes to one :class:`~cti.stream.EventStream`. When a consumer falls behind, the stream
 pauses reading from Asterisk, so memory stays bounded and nothing is dropped.
+
+Each domain is one service built here from its own settings object (filled in from
+:class:`~callcenter.settings.Settings`) and the shared things it needs; today the ACD
+(:class:`acd.service.AcdService`). A domain's start-up errors are its own; they become a
+:class:`ConfigError` here, naming this process's keys (see ``docs/architecture.md``).
 """
 
 from __future__ import annotations
@@ -17,32 +22,21 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.task import LoopingCall
 
 import migrations
-from acd.agents import AcdError
-from acd.config import load_acd_config
-from acd.driver import AcdDriver
-from acd.events import AcdEvent, CallerJoined
-from acd.figures import FigureRules, LiveFigures, QueueFigures
-from acd.history import AcdEventRecorder, open_acd_calls
-from acd.router import Router
-from acd.state import AcdState, AcdStateUnavailable, MemoryState
-from acd.store_health import GuardedState
+from acd.config import AcdHistorySettings, AcdServiceSettings
+from acd.errors import AcdStartupError
+from acd.service import AcdService
 from callcenter.settings import ConfigError, Settings, history_spool_dir
-from crm_bridge.tiers import StaticTiers
 from cti.ami.client import DEFAULT_RESYNC_ACTIONS, AmiClient, AmiClientSettings, LinkChange
 from cti.ami.codec import Message
 from cti.calls.events import CallEvent, PbxEvent
 from cti.calls.model import CallModel
 from cti.calls.numbers import NumberingPlan
-from cti.history import OPEN_CALLS_HORIZON, CallEventRecorder, Closed, open_calls
+from cti.history import CallEventRecorder, Closed, open_calls
 from cti.stream import EventStream
 
 log = logging.getLogger(__name__)
-
-#: Seconds between polls for agents freed through other backends (shared ACD state).
-SHARED_POLL_INTERVAL = 1.0
 
 #: Call events a consumer may lag behind before AMI reading pauses.
 MAX_PENDING_CALL_EVENTS = 5_000
@@ -115,113 +109,36 @@ def open_database(settings: Settings) -> Engine:
     return engine
 
 
-class Acd:
-    """The product's ACD inside one backend: router, driver, live figures, history."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        queues: Path,
-        reactor: Any,
-        ami: AmiClient,
-        model: CallModel,
-        engine: Engine,
-    ) -> None:
-        self.config = load_acd_config(queues)
-        #: Where waiting callers and free agents live (with Redis: a GuardedState).
-        self.state = acd_state(settings)
-        self.router = Router(
-            self.config,
-            pbx=settings.pbx,
-            tiers=StaticTiers(self.config.tiers),
-            state=self.state,
-        )
-        #: ACD events (callers joined/offered/connected/abandoned, agent states), in order.
-        self.events: EventStream[AcdEvent] = EventStream("acd events")
-        self.driver = AcdDriver(
-            self.router,
-            ami,
-            reactor,
-            interfaces={agent: self.config.interface_of(agent) for agent in self.config.agents},
-            caller_channel=lambda call_id: _channel_of(model, call_id),
-            publish=self.events.publish,
-        )
-        self.history = AcdEventRecorder(
-            engine, reactor, pbx=settings.pbx, **history_options(settings)
-        )
-        self.events.subscribe(
-            self.history.record,
-            max_pending=MAX_PENDING_CALL_EVENTS,
-            window=MAX_PENDING_CALL_EVENTS,
-            name="acd history",
-        )
-        # One figure keeper per queue, each with that queue's service-level threshold.
-        self.figures = {
-            name: LiveFigures(
-                {name: [a for a, cfg in self.config.agents.items() if name in cfg.queues]},
-                FigureRules(service_threshold=queue.service_level.seconds),
-            )
-            for name, queue in self.config.queues.items()
-        }
-        self.events.subscribe(self._count, name="live figures")
-        #: With a shared store, agents freed through other backends are picked up by a poll.
-        self.poll: LoopingCall | None = None
-        if settings.acd.state == "redis":
-            self.poll = LoopingCall(self._poll)
-            self.poll.clock = reactor
-
-    def _poll(self) -> None:
-        """The shared store's poll: re-seed it if it came back or lost its state, then offer
-        this PBX's callers the agents other backends freed."""
-        if isinstance(self.state, GuardedState):
-            self.state.recover(self.driver.reseed)
-        self.driver.poll()
-
-    def _count(self, event: AcdEvent) -> None:
-        for figures in self.figures.values():
-            figures.apply(event)
-        if isinstance(event, CallerJoined):
-            estimate = self.figures[event.queue].estimated_wait(
-                event.queue, event.at, event.position
-            )
-            limit = self.config.queues[event.queue].max_estimated_wait
-            if limit is not None and estimate.seconds is not None and estimate.seconds > limit:
-                reason = f"estimated wait {estimate.seconds:.0f} s ({estimate.method})"
-                self.driver.overflow(event.call_id, reason)
-            else:
-                # Position and estimated wait, for the holding dialplan to announce.
-                self.driver.announce(event.call_id, event.position, estimate.seconds)
-
-    def snapshot(self, now: float) -> list[QueueFigures]:
-        """Every queue's live figures."""
-        return [f.figures(name, now) for name, f in self.figures.items()]
+#: The keys of this process's configuration behind the ACD service's settings, for its
+#: start-up errors.
+ACD_SETTING_KEYS = {
+    "queues": "key 'acd.queues' (CALLCENTER_ACD__QUEUES)",
+    "state": "key 'acd.state' (CALLCENTER_ACD__STATE)",
+    "redis_url": "key 'redis.url' (CALLCENTER_REDIS__URL)",
+    "pbx": "key 'pbx' (CALLCENTER_PBX)",
+    "login_agents": "key 'acd.login_agents' (CALLCENTER_ACD__LOGIN_AGENTS)",
+}
 
 
-def acd_state(settings: Settings) -> AcdState:
-    """Where the ACD keeps waiting callers and free agents. With Redis, the server must
-    answer now: :class:`ConfigError` names the setting otherwise."""
-    if settings.acd.state == "memory":
-        return MemoryState()
-    from acd.redis_state import RedisState
+def acd_settings(settings: Settings, pbx: str | None = None) -> AcdServiceSettings:
+    """The ACD service's view of the configuration (``acd.queues`` must be set)."""
+    assert settings.acd.queues is not None
+    return AcdServiceSettings(
+        queues=settings.acd.queues,
+        state=settings.acd.state,
+        redis_url=settings.redis.url,
+        pbx=pbx or settings.pbx,
+        login_agents=settings.acd.login_agents,
+        history=AcdHistorySettings(**history_options(settings)),
+    )
 
-    assert settings.redis.url is not None  # the settings validator requires it
-    fix = "check key 'redis.url' (CALLCENTER_REDIS__URL)"
-    try:
-        # One namespace for every backend: that is what makes the agent pool shared.
-        store = RedisState.from_url(settings.redis.url.get_secret_value(), namespace="acd")
-    except ValueError as exc:
-        raise ConfigError(f"redis: not a usable Redis URL ({exc}); {fix}") from None
-    state = GuardedState(store)
-    try:
-        state.open()
-    except AcdStateUnavailable as exc:
-        state.close()
-        cause = exc.__cause__ or exc
-        raise ConfigError(
-            f"redis at {store.where}: unreachable ({type(cause).__name__}: {cause}); {fix} "
-            "and that redis-server is up (acd.state 'redis' needs it at start-up)"
-        ) from None
-    return state
+
+def acd_config_error(exc: AcdStartupError) -> ConfigError:
+    """The ACD's start-up error as this process's, naming its key and variable."""
+    if exc.setting is None:
+        return ConfigError(str(exc))
+    key = ACD_SETTING_KEYS.get(exc.setting, f"the ACD setting {exc.setting!r}")
+    return ConfigError(exc.message(key))
 
 
 def _channel_of(model: CallModel, call_id: str) -> str | None:
@@ -268,20 +185,26 @@ class CallCenter:
             window=MAX_PENDING_CALL_EVENTS,
             name="call history",
         )
-        #: Agents are logged in once the first snapshot says whose phone is busy.
-        self._login_pending = bool(settings.acd.login_agents)
         self.ami = AmiClient(client_settings(settings), self, reactor=reactor)
         self.call_events.register_producer(self.ami)
         self.link: LinkChange | None = None
-        self.acd: Acd | None = None
+        #: The ACD service, when ``acd.queues`` is set.
+        self.acd: AcdService | None = None
         if settings.acd.queues is not None:
-            self.acd = Acd(
-                settings, settings.acd.queues, reactor, self.ami, self.model, self.engine
-            )
+            try:
+                self.acd = AcdService(
+                    acd_settings(settings, self.pbx),
+                    reactor=reactor,
+                    ami=self.ami,
+                    caller_channel=lambda call_id: _channel_of(self.model, call_id),
+                    engine=self.engine,
+                )
+            except AcdStartupError as exc:
+                raise acd_config_error(exc) from None
             self.call_events.subscribe(
-                self.acd.driver.on_call_event, max_pending=MAX_PENDING_CALL_EVENTS, name="acd"
+                self.acd.on_call_event, max_pending=MAX_PENDING_CALL_EVENTS, name="acd"
             )
-            self.ami.stream.subscribe(self.acd.driver.on_ami_message, name="acd originates")
+            self.ami.stream.subscribe(self.acd.on_ami_message, name="acd originates")
 
     def start(self) -> None:
         log.info(
@@ -294,8 +217,8 @@ class CallCenter:
         )
         self._restore_open()
         self.ami.start()
-        if self.acd is not None and self.acd.poll is not None:
-            self.acd.poll.start(SHARED_POLL_INTERVAL, now=False)
+        if self.acd is not None:
+            self.acd.start()
 
     def _restore_open(self) -> None:
         """Read what a previous run left open from history: the first snapshot ends the
@@ -303,11 +226,7 @@ class CallCenter:
         now = self.reactor.seconds()
         try:
             calls = open_calls(self.engine, self.pbx, now)
-            acd_calls = (
-                open_acd_calls(self.engine, self.pbx, now, OPEN_CALLS_HORIZON)
-                if self.acd is not None
-                else []
-            )
+            acd_calls = self.acd.restore_open(now) if self.acd is not None else 0
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
             log.warning(
@@ -317,25 +236,13 @@ class CallCenter:
             )
             return
         self.model.expect_open(calls)
-        if self.acd is not None:
-            self.acd.router.restore_open(acd_calls)
         if calls or acd_calls:
             log.info(
                 "history: %d calls and %d ACD callers left open by a previous run; the first "
                 "snapshot closes those that are gone",
                 len(calls),
-                len(acd_calls),
+                acd_calls,
             )
-
-    def _login_agents(self) -> None:
-        assert self.acd is not None
-        for agent in self.acd.config.agents:
-            try:
-                self.acd.driver.login(agent)
-            except AcdError as exc:
-                # With shared state an earlier login's dispatch may already have handed this
-                # agent a caller (and logged it in here); a restored call makes it on-call.
-                log.info("ACD: agent %s not logged in at start: %s", agent, exc)
 
     def _record(self, event: PbxEvent) -> Deferred[None] | None:
         # Device states are the PBX's present, not history: the ACD records what follows.
@@ -346,16 +253,11 @@ class CallCenter:
         period on a down database); what they did not write stays in their spools, and
         ``history_closed`` says what was kept or lost."""
         d = self.ami.stop()
-        recorders = [self.history]
+        closers = [self.history.close]
         if self.acd is not None:
-            acd = self.acd
-            acd.driver.stop()
-            if acd.poll is not None and acd.poll.running:
-                acd.poll.stop()
-            if isinstance(acd.state, GuardedState):
-                acd.state.close()
-            recorders.append(acd.history)
-        d.addBoth(lambda _: gatherResults([r.close() for r in recorders]))
+            self.acd.stop()
+            closers.append(self.acd.close)
+        d.addBoth(lambda _: gatherResults([close() for close in closers]))
         d.addCallback(self.history_closed.extend)
         d.addBoth(lambda _: self.engine.dispose())
         return d
@@ -385,9 +287,9 @@ class CallCenter:
         )
         for event in events:
             self.call_events.publish(event)
-        if self._login_pending and self.acd is not None:
-            self._login_pending = False
-            self._login_agents()
+        if self.acd is not None:
+            # Agents are logged in once the first snapshot says whose phone is busy.
+            self.acd.on_resync()
 
     def on_link(self, change: LinkChange) -> None:
         self.link = change

@@ -10,7 +10,7 @@ import pytest
 from acd.config import parse_acd_config
 from acd.events import AgentStateChanged, CallerJoined
 from acd.figures import FigureRules, LiveFigures
-from callcenter.app import Acd
+from acd.service import AcdService
 
 T0 = 1_800_000_000.0
 
@@ -22,15 +22,17 @@ class Driver:
     def overflow(self, call_id: str, reason: str) -> None:
         self.done.append(("overflow", call_id, reason))
 
-    def announce(self, call_id: str, position: int, wait: float | None) -> None:
+    def announce(
+        self, call_id: str, position: int, wait: float | None, queue: str | None = None
+    ) -> None:
         self.done.append(("announce", call_id, position, wait))
 
 
-def _acd(limit: float | None) -> tuple[Acd, Driver]:
+def _acd(limit: float | None) -> tuple[AcdService, Driver]:
     queue: dict[str, Any] = {"lanes": ["external"]}
     if limit is not None:
         queue |= {"max_estimated_wait": limit, "overflow": {"kind": "voicemail", "target": "1"}}
-    acd = object.__new__(Acd)  # only the join logic is under test, not the wiring
+    acd = object.__new__(AcdService)  # only the join logic is under test, not the wiring
     acd.config = parse_acd_config(
         {"queues": {"sales": queue}, "agents": {"6001": {"name": "A", "queues": {"sales": 0}}}},
         "test",

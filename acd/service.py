@@ -1,0 +1,271 @@
+"""The ACD's one door: :class:`AcdService`.
+
+The process builds it from :class:`~acd.config.AcdServiceSettings` (the ACD's own typed
+settings) and the few shared things it needs, passed in by constructor: the reactor (time
+and timers), the AMI action sender, a look-up of a call's caller channel (the call model's
+read view), the SQL engine (history). Then it subscribes :meth:`AcdService.on_call_event`
+to the call-event stream and :meth:`AcdService.on_ami_message` to the AMI client's stream
+(the outcome of the ACD's own originates), and calls :meth:`~AcdService.start`,
+:meth:`~AcdService.on_resync` after each PBX snapshot, :meth:`~AcdService.stop` and
+:meth:`~AcdService.close` at the end. Nothing here imports the process (``callcenter``).
+
+Inside: the pure router (``acd.router``) on a state store (``acd.state``, or Redis through
+``acd.store_health``), the driver that carries its decisions out over AMI
+(``acd.driver``), the ACD event stream (:attr:`AcdService.events`) with the history
+recorder and one live-figure keeper per queue subscribed to it, and the join policy: a
+caller whose estimated wait on joining exceeds the queue's ``max_estimated_wait``
+overflows at once, any other is told its position and estimated wait.
+
+Errors: start-up raises :class:`~acd.errors.AcdStartupError` (the queues file:
+:class:`~acd.errors.AcdConfigError`; Redis: :class:`~acd.errors.StateStoreError`), whose
+``setting`` names the :class:`~acd.config.AcdServiceSettings` field to fix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import Engine
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
+
+from acd.config import AcdServiceSettings, load_acd_config
+from acd.driver import AcdDriver, Dialplan
+from acd.errors import AcdError, AcdStateUnavailable, StateStoreError
+from acd.events import AcdEvent, CallerJoined
+from acd.figures import FigureRules, LiveFigures, QueueFigures
+from acd.history import AcdEventRecorder, open_acd_calls
+from acd.router import Router
+from acd.state import AcdState, MemoryState
+from acd.store_health import GuardedState
+from crm_bridge.tiers import CallerTiers, StaticTiers
+from cti.ami.codec import Message
+from cti.calls.events import PbxEvent
+from cti.history import OPEN_CALLS_HORIZON, Closed
+from cti.stream import EventStream
+
+__all__ = ["MAX_PENDING_ACD_EVENTS", "AcdService", "ActionSender", "open_state"]
+
+log = logging.getLogger(__name__)
+
+#: ACD events the history may lag behind (it writes in batches) before the stream pushes back.
+MAX_PENDING_ACD_EVENTS = 5_000
+
+
+class ActionSender(Protocol):
+    """What the ACD needs of the AMI client: send an action, get its response."""
+
+    def send_action(
+        self, name: str, fields: Sequence[tuple[str, str]] = (), *, timeout: float | None = None
+    ) -> Deferred[Message]: ...
+
+
+def open_state(settings: AcdServiceSettings) -> AcdState:
+    """Where the ACD keeps waiting callers and free agents. With Redis, the server must
+    answer now: :class:`~acd.errors.StateStoreError` (``setting`` ``redis_url``) otherwise."""
+    if settings.state == "memory":
+        return MemoryState()
+    from acd.redis_state import RedisState
+
+    assert settings.redis_url is not None  # the settings validator requires it
+    try:
+        # One namespace for every backend: that is what makes the agent pool shared.
+        store = RedisState.from_url(
+            settings.redis_url.get_secret_value(), namespace=settings.redis_namespace
+        )
+    except ValueError as exc:
+        raise StateStoreError(
+            f"redis: not a usable Redis URL ({exc})", setting="redis_url"
+        ) from None
+    state = GuardedState(store)
+    try:
+        state.open()
+    except AcdStateUnavailable as exc:
+        state.close()
+        cause = exc.__cause__ or exc
+        raise StateStoreError(
+            f"redis at {store.where}: unreachable ({type(cause).__name__}: {cause})",
+            setting="redis_url",
+            also="and that redis-server is up (the ACD's shared state needs it at start-up)",
+        ) from None
+    return state
+
+
+class AcdService:
+    """The product's ACD inside one backend: router, driver, live figures, history.
+
+    ``state`` replaces the store :func:`open_state` would open from ``settings`` (tests,
+    or a store shared with something else); whoever passes it closes it. ``tiers``
+    replaces the configuration's static table of callers' value tiers.
+    """
+
+    def __init__(
+        self,
+        settings: AcdServiceSettings,
+        *,
+        reactor: Any,
+        ami: ActionSender,
+        caller_channel: Callable[[str], str | None],
+        engine: Engine,
+        tiers: CallerTiers | None = None,
+        state: AcdState | None = None,
+        dialplan: Dialplan | None = None,
+    ) -> None:
+        self.settings = settings
+        self.reactor = reactor
+        self.engine = engine
+        self.config = load_acd_config(settings.queues)
+        self._owns_state = state is None
+        #: Where waiting callers and free agents live (with Redis: a GuardedState).
+        self.state = state if state is not None else open_state(settings)
+        try:
+            self._build(reactor, ami, caller_channel, engine, tiers, dialplan)
+        except BaseException:
+            self._close_state()
+            raise
+        self._login_pending = settings.login_agents
+
+    def _build(
+        self,
+        reactor: Any,
+        ami: ActionSender,
+        caller_channel: Callable[[str], str | None],
+        engine: Engine,
+        tiers: CallerTiers | None,
+        dialplan: Dialplan | None,
+    ) -> None:
+        settings, config = self.settings, self.config
+        self.router = Router(
+            config,
+            pbx=settings.pbx,
+            tiers=tiers if tiers is not None else StaticTiers(config.tiers),
+            state=self.state,
+        )
+        #: ACD events (callers joined/offered/connected/abandoned, agent states), in order.
+        self.events: EventStream[AcdEvent] = EventStream("acd events")
+        self.driver = AcdDriver(
+            self.router,
+            ami,  # the driver only sends actions (typed AmiClient)
+            reactor,
+            interfaces={agent: config.interface_of(agent) for agent in config.agents},
+            caller_channel=caller_channel,
+            publish=self.events.publish,
+            dialplan=dialplan if dialplan is not None else Dialplan(),
+        )
+        self.history = AcdEventRecorder(
+            engine, reactor, pbx=settings.pbx, **settings.history.model_dump()
+        )
+        self.events.subscribe(
+            self.history.record,
+            max_pending=MAX_PENDING_ACD_EVENTS,
+            window=MAX_PENDING_ACD_EVENTS,
+            name="acd history",
+        )
+        # One figure keeper per queue, each with that queue's service-level threshold.
+        self.figures = {
+            name: LiveFigures(
+                {name: [a for a, cfg in config.agents.items() if name in cfg.queues]},
+                FigureRules(service_threshold=queue.service_level.seconds),
+            )
+            for name, queue in config.queues.items()
+        }
+        self.events.subscribe(self._count, name="live figures")
+        #: With a shared store, agents freed through other backends are picked up by a poll.
+        self.poll: LoopingCall | None = None
+        if settings.state == "redis":
+            self.poll = LoopingCall(self._poll)
+            self.poll.clock = reactor
+
+    # -- inputs (the process subscribes these) ------------------------------------------
+
+    def on_call_event(self, event: PbxEvent) -> None:
+        """A call event (parked, answered, abandoned, ended...) or an agent's device state."""
+        self.driver.on_call_event(event)
+
+    def on_ami_message(self, message: object) -> None:
+        """An item of the AMI client's stream: the outcome of the ACD's own actions."""
+        self.driver.on_ami_message(message)
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def restore_open(self, now: float) -> int:
+        """Before the first snapshot: read the callers a previous run of this PBX left
+        waiting or connected in the ACD history, for the snapshot to close those that are
+        gone (once each). Returns how many; raises ``SQLAlchemyError`` when the database
+        cannot be read (nothing is restored then)."""
+        calls = open_acd_calls(self.engine, self.settings.pbx, now, OPEN_CALLS_HORIZON)
+        self.router.restore_open(calls)
+        return len(calls)
+
+    def start(self) -> None:
+        """Start the shared store's poll (with ``state: redis``)."""
+        if self.poll is not None and not self.poll.running:
+            self.poll.start(self.settings.shared_poll_interval, now=False)
+
+    def on_resync(self) -> None:
+        """The PBX's snapshot is in (its events published): the first time, with
+        ``login_agents``, log every configured agent in, knowing whose phone is busy."""
+        if self._login_pending:
+            self._login_pending = False
+            self.login_all()
+
+    def login_all(self) -> None:
+        """Log every configured agent in; one already in (through another backend, or
+        on a restored call) stays as it is."""
+        for agent in self.config.agents:
+            try:
+                self.driver.login(agent)
+            except AcdError as exc:
+                # With shared state an earlier login's dispatch may already have handed this
+                # agent a caller (and logged it in here); a restored call makes it on-call.
+                log.info("ACD: agent %s not logged in at start: %s", agent, exc)
+
+    def stop(self) -> None:
+        """Stop routing: the router's timer, the shared poll, the store this service opened."""
+        self.driver.stop()
+        if self.poll is not None and self.poll.running:
+            self.poll.stop()
+        self._close_state()
+
+    def close(self) -> Deferred[Closed]:
+        """After :meth:`stop`: write the history's spool to the database for its grace
+        period; what is left stays in the spool for the next start."""
+        return self.history.close()
+
+    def _close_state(self) -> None:
+        if self._owns_state and isinstance(self.state, GuardedState):
+            self.state.close()
+
+    # -- read side ----------------------------------------------------------------------
+
+    def snapshot(self, now: float) -> list[QueueFigures]:
+        """Every queue's live figures."""
+        return [f.figures(name, now) for name, f in self.figures.items()]
+
+    # -- inside -------------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        """The shared store's poll: re-seed it if it came back or lost its state, then offer
+        this PBX's callers the agents other backends freed."""
+        if isinstance(self.state, GuardedState):
+            self.state.recover(self.driver.reseed)
+        self.driver.poll()
+
+    def _count(self, event: AcdEvent) -> None:
+        """Live figures, and the join policy: overflow on the estimated wait, or announce
+        the position and the estimate."""
+        for figures in self.figures.values():
+            figures.apply(event)
+        if isinstance(event, CallerJoined):
+            estimate = self.figures[event.queue].estimated_wait(
+                event.queue, event.at, event.position
+            )
+            limit = self.config.queues[event.queue].max_estimated_wait
+            if limit is not None and estimate.seconds is not None and estimate.seconds > limit:
+                reason = f"estimated wait {estimate.seconds:.0f} s ({estimate.method})"
+                self.driver.overflow(event.call_id, reason)
+            else:
+                # Position and estimated wait, for the holding dialplan to announce.
+                self.driver.announce(event.call_id, event.position, estimate.seconds)
