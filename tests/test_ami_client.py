@@ -721,3 +721,127 @@ def test_event_filters_are_set_after_login_and_a_refused_one_does_not_stop_the_s
     assert client.state is LinkState.READY
     with pytest.raises(ValueError, match="filter must not contain CR or LF"):
         make_client(filters=("Event: X\r\nAction: Logoff",))
+
+
+# -- why the link is down, said once; PBX values escaped in logs ------------------------------
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_an_unreachable_pbx_is_one_warning_with_the_reason_not_one_per_retry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    reactor, client, consumer = make_client()
+    for delay in (1.0, 2.0, 4.0):
+        factory = reactor.tcpClients[-1][2]
+        factory.clientConnectionFailed(reactor.connectors[-1], Failure(ConnectionRefusedError()))
+        reactor.advance(delay)
+    [warning] = _warnings(caplog)
+    assert warning == ("AMI pbx.example:5038: cannot connect to the PBX: connection refused "
+                       "(nothing listens on that port, or a firewall rejects it); retrying "
+                       "with backoff (up to 8 s apart)")
+    assert client.problem is not None and "cannot connect to the PBX" in client.problem
+    # The consumer learns the reason once, though no connection was ever made.
+    [change] = consumer.links
+    assert change.state is LinkState.DISCONNECTED and change.reason == client.problem
+    # The PBX answers again: ready, the problem is gone, and the log says what it was.
+    caplog.clear()
+    Link(reactor).login()
+    assert client.state is LinkState.READY and client.problem is None
+    assert "ready (" in caplog.text and "was: cannot connect to the PBX" in caplog.text
+
+
+def test_a_refused_login_is_one_warning_until_the_link_is_ready_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    reactor, client, consumer = make_client()
+    for delay in (1.0, 2.0, 4.0):
+        link = Link(reactor)
+        link.respond(link.take("Login"), "Error", ("Message", "Authentication failed"))
+        link.lose()
+        reactor.advance(delay)
+    assert _warnings(caplog) == [
+        "AMI#1 pbx.example:5038: login as 'cti' refused by the server: Authentication failed; "
+        "retrying with backoff (up to 8 s apart)"
+    ]
+    assert client.problem == "login as 'cti' refused by the server: Authentication failed"
+    # Routine retries are not INFO noise once the reason is known.
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert sum("reconnecting in" in m for m in info) == 1
+    assert sum(": connected" in m for m in info) == 1
+    # A login that works, then a dropped link: a new state, a new warning.
+    link = Link(reactor)
+    link.login()
+    assert client.problem is None
+    caplog.clear()
+    link.lose(ConnectionLost())
+    [lost] = _warnings(caplog)
+    assert lost.startswith("AMI#4 pbx.example:5038: AMI link lost: Connection to the other side")
+    assert consumer.links[-1].state is LinkState.DISCONNECTED
+
+
+def test_a_login_without_answer_is_warned_with_a_reason_that_repeats_as_is(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    reactor, client, _ = make_client()
+    for _ in range(2):
+        link = Link(reactor)
+        link.take("Login")
+        reactor.advance(5.0)
+        link.lose()
+        reactor.advance(8.0)
+    assert _warnings(caplog) == [
+        "AMI#1 pbx.example:5038: the login got no answer within 5 s; retrying with backoff "
+        "(up to 8 s apart)"
+    ]
+    assert client.problem == "the login got no answer within 5 s"
+
+
+def test_a_bare_lf_in_a_pbx_value_forges_no_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    """Values from the PBX are escaped: a bare LF (which the codec keeps inside a value) or
+    an ESC sequence must not start a new line or colour the terminal of whoever reads the
+    log."""
+    import io
+
+    _, client, _, link = ready_client()
+    forged = "2026-01-01 12:00:00,000 CRITICAL root: forged"
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("cti").addHandler(handler)
+    try:
+        with caplog.at_level(logging.WARNING):
+            link.proto.dataReceived(
+                b"Response: Success\r\nActionID: nobody\nCRITICAL root: forged\r\n"
+                b"Message: \x1b[31mred\r\n\r\n"
+            )
+            link.proto.dataReceived(b"Foo: bar\n" + forged.encode() + b"\r\n\r\n")
+    finally:
+        logging.getLogger("cti").removeHandler(handler)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and all(line.startswith("WARNING cti.ami.client: ") for line in lines)
+    assert "ActionID: nobody\\nCRITICAL root: forged" in lines[0]
+    assert "\x1b" not in out.getvalue() and "Message: \\x1b[31mred" in lines[0]
+    assert f"Foo: bar\\n{forged}" in lines[1]
+    # A refused action's message (logged by whoever catches it) is escaped too.
+    d = client.send_action("Redirect")
+    aid = (link.take("Redirect").action_id or "").encode()
+    link.proto.dataReceived(b"Response: Error\r\nActionID: " + aid
+                            + b"\r\nMessage: No such channel\nFAKE line\r\n\r\n")
+    err = failure_of(d)
+    assert "\n" not in str(err.value) and "No such channel\\nFAKE line" in str(err.value)
+
+
+def test_for_log_escapes_line_breaks_and_control_characters() -> None:
+    from cti.ami.codec import for_log
+
+    assert for_log("Local/6001@agents-00000001;1") == "Local/6001@agents-00000001;1"
+    assert for_log("Ελένη Παππά") == "Ελένη Παππά"
+    assert for_log("a\rb\nc\td\x1b[0m\x00\x7f\x85\u2028") == (
+        "a\\rb\\nc\\td\\x1b[0m\\x00\\x7f\\x85\\u2028"
+    )

@@ -10,7 +10,13 @@ Failure policy: nothing the server sends crashes the client or stops it silently
 frames, responses nobody waits for and unexpected closes are logged with the connection, the
 byte offset and the frame's first lines; every pending action fails with
 :class:`AmiConnectionLost` when the link drops; a refused login is logged with the server's
-message and retried with backoff. The secret is never logged and never in a repr.
+message and retried with backoff. The secret is never logged and never in a repr. Values the
+PBX sent are logged through :func:`~cti.ami.codec.for_log`, so none can forge a log line.
+
+Why the link is down (the PBX unreachable, the login refused, the link lost) is one WARNING
+per change of reason, not one per retry; ``AmiClient.problem`` keeps that reason until the
+next session is ready, and each new reason also reaches the consumer as a
+:class:`LinkChange` (``DISCONNECTED``), also when a connection attempt fails.
 
 Backpressure: live events go into ``client.stream``. When a subscriber falls ``max_pending``
 events behind, the stream pauses the client, which pauses reading from the socket (TCP flow
@@ -37,8 +43,8 @@ from enum import Enum
 from typing import Any, Literal, Protocol
 
 from twisted.application.internet import ClientService
-from twisted.internet import defer
-from twisted.internet.defer import Deferred
+from twisted.internet import defer, error
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
@@ -46,8 +52,9 @@ from twisted.internet.protocol import Factory, connectionDone
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
-from cti.ami.codec import Message, Parser, encode_action
+from cti.ami.codec import Message, Parser, encode_action, for_log
 from cti.stream import EventStream
 
 log = logging.getLogger(__name__)
@@ -120,7 +127,7 @@ class ActionFailed(AmiError):
         self.action = action
         self.response = response
         self.message = response.get("Message") or ""
-        super().__init__(f"{action} failed: {self.message or response.name}")
+        super().__init__(f"{action} failed: {for_log(self.message or response.name)}")
 
 
 class ActionTimeout(AmiError):
@@ -238,6 +245,9 @@ class AmiClient:
         self._action_ids = (f"{prefix}-{n}" for n in itertools.count(1))
         self._ready_waiters: list[Deferred[None]] = []
         self._stop_reason: str | None = None
+        #: Why the link is not up, as last warned (cannot connect, login refused, link
+        #: lost); None once a session is ready. Repeats of the same reason are not warned.
+        self.problem: str | None = None
         # Outstanding pauseProducing calls: each stream that registered this client pauses
         # and resumes it in balanced pairs (see EventStream), so a count tells whether any
         # consumer is still behind, across connections.
@@ -245,7 +255,10 @@ class AmiClient:
         if endpoint is None:
             endpoint = HostnameEndpoint(reactor, settings.host, settings.port)
         self._service = ClientService(
-            endpoint, _AmiFactory(self), retryPolicy=self._retry_delay, clock=reactor
+            _ReportingEndpoint(endpoint, self._connect_failed),
+            _AmiFactory(self),
+            retryPolicy=self._retry_delay,
+            clock=reactor,
         )
 
     # -- public API ---------------------------------------------------------------------
@@ -336,19 +349,48 @@ class AmiClient:
         s = self.settings
         delay = reconnect_delay(self._failures, s.reconnect_min_delay, s.reconnect_max_delay,
                                 s.reconnect_jitter, self._random())
-        log.info("AMI %s: reconnecting in %.2f s (attempt %d)", self.name, delay, self._failures)
+        # The reason was warned once (see _trouble); each retry is detail.
+        log.log(logging.INFO if self._failures == 1 else logging.DEBUG,
+                "AMI %s: reconnecting in %.2f s (attempt %d)", self.name, delay, self._failures)
         return delay
+
+    def _connect_failed(self, failure: Failure) -> None:
+        if self._stop_reason is not None or failure.check(CancelledError):
+            return
+        connection = f"AMI {self.name}"
+        problem = f"cannot connect to the PBX: {_connect_error(failure)}"
+        if self._trouble(connection, problem):
+            # A failed attempt changes no state, but a new reason is news for the consumer.
+            self._set_state(LinkState.DISCONNECTED, connection, problem, level=logging.DEBUG)
+
+    def _trouble(self, connection: str, problem: str) -> bool:
+        """Say why the link is down: a WARNING when the reason is new, DEBUG when it
+        repeats (a retry failing the same way); True if it was new."""
+        problem = for_log(problem)
+        if problem == self.problem:
+            log.debug("%s: still %s", connection, problem)
+            return False
+        self.problem = problem
+        log.warning("%s: %s; retrying with backoff (up to %g s apart)", connection, problem,
+                    self.settings.reconnect_max_delay)
+        return True
 
     def _logged_in(self) -> None:
         self._failures = 0
 
-    def _set_state(self, state: LinkState, connection: str, reason: str | None = None) -> None:
+    def _set_state(self, state: LinkState, connection: str, reason: str | None = None, *,
+                   level: int = logging.INFO) -> None:
         self.state = state
         change = LinkChange(state, self.reactor.seconds(), connection, reason)
+        if state is LinkState.READY and self.problem is not None:
+            reason = f"{reason}; was: {self.problem}" if reason else f"was: {self.problem}"
+            self.problem = None
+        elif state is LinkState.CONNECTED and self.problem is not None:
+            level = logging.DEBUG  # another retry while the reason stands: warned already
         if reason:
-            log.info("%s: %s (%s)", connection, state.value, reason)
+            log.log(level, "%s: %s (%s)", connection, state.value, for_log(reason))
         else:
-            log.info("%s: %s", connection, state.value)
+            log.log(level, "%s: %s", connection, state.value)
         try:
             self.consumer.on_link(change)
         except Exception:
@@ -362,6 +404,26 @@ class AmiClient:
         if isinstance(item, ResyncSnapshot):
             return self.consumer.on_resync(item.results, item.at)
         return self.consumer.on_message(item)
+
+
+@implementer(IStreamClientEndpoint)
+class _ReportingEndpoint:
+    """An endpoint that tells the client why a connection attempt failed (ClientService
+    only retries)."""
+
+    def __init__(self, endpoint: IStreamClientEndpoint,
+                 failed: Callable[[Failure], None]) -> None:
+        self._endpoint = endpoint
+        self._failed = failed
+
+    def connect(self, factory: Factory) -> Deferred[Any]:
+        d = self._endpoint.connect(factory)
+
+        def report(failure: Failure) -> Failure:
+            self._failed(failure)
+            return failure
+
+        return d.addErrback(report)
 
 
 class _AmiFactory(Factory):
@@ -409,6 +471,8 @@ class AmiProtocol(TwistedProtocol):
         self._ping: LoopingCall | None = None
         self._ping_outstanding = False
         self._close_reason: str | None = None
+        #: Why the login failed (warned by the client), if it did.
+        self._login_trouble: str | None = None
 
     def __repr__(self) -> str:
         return f"<AmiProtocol {self.connection} live={self._live}>"
@@ -448,10 +512,20 @@ class AmiProtocol(TwistedProtocol):
                 f"{p.action} (ActionID {p.action_id}): connection {self.connection} lost: {why}"))
         if self.client.protocol is self:
             self.client.protocol = None
-        self.client._set_state(
-            LinkState.DISCONNECTED, self.connection,
-            f"{why}; {self._bytes} bytes, {self._frames} frames received",
-        )
+        detail = f"{why}; {self._bytes} bytes, {self._frames} frames received"
+        client = self.client
+        if client._stop_reason is not None:
+            client._set_state(LinkState.DISCONNECTED, self.connection, detail)
+        elif self._login_trouble is not None:
+            # The login's reason is warned already (or repeats): the close is detail.
+            client._set_state(LinkState.DISCONNECTED, self.connection, detail,
+                              level=logging.DEBUG)
+        else:
+            was = client.state
+            client._set_state(LinkState.DISCONNECTED, self.connection, detail,
+                              level=logging.DEBUG)
+            what = "link lost" if was is LinkState.READY else "link lost before it was ready"
+            client._trouble(self.connection, f"AMI {what}: {why}")
 
     @defer.inlineCallbacks
     def _session(self) -> Generator[Deferred[Any], Any, None]:
@@ -460,13 +534,16 @@ class AmiProtocol(TwistedProtocol):
         except AmiConnectionLost:
             return  # connectionLost has logged it
         except ActionFailed as exc:
-            log.error("%s: login as %r refused by the server: %s; retrying with backoff",
-                      self.connection, self.settings.username, exc.message)
-            self._drop("login refused")
+            self._login_failed("login refused",
+                               f"login as {self.settings.username!r} refused by the server: "
+                               f"{exc.message or exc.response.name}")
+            return
+        except ActionTimeout:
+            self._login_failed("login failed", "the login got no answer within "
+                               f"{self.settings.action_timeout:g} s")
             return
         except Exception as exc:
-            log.error("%s: login failed: %s; retrying with backoff", self.connection, exc)
-            self._drop("login failed")
+            self._login_failed("login failed", f"login failed: {exc}")
             return
         self.client._logged_in()
         self.client._set_state(LinkState.LOGGED_IN, self.connection)
@@ -480,7 +557,7 @@ class AmiProtocol(TwistedProtocol):
                 return
             except Exception as exc:
                 log.error("%s: event filter %r not set: %s; events it would drop still come",
-                          self.connection, expression, exc)
+                          self.connection, expression, for_log(exc))
         results: dict[str, list[Message]] = {}
         failed: list[str] = []
         for action, fields in self.settings.resync_actions:
@@ -490,12 +567,17 @@ class AmiProtocol(TwistedProtocol):
                 return
             except Exception as exc:
                 log.error("%s: resync %s failed: %s; continuing without it",
-                          self.connection, action, exc)
+                          self.connection, action, for_log(exc))
                 failed.append(action)
             else:
                 results[action] = result.items
         if not self._closed:
             self._go_live(ResyncSnapshot(results, self.reactor.seconds(), tuple(failed)))
+
+    def _login_failed(self, reason: str, problem: str) -> None:
+        self._login_trouble = problem
+        self.client._trouble(self.connection, problem)
+        self._drop(reason)
 
     def _drop(self, reason: str, *, abort: bool = False) -> None:
         self._close_reason = reason
@@ -552,7 +634,7 @@ class AmiProtocol(TwistedProtocol):
                     self._drop("keepalive timeout", abort=True)
                 elif not result.check(AmiConnectionLost):
                     log.warning("%s: Ping failed: %s", self.connection,
-                                result.getErrorMessage())
+                                for_log(result.getErrorMessage()))
 
         d.addBoth(done)
 
@@ -653,7 +735,9 @@ class AmiProtocol(TwistedProtocol):
         kind = msg.kind
         if kind == "banner":
             if self._banner is None:
-                log.info("%s: banner %r", self.connection, msg.name)
+                # Once per session; a retry while the link is in trouble is detail.
+                log.log(logging.INFO if self.client.problem is None else logging.DEBUG,
+                        "%s: banner %r", self.connection, msg.name)
             else:
                 self._log_frame(logging.WARNING, "second banner mid-stream", msg)
             self._banner = msg.name
@@ -689,7 +773,7 @@ class AmiProtocol(TwistedProtocol):
             self._arm_timer(p)
         else:
             log.warning("%s: %s (ActionID %s) answered %s without an event list",
-                        self.connection, p.action, p.action_id, msg.name)
+                        self.connection, p.action, p.action_id, for_log(msg.name))
             self._finish(p, ListResult(msg, p.items, None))
 
     def _event(self, msg: Message) -> None:
@@ -718,7 +802,7 @@ class AmiProtocol(TwistedProtocol):
         announced = complete.get("ListItems")
         if announced is not None and announced.isdigit() and int(announced) != len(p.items):
             log.warning("%s: %s (ActionID %s) announced %s items, got %d", self.connection,
-                        p.action, p.action_id, announced, len(p.items))
+                        p.action, p.action_id, for_log(announced), len(p.items))
         response = p.response if p.response is not None else complete
         self._finish(p, ListResult(response, p.items, complete))
 
@@ -727,12 +811,25 @@ class AmiProtocol(TwistedProtocol):
                 _first_lines(msg), exc_info=exc_info)
 
 
+def _connect_error(failure: Failure) -> str:
+    """Why a connection attempt failed, in a few words."""
+    if failure.check(error.ConnectionRefusedError):
+        return "connection refused (nothing listens on that port, or a firewall rejects it)"
+    if failure.check(error.DNSLookupError):
+        return "host name not found"
+    if failure.check(error.TimeoutError, error.TCPTimedOutError):
+        return "no answer (timed out)"
+    if failure.check(error.NoRouteError):
+        return "no route to host"
+    return failure.getErrorMessage().rstrip(".")
+
+
 def _first_lines(msg: Message, lines: int = 3, limit: int = 240) -> str:
     if msg.banner is not None:
         return repr(msg.banner)
     if not msg.headers:
         return "(no headers)"
-    text = " | ".join(f"{k}: {v}" for k, v in msg.headers[:lines])
+    text = for_log(" | ".join(f"{k}: {v}" for k, v in msg.headers[:lines]))
     if len(msg.headers) > lines:
         text += f" | ... ({len(msg.headers)} headers)"
     return text if len(text) <= limit else text[:limit] + "..."

@@ -117,6 +117,32 @@ class Message:
         return encode(self.headers)
 
 
+# C0 controls, DEL, C1 controls (NEL and CSI among them) and the Unicode line and paragraph
+# separators: what could end a log line or steer a terminal, shown as visible escapes.
+_LOG_ESCAPES = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))},
+    ord("\r"): "\\r",
+    ord("\n"): "\\n",
+    ord("\t"): "\\t",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def for_log(value: object) -> str:
+    """``value`` as text that stays on one log line: CR, LF, ESC and the other control
+    characters become visible escapes (``\\r``, ``\\n``, ``\\x1b``).
+
+    Everything the PBX sends is untrusted: a bare LF inside an AMI value would otherwise
+    start a forged line in the log, and an ESC sequence would steer the terminal showing it.
+    Use it on every PBX-provided value (or frame excerpt) a log call prints with ``%s``.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if text.isascii() and text.isprintable():
+        return text
+    return text.translate(_LOG_ESCAPES)
+
+
 class FrameError(ValueError):
     """Headers that cannot be sent: a CR or LF in a key or value would inject a frame."""
 
