@@ -1,10 +1,14 @@
-"""``callcenter``: the command line.
+"""The callcenter command: a call-center backend for Asterisk, and its PBX simulator.
 
-callcenter demo        backend + PBX simulator + generated callers, on embedded defaults
-callcenter run         backend against the configured Asterisk
-callcenter pbx-sim     the PBX simulator alone (AMI on TCP)
-callcenter migrate     apply the database migrations
-callcenter replay F    run a recorded capture (.jsonl/.raw) through the call model
+  callcenter demo          backend + PBX simulator + generated callers, on embedded defaults
+  callcenter run           backend against the configured Asterisk
+  callcenter pbx-sim       the PBX simulator alone (AMI on TCP)
+  callcenter migrate       apply the database migrations
+  callcenter replay FILE   run a recorded capture (.jsonl/.raw) through the call model
+
+Settings come from --config, else $CALLCENTER_CONFIG, else config/callcenter.yaml when
+present, else built-in defaults; any key can be set as CALLCENTER_<SECTION>__<KEY>
+(e.g. CALLCENTER_AMI__SECRET). "callcenter COMMAND --help" shows a command's options.
 """
 
 from __future__ import annotations
@@ -19,7 +23,15 @@ from typing import Any
 from acd.events import AcdEvent
 from acd.figures import QueueFigures
 from callcenter.settings import ConfigError, Settings, load_settings, require_production_secrets
+from cti.ami.client import LinkState
 from cti.calls.events import DeviceStateChanged, PbxEvent
+
+#: The built-in settings, for the defaults --help shows.
+_BUILT_IN = Settings()
+
+
+class CommandError(Exception):
+    """A command that cannot run as asked; the message says why and what to do instead."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,43 +53,143 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"callcenter: {exc}", file=sys.stderr)
         return 2
+    except CommandError as exc:
+        print(f"callcenter {args.command_name}: {exc}", file=sys.stderr)
+        return 2
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions as written, and each option's default where it has one of its own (an
+    option that defaults to a setting says so in its help)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _setting(key: str) -> str:
+    """``(default: setting KEY, VALUE unless configured)``: an option whose default is a
+    setting of the configuration."""
+    value: Any = _BUILT_IN
+    for part in key.split("."):
+        value = getattr(value, part)
+    shown = "none" if value is None else value
+    return f"(default: setting {key}, {shown} unless configured)"
 
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="callcenter", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="callcenter", description=__doc__, formatter_class=_HelpFormatter
     )
     ap.add_argument(
         "--config",
         type=Path,
-        help="YAML file (default: $CALLCENTER_CONFIG or config/callcenter.yaml when present)",
+        metavar="FILE",
+        help="YAML file (default: $CALLCENTER_CONFIG, else config/callcenter.yaml when present, "
+        "else built-in defaults)",
     )
-    ap.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    ap.add_argument(
+        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help=_setting("log_level")
+    )
     sub = ap.add_subparsers(required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="backend + PBX simulator + generated callers")
-    demo.add_argument("--duration", type=float, help="stop after this many seconds")
-    demo.add_argument("--calls-per-minute", type=float, help="override the traffic rate")
-    demo.add_argument("--seed", type=int, help="repeatable traffic")
-    demo.add_argument("--port", type=int, help="simulator AMI port (0: any free port)")
-    demo.set_defaults(command=_demo)
+    def command(name: str, run: Any, summary: str, description: str) -> argparse.ArgumentParser:
+        parser = sub.add_parser(
+            name, help=summary, description=description, formatter_class=_HelpFormatter
+        )
+        parser.set_defaults(command=run, command_name=name)
+        return parser
 
-    run = sub.add_parser("run", help="backend against the configured Asterisk")
-    run.add_argument("--duration", type=float, help="stop after this many seconds")
-    run.set_defaults(command=_run)
+    def served(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--duration",
+            type=float,
+            metavar="SECONDS",
+            help="stop after this many seconds (default: run until Ctrl-C)",
+        )
+        parser.add_argument(
+            "--figures-every",
+            type=float,
+            default=FIGURES_EVERY,
+            metavar="SECONDS",
+            help="seconds between each queue's figures line (0: none)",
+        )
 
-    sim = sub.add_parser("pbx-sim", help="the PBX simulator alone")
-    sim.add_argument("--port", type=int, help="AMI port (0: any free port)")
-    sim.add_argument("--calls-per-minute", type=float, help="generated callers (0: none)")
-    sim.add_argument("--seed", type=int)
-    sim.set_defaults(command=_pbx_sim)
+    demo = command(
+        "demo",
+        _demo,
+        "backend + PBX simulator + generated callers",
+        "The backend, the PBX simulator and generated callers in one process, on the\n"
+        "configuration's settings; every call event, ACD event and queue figure is printed\n"
+        "(README.md has a legend of the lines).",
+    )
+    served(demo)
+    demo.add_argument(
+        "--calls-per-minute",
+        type=float,
+        metavar="RATE",
+        help="generated callers a minute " + _setting("simulator.traffic.calls_per_minute"),
+    )
+    demo.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="repeatable traffic; none: seed 0 " + _setting("simulator.traffic.seed"),
+    )
+    demo.add_argument(
+        "--port",
+        type=int,
+        help="simulator AMI port, 0: any free port " + _setting("simulator.port"),
+    )
 
-    mig = sub.add_parser("migrate", help="apply the database migrations")
-    mig.set_defaults(command=_migrate)
+    run = command(
+        "run",
+        _run,
+        "backend against the configured Asterisk",
+        "The backend against the Asterisk of the configuration (ami.host, ami.port). While\n"
+        "the PBX cannot be reached, a WARNING says why and the figures lines say so.",
+    )
+    served(run)
 
-    rep = sub.add_parser("replay", help="run a recorded capture through the call model")
-    rep.add_argument("capture", type=Path, help="a .jsonl or .raw file of shared/ami-captures")
-    rep.set_defaults(command=_replay)
+    sim = command(
+        "pbx-sim",
+        _pbx_sim,
+        "the PBX simulator alone",
+        "The PBX simulator alone, speaking AMI on TCP for other clients.",
+    )
+    sim.add_argument("--port", type=int, help="AMI port, 0: any free port " + _setting(
+        "simulator.port"))
+    sim.add_argument(
+        "--calls-per-minute",
+        type=float,
+        metavar="RATE",
+        help="generated callers, 0: none " + _setting("simulator.traffic.calls_per_minute"),
+    )
+    sim.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="repeatable traffic; none: seed 0 " + _setting("simulator.traffic.seed"),
+    )
+
+    command(
+        "migrate",
+        _migrate,
+        "apply the database migrations",
+        "Apply the database migrations (Alembic upgrade head) to database.url.",
+    )
+
+    rep = command(
+        "replay",
+        _replay,
+        "run a recorded capture through the call model",
+        "Run a recorded AMI capture through the call model and print its call events, then\n"
+        "a summary line. Exits 1 if the file is not a capture or holds no AMI messages.",
+    )
+    rep.add_argument(
+        "capture", type=Path, metavar="FILE", help="a .jsonl or .raw capture (see tests/captures)"
+    )
     return ap
 
 
@@ -123,11 +235,29 @@ def _simulator_settings(settings: Settings, args: argparse.Namespace) -> Any:
     )
 
 
-def _pbx_sim(args: argparse.Namespace, settings: Settings) -> int:
+def _listen(reactor: Any, settings: Settings, args: argparse.Namespace) -> Any:
+    """The simulator's listening port; :class:`CommandError` when it cannot listen (the
+    port taken, most often by another simulator or an Asterisk)."""
+    from twisted.internet.error import CannotListenError
+
     import pbx_simulator
 
+    sim = _simulator_settings(settings, args)
+    try:
+        return pbx_simulator.serve(reactor, sim)
+    except CannotListenError as exc:
+        error = exc.socketError
+        reason = getattr(error, "strerror", None) or str(error)
+        raise CommandError(
+            f"the PBX simulator cannot listen on {sim.host}:{sim.port} ({reason}); another "
+            "simulator or an Asterisk may be using it: use --port 0 for any free port, or "
+            "--port N for another"
+        ) from None
+
+
+def _pbx_sim(args: argparse.Namespace, settings: Settings) -> int:
     reactor = _install_reactor()
-    port = pbx_simulator.serve(reactor, _simulator_settings(settings, args))
+    port = _listen(reactor, settings, args)
     host = port.getHost()
     print(f"PBX simulator: AMI listening on {host.host}:{host.port}", flush=True)
     reactor.run()
@@ -135,10 +265,8 @@ def _pbx_sim(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    import pbx_simulator
-
     reactor = _install_reactor()
-    port = pbx_simulator.serve(reactor, _simulator_settings(settings, args))
+    port = _listen(reactor, settings, args)
     host = port.getHost()
     settings = settings.model_copy(
         update={"ami": settings.ami.model_copy(update={"host": host.host, "port": host.port})}
@@ -150,15 +278,17 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         "Live call events follow; Ctrl-C stops.",
         flush=True,
     )
-    return _serve(reactor, settings, args.duration)
+    return _serve(reactor, settings, args.duration, args.figures_every)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     require_production_secrets(settings)
-    return _serve(_install_reactor(), settings, args.duration)
+    return _serve(_install_reactor(), settings, args.duration, args.figures_every)
 
 
-def _serve(reactor: Any, settings: Settings, duration: float | None) -> int:
+def _serve(
+    reactor: Any, settings: Settings, duration: float | None, figures_every: float = FIGURES_EVERY
+) -> int:
     from twisted.internet.task import LoopingCall
 
     from callcenter.app import CallCenter
@@ -174,13 +304,22 @@ def _serve(reactor: Any, settings: Settings, duration: float | None) -> int:
     if app.acd is not None:
         acd = app.acd
         acd.events.subscribe(lambda e: print(describe_acd(e), flush=True), name="console")
-        figures = LoopingCall(
-            lambda: [
-                print(describe_figures(f), flush=True) for f in acd.snapshot(reactor.seconds())
-            ]
-        )
-        figures.clock = reactor
-        figures.start(FIGURES_EVERY, now=False)
+
+        def show_figures() -> None:
+            # Without the PBX the ACD's view is stale: agents would show free that are not.
+            state, problem = app.ami.state, app.ami.problem
+            for f in acd.snapshot(reactor.seconds()):
+                line = (
+                    describe_figures(f)
+                    if state is LinkState.READY
+                    else describe_pbx_down(f.queue, state, problem)
+                )
+                print(line, flush=True)
+
+        if figures_every > 0:
+            figures = LoopingCall(show_figures)
+            figures.clock = reactor
+            figures.start(figures_every, now=False)
     app.start()
     reactor.addSystemEventTrigger("before", "shutdown", app.stop)
     if duration is not None:
@@ -219,14 +358,51 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from callcenter.app import numbering_plan
     from cti.calls.model import CallModel
-    from cti.capture import replay
+    from cti.capture import CaptureError, read, replay
 
-    if not args.capture.is_file():
-        print(f"callcenter replay: {args.capture}: no such file", file=sys.stderr)
+    path: Path = args.capture
+    if not path.is_file():
+        print(f"callcenter replay: {path}: no such file", file=sys.stderr)
         return 2
-    for event in replay(args.capture, CallModel(plan=numbering_plan(settings))):
+    try:
+        records = list(read(path))
+    except CaptureError as exc:
+        print(f"callcenter replay: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"callcenter replay: {path}: cannot read it ({exc.strerror})", file=sys.stderr)
+        return 1
+    messages = sum(1 for r in records if r.message.kind in ("event", "response"))
+    if not messages:
+        print(
+            f"callcenter replay: {path}: no AMI messages in it (no event or response); a "
+            "capture is a .jsonl or .raw recording of an AMI session (see tests/captures)",
+            file=sys.stderr,
+        )
+        return 1
+    calls = CallModel(plan=numbering_plan(settings))
+    events = replay(records, calls)
+    for event in events:
         print(describe(event))
+    connections = len({r.connection for r in records})
+    print(replay_summary(messages, connections, events))
     return 0
+
+
+def replay_summary(messages: int, connections: int, events: list[Any]) -> str:
+    """The last line of ``callcenter replay``: what went in and what the calls did."""
+
+    def calls(kind: str | None = None) -> int:
+        return len({e.call_id for e in events if kind is None or e.kind == kind})
+
+    def count(n: int, noun: str) -> str:
+        return f"{n} {noun}{'' if n == 1 else 's'}"
+
+    return (
+        f"replayed {count(messages, 'AMI message')} over {count(connections, 'connection')}: "
+        f"{count(calls(), 'call')}, {calls('answered')} answered, "
+        f"{calls('abandoned')} abandoned"
+    )
 
 
 def describe(event: PbxEvent) -> str:
@@ -238,9 +414,18 @@ def describe(event: PbxEvent) -> str:
         return f"{stamp} {'device':<22} {event.state:<12} {event.interface}"
     fields = event.to_record()
     fields.pop("kind"), fields.pop("call_id"), fields.pop("at")
+    if isinstance(fields.get("caller"), dict):
+        fields["caller"] = _caller(fields["caller"])
     shown = {k: v for k, v in fields.items() if v not in (None, "", {}, False)}
     detail = " ".join(f"{k}={_short(v)}" for k, v in shown.items())
     return f"{stamp} {event.call_id:<22} {event.kind:<12} {detail}"
+
+
+def _caller(caller: dict[str, Any]) -> str:
+    """A caller for the console: the number (``withheld`` when there is none) and the name."""
+    number = caller.get("number") or "withheld"
+    name = caller.get("name")
+    return f"{number} ({name})" if name else number
 
 
 def describe_acd(event: AcdEvent) -> str:
@@ -272,6 +457,16 @@ def describe_figures(f: QueueFigures) -> str:
         f"{pct(t.service_level)}, ASA {sec(t.asa)}, AHT {sec(t.aht)}, "
         f"abandon {pct(t.abandonment_rate)}, occupancy {pct(t.occupancy)}"
     )
+
+
+def describe_pbx_down(queue: str, state: LinkState, problem: str | None) -> str:
+    """A queue's figures line while the PBX link is not ready: the ACD's view of agents and
+    callers is stale then, so the line says why instead of showing agents free."""
+    if problem is not None:
+        why = f"PBX unreachable: {problem}"
+    else:
+        why = f"PBX not connected yet (AMI link {state.value})"
+    return f"[{queue}] {why}; agents and waiting callers unknown until the link is back"
 
 
 def _short(value: Any) -> str:

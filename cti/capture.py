@@ -58,18 +58,57 @@ def captures_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "tests" / "captures"
 
 
+class CaptureError(ValueError):
+    """A file that is not a capture; the message names the file and the line."""
+
+
+#: What a capture is, for error messages.
+_WHAT_A_CAPTURE_IS = (
+    "a capture is a .jsonl file of recorded AMI records or a .raw file of AMI bytes "
+    "(see tests/captures)"
+)
+
+
 def read_jsonl(path: Path) -> Iterator[Received]:
-    """The received records of a ``.jsonl`` capture (actions and notes are skipped)."""
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            rec = json.loads(line)
-            if rec.get("dir") != "in":
+    """The received records of a ``.jsonl`` capture (actions and notes are skipped).
+    A line that is not a capture record raises :class:`CaptureError` naming the line."""
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
                 continue
-            if rec.get("kind") == "banner":
-                msg = Message.make_banner(rec.get("text", ""))
-            else:
-                msg = Message(headers=[(k, v) for k, v in rec.get("headers", [])])
-            yield Received(msg, rec.get("ts"), rec.get("conn") or 1)
+            received = _jsonl_record(path, number, line)
+            if received is not None:
+                yield received
+
+
+def _jsonl_record(path: Path, number: int, line: bytes) -> Received | None:
+    def refuse(problem: str) -> CaptureError:
+        return CaptureError(f"{path}: line {number}: {problem}; {_WHAT_A_CAPTURE_IS}")
+
+    try:
+        rec = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise refuse("not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise refuse(f"not a JSON record ({exc.msg})") from None
+    if not isinstance(rec, dict):
+        raise refuse(f"a JSON {type(rec).__name__}, not a capture record (an object)")
+    if rec.get("dir") != "in":
+        return None
+    ts, conn = rec.get("ts"), rec.get("conn")
+    if not (ts is None or isinstance(ts, int | float)) or not (
+        conn is None or isinstance(conn, int)
+    ):
+        raise refuse("'ts' must be a number and 'conn' an integer")
+    if rec.get("kind") == "banner":
+        return Received(Message.make_banner(str(rec.get("text", ""))), ts, conn or 1)
+    headers = rec.get("headers", [])
+    if not isinstance(headers, list) or not all(
+        isinstance(h, list) and len(h) == 2 and all(isinstance(x, str) for x in h)
+        for h in headers
+    ):
+        raise refuse("'headers' is not a list of [key, value] pairs of strings")
+    return Received(Message(headers=[(k, v) for k, v in headers]), ts, conn or 1)
 
 
 def read_raw(data: bytes, chunk_sizes: Iterable[int] = ()) -> Iterator[Received]:
