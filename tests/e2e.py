@@ -11,7 +11,7 @@ import pbx_simulator
 from callcenter.app import CallCenter
 from callcenter.settings import load_settings
 from cti.ami.codec import Message
-from cti.calls.events import DeviceStateChanged
+from cti.calls.events import CallEvent
 from pbx_simulator.traffic import caller_originate
 from tests.conftest import sleep
 
@@ -32,7 +32,7 @@ def start_backend(
     env: Mapping[str, str] | None = None,
 ) -> CallCenter:
     """A backend on SQLite in ``tmp_path``, logged in to ``simulator``; ``app.seen`` lists
-    its call events, ``app.devices`` the agents' device state changes."""
+    its call events, ``app.devices`` the rest of the stream (device states, leg outcomes)."""
     settings = load_settings(
         None,
         {
@@ -49,7 +49,7 @@ def start_backend(
     app.devices = []
 
     def watch(event: Any) -> None:
-        (app.devices if isinstance(event, DeviceStateChanged) else app.seen).append(event)
+        (app.seen if isinstance(event, CallEvent) else app.devices).append(event)
 
     app.watch(watch, "test")
     app.start()
