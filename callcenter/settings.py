@@ -7,13 +7,13 @@ as ``**********`` in logs and reprs.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 from sqlalchemy.engine import make_url
+
+from cti.yamlfile import YamlFileError, load_yaml
 
 ENV_PREFIX = "CALLCENTER_"
 #: CALLCENTER_* variables that are not settings (the rest must name a setting).
@@ -190,10 +192,16 @@ class TrafficSettings(_Section):
 class CallSettings(_Section):
     """How the call model reads this PBX's dialplan (``cti.calls.model``)."""
 
-    #: Contexts where inbound calls land (a new channel there starts a call).
+    #: Contexts where inbound calls land (a new channel there starts a call); glob patterns
+    #: such as ``from-*`` match one context per trunk.
     inbound_contexts: tuple[str, ...] = Field(("inbound",), min_length=1)
     #: The UserEvent by which the holding dialplan announces a parked caller.
     parked_event: str = Field("CtiParked", min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    #: The UserEvent by which the holding dialplan asks for a callback (a key press).
+    callback_event: str = Field("CtiCallback", min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    #: Keep the caller ID a call had before the dialplan changed it (e.g. masked it for
+    #: privacy) in its ``arrived`` record; off: only the PBX's current caller ID is kept.
+    keep_original_caller_id: bool = False
     #: Where the holding dialplan parks callers: context -> extension -> lane. A snapshot
     #: taken after a restart carries no UserEvent: this is how it tells parked callers.
     holding: dict[str, dict[str, str]] = {"holding": {"s": "external", "moh": "external-moh"}}
@@ -270,12 +278,26 @@ def require_production_secrets(settings: Settings) -> None:
     """Refuse the demo AMI secret for a PBX that is not on this machine: a production
     start-up without ``CALLCENTER_AMI__SECRET`` must fail loudly, not loop on refused logins."""
     host = settings.ami.host
-    local = host in ("localhost", "::1") or host.startswith("127.")
-    if not local and settings.ami.secret.get_secret_value() == DEMO_SECRET:
+    if not is_loopback(host) and settings.ami.secret.get_secret_value() == DEMO_SECRET:
         raise ConfigError(
             f"key 'ami.secret' is the demo secret for AMI host {host}; set "
             "CALLCENTER_AMI__SECRET to the secret of the manager.conf user"
         )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine by its text alone: ``localhost`` or a loopback
+    address (``127.0.0.0/8``, ``::1``, ``::ffff:127.x.x.x``). Nothing is resolved: any other
+    name (``127.example.com`` too) counts as another machine."""
+    name = host.strip().rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 class ConfigError(Exception):
@@ -317,6 +339,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
             )
         _set_path(data, keys, value, name)
         sources[keys] = name
+    _refuse_control_characters(data, (), origin, sources)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
@@ -339,18 +362,12 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML mapping from ``path``; :class:`ConfigError` names the file, line and problem."""
+    """A YAML mapping from ``path``; :class:`ConfigError` names the file, line and problem
+    (also a file that is not UTF-8, or a key given twice: see :mod:`cti.yamlfile`)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}:{where}: not valid YAML: {problem}") from None
+        data = load_yaml(path, "configuration file")
+    except YamlFileError as exc:
+        raise ConfigError(str(exc)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -381,6 +398,35 @@ def _set_path(data: dict[str, Any], keys: tuple[str, ...], value: str, name: str
             ) from None
     else:
         node[keys[-1]] = value
+
+
+def _refuse_control_characters(
+    node: Any, keys: tuple[str, ...], origin: str, sources: Mapping[tuple[str, ...], str]
+) -> None:
+    """No setting may hold a CR, LF or other control character (tab aside): the AMI
+    credentials and filters would inject lines into the protocol, and any of them into the
+    logs. Raises :class:`ConfigError` naming the key and where it was set."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _refuse_control_characters(key, keys, origin, sources)
+            _refuse_control_characters(value, (*keys, str(key)), origin, sources)
+    elif isinstance(node, list | tuple):
+        for value in node:
+            _refuse_control_characters(value, keys, origin, sources)
+    elif isinstance(node, str) and not node.isprintable():
+        bad = next((c for c in node if c != "\t" and (ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0)),
+                   None)
+        if bad is None:
+            return
+        what = "a line break (CR or LF)" if bad in "\r\n" else f"a control character {bad!r}"
+        where = " and ".join(
+            f"environment variable {var}" for k, var in sources.items() if k == keys
+        ) or origin
+        dotted = ".".join(keys) or "(top level)"
+        raise ConfigError(
+            f"invalid configuration:\n  {where}: key {dotted!r}: contains {what}; "
+            "a setting is one line of text, remove it"
+        )
 
 
 def _explain(exc: ValidationError, origin: str, sources: dict[tuple[str, ...], str]) -> str:

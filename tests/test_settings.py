@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,99 @@ def test_an_unreachable_database_is_a_clear_start_up_error() -> None:
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read"):
         load_settings(tmp_path / "nope.yaml", {})
+
+
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.1.1", True),
+        ("localhost", True),
+        ("LocalHost.", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("127.example.com", False),  # a name that merely starts with "127."
+        ("127.0.0.1.nip.io", False),
+        ("localhost.example.com", False),
+        ("10.0.0.10", False),
+        ("pbx", False),  # nothing is resolved: a name other than localhost is not local
+    ],
+)
+def test_the_demo_secret_check_parses_the_address_instead_of_matching_text(
+    host: str, local: bool
+) -> None:
+    settings = load_settings(None, {"CALLCENTER_AMI__HOST": host})
+    if local:
+        require_production_secrets(settings)
+    else:
+        with pytest.raises(ConfigError, match=f"demo secret for AMI host {re.escape(host)};"):
+            require_production_secrets(settings)
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "expected"),
+    [
+        (
+            "",
+            {"CALLCENTER_AMI__USERNAME": "cti\r\nAction: Originate"},
+            "environment variable CALLCENTER_AMI__USERNAME: key 'ami.username': contains a line "
+            "break (CR or LF)",
+        ),
+        (
+            "",
+            {"CALLCENTER_AMI__SECRET": "s3cret\n"},
+            "environment variable CALLCENTER_AMI__SECRET: key 'ami.secret': contains a line break",
+        ),
+        (
+            "",
+            {"CALLCENTER_AMI__FILTERS": '["!Event: RTCP*\\r\\nAction: Logoff"]'},
+            "CALLCENTER_AMI__FILTERS: key 'ami.filters': contains a line break",
+        ),
+        (
+            'ami:\n  host: "pbx\\nforged"\n',
+            {},
+            "c.yaml: key 'ami.host': contains a line break (CR or LF)",
+        ),
+        ("ami:\n  secret: |\n    two\n    lines\n", {}, "c.yaml: key 'ami.secret': contains"),
+        ('ami:\n  events: "call\\x1b[0m"\n', {}, "key 'ami.events': contains a control character"),
+    ],
+)
+def test_a_line_break_in_a_setting_is_refused_naming_the_key(
+    tmp_path: Path, text: str, env: dict[str, str], expected: str
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env)
+    assert expected in str(err.value)
+    assert "s3cret" not in str(err.value) and "lines" not in str(err.value)
+
+
+def test_a_duplicate_key_or_a_file_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ami:\n  port: 5039\n  username: cti\n  port: 5040\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: line 4, column 3: duplicate key 'port' "):
+        load_settings(cfg, {})
+    cfg.write_bytes("ami:\n  username: José\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"c\.yaml: line 2: not UTF-8 text"):
+        load_settings(cfg, {})
+
+
+def test_bad_settings_stop_the_command_without_a_traceback(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ami:\n  port: 5039\nami:\n  host: pbx\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "callcenter.cli", "--config", str(cfg), "run"],
+        cwd=tmp_path,
+        env={**env, "CALLCENTER_AMI__SECRET": "a\nb"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "c.yaml: line 3, column 1: duplicate key 'ami' (first given on line 1)" in proc.stderr
