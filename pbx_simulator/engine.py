@@ -1642,7 +1642,7 @@ class Pbx:
                     ("Queue", queue.name),
                     ("Position", str(position)),
                     ("OriginalPosition", str(call.original_position)),
-                    ("HoldTime", str(int(self.now - call.joined))),
+                    ("HoldTime", str(_seconds_between(call.joined, self.now))),
                 ],
             )
         self.emit_channel(
@@ -1656,7 +1656,7 @@ class Pbx:
         caller, queue, agent = call.caller, call.queue, dial.leg
         call.rings.remove(dial)
         self._queue_leave(call, abandon=False)
-        hold = int(self.now - call.joined)
+        hold = _seconds_between(call.joined, self.now)
         ring = round(self.now - dial.started)
         fields = [
             ("Queue", queue.name),
@@ -1678,7 +1678,7 @@ class Pbx:
         connected = self.now
 
         def complete(leaving: Channel) -> None:
-            talk = int(self.now - connected)
+            talk = _seconds_between(connected, self.now)
             member.in_call = False
             member.calls_taken += 1
             member.last_call = int(self.now)
@@ -1769,6 +1769,12 @@ def _seconds(text: str) -> float:
         return max(0.0, float(text))
     except ValueError:
         return 0.0
+
+
+def _seconds_between(start: float, end: float) -> int:
+    """app_queue's HoldTime/TalkTime: a difference of ``time(NULL)`` values, whole
+    seconds each (recording 14: connected at 881.73, transferred at 888.09 -> 7)."""
+    return int(end) - int(start)
 
 
 def _fmt(value: float) -> str:

@@ -101,7 +101,8 @@ def test_queue_abandon_with_ring_no_answer() -> None:
     assert [e["RingTime"] for e in h.events("AgentRingNoAnswer")] == ["4000", "4000"]
     assert [e["DialStatus"] for e in h.events("DialEnd")].count("NOANSWER") == 2
     abandon = h.events("QueueCallerAbandon")[0]
-    assert abandon["Position"] == "1" and abandon["HoldTime"] == "10"
+    # Joined at +0.5 s, gone at +11.5 s: app_queue subtracts whole seconds (02 says 11).
+    assert abandon["Position"] == "1" and abandon["HoldTime"] == "11"
     assert h.events("QueueCallerLeave")
 
 
