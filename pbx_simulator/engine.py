@@ -128,7 +128,8 @@ class Channel:
     bridge: Bridge | None = None
     #: What to do when the bridge ends under this channel: resume the dialplan at the
     #: next priority (``continue``), at the priority it shows (``resume``: an AMI
-    #: ``Bridge`` already moved it on), or hang up (a queue's agent leg has no dialplan).
+    #: ``Bridge`` already moved it on), end the dialplan with a soft hang-up (``end``:
+    #: ``Dial()`` without ``g``), or hang up (a queue's agent leg has no dialplan).
     after_bridge: str = "hangup"
     dial: Dial | None = None
     #: The leg this channel's ``Dial()`` is ringing.
@@ -896,18 +897,25 @@ class Pbx:
         yield Wait(between)
 
     def _app_dial(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
-        """``Dial(Local/<exten>@<context>[,timeout])``: ring, bridge on answer, and carry
-        on in the dialplan when that bridge ends (DIALSTATUS otherwise)."""
+        """``Dial(Local/<exten>@<context>[,timeout[,options]])``: ring, bridge on answer.
+        Unanswered: DIALSTATUS, then the next priority. Answered: when the other side
+        leaves the bridge, this channel hangs up (soft hang-up request first), as Dial
+        without option ``g`` does (recording 14: the transferred agent leg once 6004 hung
+        up); with ``g`` the dialplan goes on at the next priority."""
         target, _, rest = data.partition(",")
-        timeout = rest.split(",")[0]
+        timeout, _, options = rest.partition(",")
         dial = self.dial_local(
             target,
             caller=ch,
             linkedid=ch.linkedid,
             first_app="AppDial",
-            cid=(ch.conn_num, ch.conn_name),
+            # app_dial: the callee's caller ID is the dialling channel's extension and
+            # connected name, its connected line the dialler's caller ID (06, 14).
+            cid=(ch.exten, ch.conn_name),
             conn=(ch.cid_num, ch.cid_name),
         )
+        two = dial.leg.partner
+        assert two is not None
         ch.outgoing = dial
         self.emit_dial("DialBegin", dial, [("DialString", target.removeprefix("Local/"))])
         dial.on_answer = lambda: self.wake(ch, "dial", True)
@@ -925,24 +933,28 @@ class Pbx:
             dial.timer = self.clock.call_later(
                 _seconds(timeout), lambda: unanswered("NOANSWER", 0)
             )
-        two = dial.leg.partner
-        assert two is not None
         self.start_dialplan(two, two.context, two.exten, 1)
         answered = yield Wait(None, "dial")
         ch.outgoing = None
         if answered is not True:
             self.set_var(ch, "DIALSTATUS", answered or "NOANSWER")
             return None
-        if ch.state != UP:
-            self.answer(ch)
         callee = dial.leg
         callee.exten = ""  # app_dial's outgoing channel has no extension of its own
-        ch.after_bridge, callee.after_bridge = "continue", "hangup"
+        ch.after_bridge = "continue" if "g" in options else "end"
+        callee.after_bridge = "hangup"
+        answering = ch.state != UP
+        if answering:
+            self.set_state(ch, UP)
         bridge = self.bridge_channels([])
         self.newexten(callee, "AppDial", "(Outgoing Line)")
         self._enter_bridge(callee, bridge)
         self._enter_bridge(ch, bridge)
-        yield Wait(None)  # until the bridge ends (the dialplan then resumes)
+        if answering:
+            # A Local ;2 half: its ;1 (and whoever dialled that) hears of the answer
+            # after the bridge is up (recording 14's desk line).
+            self.answer(ch)
+        yield Wait(None)  # until the bridge ends
 
     # ------------------------------------------------------------ answer, dial
 
@@ -980,6 +992,12 @@ class Pbx:
         exten, _, context = dialstring.removeprefix("Local/").partition("@")
         one, two = self.new_local_pair(exten, context, linkedid=linkedid, ids=ids)
         one.app, one.app_data = first_app, "(Outgoing Line)"
+        if cid is not None and caller is not None:
+            # app_queue and app_dial set the caller ID before the first Newexten goes out
+            # (app_dial the connected line too): recording 14 shows it there already.
+            one.cid_num, one.cid_name = cid
+            if first_app == "AppDial":
+                one.conn_num, one.conn_name = conn or cid
         self.newexten(one, first_app, "(Outgoing Line)")
         for name, value in (variables or {}).items():
             self.set_var(one, name, value)
@@ -994,12 +1012,14 @@ class Pbx:
         for name in one.variables:
             self.set_var(two, ("__" if name in one.inherited else "") + name, one.variables[name])
         if cid is not None:
-            two.cid_num, two.cid_name = (caller.cid_num, caller.cid_name) if caller else cid
+            # A Local pair crosses its caller IDs: the ;2 half's caller ID is the ;1's
+            # connected line and the other way round; the ;2's connected line is in
+            # place before its NewCallerid.
+            two.cid_num, two.cid_name = (one.conn_num, one.conn_name) if caller else cid
+            two.conn_num, two.conn_name = (one.cid_num, one.cid_name) if caller else (conn or cid)
             if two.cid_num != "<unknown>" or two.cid_name != "<unknown>":  # a withheld caller
                 self.set_callerid(two, two.cid_num)
-            self.set_connected(
-                two, *((caller.conn_num, caller.conn_name) if caller else (conn or cid))
-            )
+            self.set_connected(two, two.conn_num, two.conn_name)
         self.local_bridge(one, two)
         dial = Dial(
             one,
@@ -1055,12 +1075,14 @@ class Pbx:
             self._teardown(far, cause)
 
     def _teardown(self, ch: Channel, cause: int) -> None:
-        """The Local partner of a channel that hung up: leave the app, then go."""
+        """The Local partner of a channel that hung up: leave the app, then go. A channel
+        running dialplan is asked to hang up (SoftHangupRequest); a bridged one without
+        (an agent leg, a dialled line, a channel bridged by AMI) just goes (06, 14)."""
         self._leave_app(ch, abandon=True)
         bridge = ch.bridge
         if bridge is not None:
             self._leave_bridge(ch)
-        if bridge is None or not bridge.by_action:
+        if bridge is None or (ch.after_bridge in ("continue", "end") and not bridge.by_action):
             self.emit_channel("SoftHangupRequest", "call,all", ch, [("Cause", "16")])
         # Pulled out of a bridge, the channel ends on its own normal clearing.
         self._finish(ch, cause if bridge is None else 16)
@@ -1156,6 +1178,8 @@ class Pbx:
                 self.start_dialplan(other, other.context, other.exten, other.priority + 1)
             elif other.after_bridge == "resume":
                 self.start_dialplan(other, other.context, other.exten, other.priority)
+            elif other.after_bridge == "end":
+                self.hangup(other, 16, request=True)
             else:
                 self.hangup(other, 16, request=False)
 
@@ -1556,7 +1580,12 @@ class Pbx:
             caller=caller,
             linkedid=caller.linkedid,
             first_app="AppQueue",
-            cid=(caller.conn_num, caller.conn_name),
+            # The member channel's caller ID is the queue caller's connected line; with
+            # none (a withheld caller), the number is the caller's extension (10: "sales").
+            cid=(
+                caller.conn_num if caller.conn_num != "<unknown>" else caller.exten,
+                caller.conn_name,
+            ),
             conn=(caller.cid_num, caller.cid_name),
             exten_after=queue.name,
         )
