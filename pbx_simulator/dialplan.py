@@ -49,6 +49,22 @@ def matches(pattern: str, exten: str) -> bool:
     return len(exten) == len(pattern) - 1
 
 
+def can_match_more(pattern: str, prefix: str) -> bool:
+    """Whether a longer number starting with ``prefix`` could match ``pattern``
+    (Asterisk's matchmore: a transfer keeps collecting digits while it is true)."""
+    if not pattern.startswith("_"):
+        return len(pattern) > len(prefix) and pattern.startswith(prefix)
+    classes = {"X": "0123456789", "N": "23456789", "Z": "123456789"}
+    for i, ch in enumerate(prefix):
+        p = pattern[1 + i] if 1 + i < len(pattern) else ""
+        if p == ".":
+            return True
+        if not p or ch not in classes.get(p, p):
+            return False
+    rest = pattern[1 + len(prefix) :]
+    return bool(rest)
+
+
 def find_extension(plan: Dialplan, context: str, exten: str) -> list[Step] | None:
     extens = plan.get(context, {})
     if exten in extens:
@@ -60,9 +76,10 @@ def _wait_or(default: str) -> Data:
     return lambda v: v.get("LAB_WAIT") or default
 
 
-def _route_steps(did: str, route: Route) -> list[Step]:
+def _route_steps(did: str, route: Route, entry: Mapping[str, str]) -> list[Step]:
+    """``entry``: each queue's entry context (``queue-entry`` unless configured)."""
     if route.kind == "queue":
-        return [Step("Goto", f"queue-entry,{route.target},1")]
+        return [Step("Goto", f"{entry.get(route.target, 'queue-entry')},{route.target},1")]
     if route.kind == "ivr":
         return [Step("Goto", "ivr-main,s,1")]
     if route.kind == "holding":
@@ -71,13 +88,58 @@ def _route_steps(did: str, route: Route) -> list[Step]:
         return [Step("Goto", "holding,moh,1")]
     if route.kind == "holding-callback":
         return [Step("Goto", "holding-callback,s,1")]
+    if route.kind == "cid-mask":
+        return [Step("Goto", "did-cid-mask,s,1")]
     agi, label = ("agi:async", "AsyncAGI") if route.kind == "agi" else (route.agi_url, "FastAGI")
+
+    def queue(v: Mapping[str, str]) -> str:
+        target = v.get("CTI_ROUTE") or route.target
+        return f"{entry.get(target, 'queue-entry')},{target},1"
+
     return [
         Step("Answer"),
         Step("AGI", agi),
         Step("NoOp", label + " returned AGISTATUS=${AGISTATUS} CTI_ROUTE=${CTI_ROUTE}"),
-        Step("Goto", lambda v: f"queue-entry,{v.get('CTI_ROUTE') or route.target},1"),
+        Step("Goto", queue),
     ]
+
+
+def _cid_mask(settings: Settings, entry: Mapping[str, str]) -> dict[str, list[Step]]:
+    """``[did-cid-mask]`` (lab DID 5007): the number, then the name (one NewCallerid
+    each), then the queue of the (first) ``cid-mask`` route."""
+    found = [(did, r) for did, r in settings.dids.items() if r.kind == "cid-mask"]
+    if not found:
+        return {}
+    did, route = found[0]
+    return {
+        "s": [
+            Step("NoOp", f"DID {did} masks caller ID ${{CALLERID(all)}}"),
+            Step("Set", lambda v: f"CALLERID(num)={v.get('LAB_MASK_NUM') or '+31201234567'}"),
+            Step("Set", lambda v: f"CALLERID(name)={v.get('LAB_MASK_NAME') or 'Masked Caller'}"),
+            Step("Goto", f"{entry.get(route.target, 'queue-entry')},{route.target},1"),
+        ]
+    }
+
+
+def _queue_entries(settings: Settings) -> dict[str, dict[str, list[Step]]]:
+    contexts: dict[str, dict[str, list[Step]]] = {"queue-entry": {}}
+    for q in settings.queues:
+        contexts.setdefault(q.entry_context, {})[q.name] = [
+            Step("NoOp", f"enter queue {q.name}"),
+            Step("Answer"),
+            Step("Queue", f"{q.name},tT,,,300"),
+            Step("NoOp", "QUEUESTATUS=${QUEUESTATUS}"),
+            Step("Hangup"),
+        ]
+    return contexts
+
+
+def _ring_secs(v: Mapping[str, str]) -> str:
+    return v.get("LAB_AGENT_RING") or v.get("AGENT_RING_SECS", "1")
+
+
+def _talk_secs(v: Mapping[str, str]) -> str:
+    return v.get("AGENT_TALK_SECS") or "600"
 
 
 def _cid_normalize(v: Mapping[str, str]) -> str:
@@ -113,6 +175,7 @@ def _customer_outcomes(script: Mapping[str, tuple[str, ...]]) -> Data:
 
 def lab_dialplan(settings: Settings) -> Dialplan:
     """The lab's extensions.conf, with ``[inbound]`` routes from ``settings.dids``."""
+    entry = {q.name: q.entry_context for q in settings.queues}
     plan: Dialplan = {
         "caller-script": {
             "hangup-after": [
@@ -146,18 +209,13 @@ def lab_dialplan(settings: Settings) -> Dialplan:
                 Step("Set", "__CTI_CALLID=${UNIQUEID}"),
                 Step("Goto", "did-${EXTEN},1"),
             ],
-            **{f"did-{did}": _route_steps(did, route) for did, route in settings.dids.items()},
+            **{
+                f"did-{did}": _route_steps(did, route, entry)
+                for did, route in settings.dids.items()
+            },
         },
-        "queue-entry": {
-            q.name: [
-                Step("NoOp", f"enter queue {q.name}"),
-                Step("Answer"),
-                Step("Queue", f"{q.name},tT,,,300"),
-                Step("NoOp", "QUEUESTATUS=${QUEUESTATUS}"),
-                Step("Hangup"),
-            ]
-            for q in settings.queues
-        },
+        "did-cid-mask": _cid_mask(settings, entry),
+        **_queue_entries(settings),
         "ivr-main": {
             "s": [
                 Step("NoOp", "IVR main menu"),
@@ -258,9 +316,31 @@ def lab_dialplan(settings: Settings) -> Dialplan:
             "_6XXX": [
                 Step("NoOp", "Agent ${EXTEN} alerted for CTI_CALLID=${CTI_CALLID}"),
                 Step("Ringing"),
-                Step("Wait", lambda v: v.get("LAB_AGENT_RING") or v.get("AGENT_RING_SECS", "1")),
+                Step("Wait", _ring_secs),
                 Step("Answer"),
-                Step("Wait", lambda v: v.get("AGENT_TALK_SECS") or "600"),
+                Step("Wait", _talk_secs),
+                Step("Hangup"),
+            ],
+        },
+        # Recording 14: a queue member's desk line rings the agent's phone, itself a
+        # Local channel (dialled without /n, so the desk's pair can be optimised away).
+        "agent-desk": {
+            "_7XXX": [
+                Step("NoOp", "desk ${EXTEN} -> phone for CTI_CALLID=${CTI_CALLID}"),
+                Step("Dial", "Local/${EXTEN}@agent-phone,20"),
+                Step("Hangup"),
+            ],
+        },
+        # The agent's phone: as [agents], but it sends audio once answered (a silent
+        # tone): Asterisk optimises a Local pair only when voice frames pass through it.
+        "agent-phone": {
+            "_7XXX": [
+                Step("NoOp", "phone ${EXTEN} alerted for CTI_CALLID=${CTI_CALLID}"),
+                Step("Ringing"),
+                Step("Wait", _ring_secs),
+                Step("Answer"),
+                Step("PlayTones", "0/1000"),
+                Step("Wait", _talk_secs),
                 Step("Hangup"),
             ],
         },

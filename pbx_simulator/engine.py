@@ -19,12 +19,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .agi import FastAgiSession, agi_environment, parse_agi_url
-from .dialplan import Data, Dialplan, Step, expand, find_extension, lab_dialplan
+from .dialplan import (
+    Data,
+    Dialplan,
+    Step,
+    can_match_more,
+    expand,
+    find_extension,
+    lab_dialplan,
+)
 from .frames import CAUSE_TEXT, Headers, agi_quote, bridge_block, channel_block, timestamp
 from .settings import Hint, Member, QueueSettings, Settings
 
 HANGUP = object()
 DOWN, RING, RINGING, UP = 0, 4, 5, 6
+#: From a tone generator's start to the first voice frame through the Local pairs on its
+#: way (recording 14: PlayTones at +0.0 s, LocalOptimizationBegin at +0.04 s).
+MEDIA_LATENCY = 0.04
+#: The lab's ``[globals]`` the simulator keeps per call instead (a member's ring and
+#: talk time): a ``Dial()`` passes them on to the line it dials.
+CALL_GLOBALS = ("AGENT_RING_SECS", "AGENT_TALK_SECS")
 
 #: ``ExtensionStatus`` ``Status`` -> ``StatusText`` (Asterisk's ast_extension_state2str).
 EXTENSION_STATUS_TEXT = {
@@ -142,6 +156,11 @@ class Channel:
     holds_device: bool = False
     agi_commands: deque[tuple[str, str]] | None = None
     fastagi: FastAgiCall | None = None
+    #: Bridge feature digits keyed so far (a prefix of ``blindxfer``).
+    feature_digits: str = ""
+    #: A blind transfer this channel started by DTMF: the number keyed so far.
+    xfer_number: str | None = None
+    xfer_timer: Timer | None = None
     gone: bool = False
 
     @property
@@ -174,6 +193,10 @@ class Bridge:
     by_action: bool = False
     #: Ended by a transfer (app_queue then reports AgentComplete Reason=transfer).
     transferred: bool = False
+    #: The parties allowed to transfer with the DTMF feature (Queue options ``t``/``T``).
+    transferers: set[Channel] = field(default_factory=set)
+    #: A Local pair was optimised out of the bridge: ``(old, new)`` (app_queue follows).
+    on_swap: Callable[[Channel, Channel], None] | None = None
 
 
 @dataclass(eq=False)
@@ -209,6 +232,8 @@ class QueueCall:
     queue: Queue
     joined: float
     original_position: int
+    #: The Queue() options (``t``: the agent may transfer, ``T``: the caller may).
+    options: str = ""
     rings: list[Dial] = field(default_factory=list)
     #: The caller's next turn check (app_queue polls; nothing is event-driven).
     turn_timer: Timer | None = None
@@ -319,6 +344,10 @@ class Pbx:
         self.handle_time: Callable[[], float] | None = None
         #: Opens a FastAGI connection for a call (the I/O layer's); None = unreachable.
         self.fastagi_connector: Callable[[FastAgiCall], None] | None = None
+        #: Channels sending audio (PlayTones); elsewhere the lab's channels are silent.
+        self.media_sources: list[Channel] = []
+        #: core_local's optimisation Id: a counter over the whole process.
+        self._optimization_ids = itertools.count(1)
         login = int(scheduler.now)
         self.queues: dict[str, Queue] = {
             q.name: Queue(
@@ -359,6 +388,7 @@ class Pbx:
             "SendDTMF": self._app_senddtmf,
             "Dial": self._app_dial,
             "Busy": self._app_busy,
+            "PlayTones": self._app_playtones,
         }
 
     # ------------------------------------------------------------ events
@@ -494,6 +524,8 @@ class Pbx:
             for member in queue.members:
                 if member.interface == device:
                     found = True
+                    if not after:
+                        self.member_done(member)
                     self.member_event("QueueMemberStatus", queue, member)
             if found:
                 self.update_avail(queue)
@@ -697,6 +729,8 @@ class Pbx:
         name, _, value = data.partition("=")
         if name == "CALLERID(num)":
             self.set_callerid(ch, value)
+        elif name == "CALLERID(name)":
+            self.set_callerid(ch, ch.cid_num, value)
         elif not name.startswith("TIMEOUT("):
             self.set_var(ch, name, value)
         return None
@@ -768,6 +802,7 @@ class Pbx:
             upstream = dialler.partner if dialler is not None and dialler.half == 2 else None
             if upstream is not None and upstream.dial is not None and upstream.state != UP:
                 self.set_state(upstream, RINGING)
+                self.hold_device(upstream)
                 self.emit_dial("DialState", upstream.dial, [("DialStatus", "RINGING")])
 
     def _app_wait(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
@@ -818,6 +853,16 @@ class Pbx:
 
     def _app_playback(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
         yield Wait(self.settings.prompt_seconds)
+
+    def _app_playtones(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
+        """``PlayTones``: a tone generator on the channel until it hangs up; the
+        dialplan goes on at once. Its voice frames are what make Asterisk optimise the
+        Local pairs they pass through (:meth:`_media_flows`)."""
+        if ch not in self.media_sources:
+            self.media_sources.append(ch)
+            self.clock.call_later(MEDIA_LATENCY, lambda: self._media_flows(ch))
+        return None
+        yield
 
     def _digit(self, ch: Channel, timeout: float | None) -> Generator[Wait, Any, str | None]:
         """The next DTMF digit received (buffered first), or None after ``timeout``."""
@@ -892,6 +937,8 @@ class Pbx:
                 far,
                 [("Digit", digit), ("DurationMs", str(duration)), ("Direction", "Received")],
             )
+            if self._feature_digit(far, digit):
+                continue
             far.digits.append(digit)
             self.wake(far, "digit")
         yield Wait(between)
@@ -916,6 +963,9 @@ class Pbx:
         )
         two = dial.leg.partner
         assert two is not None
+        for name in CALL_GLOBALS:
+            if name in ch.variables:
+                two.variables[name] = ch.variables[name]
         ch.outgoing = dial
         self.emit_dial("DialBegin", dial, [("DialString", target.removeprefix("Local/"))])
         dial.on_answer = lambda: self.wake(ch, "dial", True)
@@ -1093,6 +1143,10 @@ class Pbx:
         self._leave_app(ch, abandon=True)
         self.stop_runner(ch)
         ch.gone = True
+        if ch in self.media_sources:
+            self.media_sources.remove(ch)
+        if ch.xfer_timer is not None:
+            ch.xfer_timer.cancel()
         self.emit_channel(
             "Hangup",
             "call,all",
@@ -1141,18 +1195,26 @@ class Pbx:
             self._enter_bridge(ch, bridge)
         return bridge
 
-    def _enter_bridge(self, ch: Channel, bridge: Bridge) -> None:
+    def _enter_bridge(self, ch: Channel, bridge: Bridge, swap: Channel | None = None) -> None:
+        """``swap``: the channel ``ch`` replaces (a Local pair optimised away)."""
         bridge.channels.append(ch)
         ch.bridge = bridge
-        self.emit("BridgeEnter", "call,all", [*bridge_block(bridge), *self.block(ch)])
+        extra = [("SwapUniqueid", swap.uniqueid)] if swap is not None else []
+        self.emit("BridgeEnter", "call,all", [*bridge_block(bridge), *self.block(ch), *extra])
+        for source in self.media_sources:  # a new path for the frames of a tone
+            self.clock.call_later(MEDIA_LATENCY, lambda s=source: self._media_flows(s))
+
+    def _step_out(self, ch: Channel) -> None:
+        """Leave the bridge without ending the call in it (no ``on_break``)."""
+        bridge = ch.bridge
+        assert bridge is not None
+        on_break, bridge.on_break = bridge.on_break, None
+        self._leave_bridge(ch)
+        bridge.on_break = on_break
 
     def _move(self, ch: Channel, bridge: Bridge) -> None:
         """Move ``ch`` between bridges without ending the call it leaves."""
-        source = ch.bridge
-        assert source is not None
-        on_break, source.on_break = source.on_break, None
-        self._leave_bridge(ch)
-        source.on_break = on_break
+        self._step_out(ch)
         self._enter_bridge(ch, bridge)
 
     def _leave_bridge(self, ch: Channel) -> None:
@@ -1190,6 +1252,80 @@ class Pbx:
             bridge = ch.bridge
             self._leave_bridge(ch)
             self._bridge_remainder(bridge)
+
+    # ------------------------------------------------------------ Local channel optimisation
+
+    def _media_flows(self, source: Channel) -> None:
+        """Voice frames from ``source`` come out of its Local partner, go through that
+        one's bridge to the other members, and so on through Local pairs. The first
+        pair on their way whose halves are both bridged is optimised away: Asterisk
+        tries at every voice frame written to a Local half, and only then (recording 14:
+        without media the desk pair stayed up for the whole call)."""
+        if source.gone:
+            if source in self.media_sources:
+                self.media_sources.remove(source)
+            return
+        seen = {source}
+        readers = deque([source.partner])
+        while readers:
+            reader = readers.popleft()
+            if reader is None or reader.gone or reader.bridge is None:
+                continue
+            for written in list(reader.bridge.channels):
+                if written is reader or written in seen or written.partner is None:
+                    continue
+                seen.add(written)
+                if self._optimize(written):
+                    return
+                readers.append(written.partner)
+
+    def _optimize(self, half: Channel) -> bool:
+        """core_local's move-swap: the ;1 half's bridge keeps the call; the peer of the
+        ;2 half in its (two-party) bridge takes the ;1's place there, and the pair hangs
+        up. Only a ;2 side in a bridge that carries no call of its own (app_dial's) is
+        optimised here: the lab recorded no other case."""
+        one = half if half.half == 1 else half.partner
+        two = one.partner if one is not None else None
+        if one is None or two is None or one.gone or two.gone:
+            return False
+        dst, src = one.bridge, two.bridge
+        if dst is None or src is None or dst is src or len(src.channels) != 2:
+            return False
+        if src.on_break is not None or src.transferers:
+            return False
+        (other,) = [c for c in src.channels if c is not two]
+        self._optimize_out(one, two, other)
+        return True
+
+    def _optimize_out(self, one: Channel, two: Channel, source: Channel) -> None:
+        """As recording 14 shows it: LocalOptimizationBegin (``DestUniqueId`` is always
+        the ;2's Uniqueid), the source leaves its bridge, the ;1 leaves the other, the
+        source enters it with ``SwapUniqueid``, LocalOptimizationEnd (``Success: No``
+        although the swap worked), then the ;2 leaves and both halves hang up."""
+        src, dst = two.bridge, one.bridge
+        assert src is not None and dst is not None
+        oid = str(next(self._optimization_ids))
+        pair = [*self.block(one, "LocalOne"), *self.block(two, "LocalTwo")]
+        self.emit(
+            "LocalOptimizationBegin",
+            "call,all",
+            [*pair, *self.block(source, "Source"), ("DestUniqueId", two.uniqueid), ("Id", oid)],
+        )
+        self._step_out(source)
+        self._step_out(one)
+        self._enter_bridge(source, dst, swap=one)
+        if one in dst.transferers:
+            dst.transferers.discard(one)
+            dst.transferers.add(source)
+        if dst.on_swap is not None:
+            dst.on_swap(one, source)
+        pair = [*self.block(one, "LocalOne"), *self.block(two, "LocalTwo")]
+        self.emit("LocalOptimizationEnd", "call,all", [*pair, ("Success", "No"), ("Id", oid)])
+        self._step_out(two)
+        self.emit_channel("SoftHangupRequest", "call,all", two, [("Cause", "16")])
+        self.emit_channel("HangupRequest", "call,all", one, [("Cause", "16")])
+        self._finish(two, 16)
+        self._finish(one, 16)
 
     # ------------------------------------------------------------ AMI-driven operations
 
@@ -1229,9 +1365,12 @@ class Pbx:
         peers = [c for c in bridge.channels if c is not transferer] if bridge else []
         return peers[0] if len(peers) == 1 and transferer.transfer is None else None
 
-    def blind_transfer(self, transferer: Channel, context: str, exten: str) -> None:
-        """AMI ``BlindTransfer`` of a bridged channel: its peer runs ``context,exten``,
-        the transferer hangs up."""
+    def blind_transfer(
+        self, transferer: Channel, context: str, exten: str, *, external: bool = True
+    ) -> None:
+        """A blind transfer of a bridged channel: its peer runs ``context,exten``, the
+        transferer hangs up. ``external``: by the AMI action (06); else by the
+        ``blindxfer`` DTMF feature (14: the caller transferred the agent)."""
         bridge, transferee = transferer.bridge, self.transfer_peer(transferer)
         assert bridge is not None and transferee is not None
         self.emit_channel("Unhold", "call,all", transferer)
@@ -1243,7 +1382,7 @@ class Pbx:
                 *self.block(transferer, "Transferer"),
                 *self.block(transferee, "Transferee"),
                 *bridge_block(bridge),
-                ("IsExternal", "Yes"),
+                ("IsExternal", "Yes" if external else "No"),
                 ("Context", context),
                 ("Extension", exten),
             ],
@@ -1251,12 +1390,84 @@ class Pbx:
         bridge.transferred = True
         on_break, bridge.on_break = bridge.on_break, None
         self._leave_bridge(transferer)
+        self.moh_stop(transferee)
         self.async_goto(transferee, context, exten)
         self._leave_bridge(transferee)
         if on_break is not None:
             on_break(transferer)
-        self.hangup(transferer, 16, request=False)
+        # A transferer in the dialplan (the caller in Queue()) is asked to hang up.
+        self.hangup(transferer, 16, request=transferer.after_bridge in ("continue", "end"))
         self.start_dialplan(transferee, context, exten, 1, announced=True)
+
+    # ------------------------------------------------------------ DTMF features
+
+    def _feature_digit(self, ch: Channel, digit: str) -> bool:
+        """A digit ``ch`` received in a bridge: features.conf's ``blindxfer`` for a party
+        allowed to transfer, then the number. True if the feature took the digit."""
+        if ch.xfer_number is not None:
+            ch.xfer_number += digit
+            self._xfer_keyed(ch)
+            return True
+        bridge = ch.bridge
+        if bridge is None or ch not in bridge.transferers:
+            return False
+        code = self.settings.blindxfer_code
+        keyed = ch.feature_digits + digit
+        if keyed == code:
+            ch.feature_digits = ""
+            self._start_blind_xfer(ch)
+            return True
+        if code.startswith(keyed):
+            ch.feature_digits = keyed
+            return True
+        ch.feature_digits = ""
+        return False
+
+    def _start_blind_xfer(self, ch: Channel) -> None:
+        """The transferer is on hold (its peer hears music) while it keys the number."""
+        peer = self.transfer_peer(ch)
+        if peer is None:
+            return
+        self.emit_channel("Hold", "call,all", ch)
+        self.moh_start(peer)
+        ch.xfer_number = ""
+        self._xfer_wait(ch)
+
+    def _xfer_context(self, ch: Channel) -> str:
+        return ch.variables.get("TRANSFER_CONTEXT") or ch.context
+
+    def _xfer_wait(self, ch: Channel) -> None:
+        if ch.xfer_timer is not None:
+            ch.xfer_timer.cancel()
+        ch.xfer_timer = self.clock.call_later(
+            self.settings.transfer_digit_timeout, lambda: self._xfer_done(ch)
+        )
+
+    def _xfer_keyed(self, ch: Channel) -> None:
+        """Done as soon as the number matches an extension and no longer one could."""
+        number, context = ch.xfer_number or "", self._xfer_context(ch)
+        extens = self.dialplan.get(context, {})
+        if any(can_match_more(p, number) for p in extens):
+            self._xfer_wait(ch)
+        else:
+            self._xfer_done(ch)
+
+    def _xfer_done(self, ch: Channel) -> None:
+        if ch.xfer_timer is not None:
+            ch.xfer_timer.cancel()
+        ch.xfer_timer = None
+        number, ch.xfer_number = ch.xfer_number, None
+        if ch.gone or number is None:
+            return
+        context = self._xfer_context(ch)
+        peer = self.transfer_peer(ch)
+        if peer is not None and number and find_extension(self.dialplan, context, number):
+            self.blind_transfer(ch, context, number, external=False)
+            return
+        # No such extension: back to the call.
+        self.emit_channel("Unhold", "call,all", ch)
+        if peer is not None:
+            self.moh_stop(peer)
 
     def attended_transfer(self, transferer: Channel, context: str, exten: str) -> None:
         """AMI ``Atxfer``: Asterisk keys the ``atxfer`` feature code and the digits into
@@ -1478,13 +1689,14 @@ class Pbx:
     # ------------------------------------------------------------ app_queue
 
     def _app_queue(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
-        queue = self.queues.get(data.split(",")[0])
+        name, _, rest = data.partition(",")
+        queue = self.queues.get(name)
         if queue is None:
             self.set_var(ch, "QUEUESTATUS", "UNKNOWN")
             return None
         for var in ("ANSWEREDTIME", "DIALEDTIME", "QUEUEWAIT"):
             self.set_var(ch, var, "")
-        call = QueueCall(ch, queue, self.now, len(queue.calls) + 1)
+        call = QueueCall(ch, queue, self.now, len(queue.calls) + 1, rest.partition(",")[0])
         queue.calls.append(call)
         ch.queue_call = call
         # app_queue's ``Queue:<q>`` device: RINGING while callers wait.
@@ -1706,11 +1918,15 @@ class Pbx:
         member.in_call = True
         connected = self.now
 
+        def swapped(old: Channel, new: Channel) -> None:
+            # app_queue follows a Local pair optimised away (AgentComplete's DestChannel).
+            nonlocal agent
+            if agent is old:
+                agent = new
+
         def complete(leaving: Channel) -> None:
             talk = _seconds_between(connected, self.now)
-            member.in_call = False
-            member.calls_taken += 1
-            member.last_call = int(self.now)
+            self.member_done(member)
             queue.completed += 1
             queue.total_hold += hold
             queue.total_talk += talk
@@ -1734,6 +1950,20 @@ class Pbx:
         agent.after_bridge = "hangup"
         self.stop_runner(caller)
         bridge = self.bridge_channels([agent, caller], on_break=complete)
+        bridge.on_swap = swapped
+        bridge.transferers = {
+            ch for ch, flag in ((caller, "T"), (agent, "t")) if flag in call.options
+        }
+
+    def member_done(self, member: QueueMember) -> None:
+        """app_queue's ``update_queue``, once per call: the member's call is over (calls
+        taken, last call, wrap-up from now). Also when its device goes idle while app_queue
+        thinks it is on a call: recording 14's optimised desk line, whose member shows
+        ``InCall: 0`` and ``CallsTaken`` +1 while the agent is still talking."""
+        if member.in_call:
+            member.in_call = False
+            member.calls_taken += 1
+            member.last_call = int(self.now)
 
     # ------------------------------------------------------------ queue administration
 
@@ -1766,7 +1996,13 @@ class Pbx:
         self, queue: Queue, interface: str, name: str, penalty: int, paused: bool, reason: str
     ) -> QueueMember:
         exten, _, context = interface.removeprefix("Local/").partition("@")
-        settings = Member(exten, name or interface, penalty, answers=context != "agents-noanswer")
+        settings = Member(
+            exten,
+            name or interface,
+            penalty,
+            answers=context != "agents-noanswer",
+            dialplan_context="" if context in ("agents", "agents-noanswer") else context,
+        )
         member = QueueMember(
             settings,
             name or interface,

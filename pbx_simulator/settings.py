@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 RouteKind = Literal[
-    "queue", "ivr", "agi", "fastagi", "holding", "holding-moh", "holding-callback"
+    "queue", "ivr", "agi", "fastagi", "holding", "holding-moh", "holding-callback", "cid-mask"
 ]
 
 
@@ -17,7 +17,10 @@ class Route:
     """Where an inbound DID goes: a queue (``target`` = queue name), the IVR menu (digit 1
     -> account number -> ``target`` queue), AsyncAGI (then ``target`` queue unless the
     controller set ``CTI_ROUTE``), FastAGI (the script at ``agi_url``, then likewise),
-    or the holding context for an external ACD."""
+    or the holding context for an external ACD; ``cid-mask`` is the lab's DID 5007 of
+    recordings 13 and 14: ``[did-cid-mask]`` sets ``CALLERID(num)`` and then
+    ``CALLERID(name)`` (``LAB_MASK_NUM``/``LAB_MASK_NAME``, else ``+31201234567`` /
+    ``Masked Caller``), then queue ``target``."""
 
     kind: RouteKind
     target: str = "sales"
@@ -27,16 +30,24 @@ class Route:
 @dataclass(frozen=True, slots=True)
 class Member:
     """A static queue member ``Local/<exten>@<context>``; agents ring ``ring_seconds``
-    then answer and talk for a drawn handle time, unless ``answers`` is false."""
+    then answer and talk for a drawn handle time, unless ``answers`` is false.
+
+    ``dialplan_context`` names another context for the member's line: ``agent-desk`` is
+    the lab's desk line of recording 14, which Dials the agent's phone
+    ``Local/<exten>@agent-phone``; the phone plays a (silent) tone once answered, so
+    Asterisk optimises the desk's Local pair away (``LocalOptimizationBegin``...)."""
 
     exten: str
     name: str
     penalty: int = 0
     answers: bool = True
     ring_seconds: float = 1.0
+    dialplan_context: str = ""
 
     @property
     def context(self) -> str:
+        if self.dialplan_context:
+            return self.dialplan_context
         return "agents" if self.answers else "agents-noanswer"
 
     @property
@@ -52,6 +63,9 @@ class QueueSettings:
     retry: float = 2.0
     wrapuptime: float = 0.0
     members: tuple[Member, ...] = ()
+    #: The context whose extension ``<name>`` answers and runs ``Queue(<name>,tT,,,300)``
+    #: (the lab's queue ``desk`` has its own, ``queue-entry-desk``).
+    entry_context: str = "queue-entry"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +140,20 @@ def _lab_hints() -> tuple[Hint, ...]:
     )
 
 
+def lab_desk_queue() -> QueueSettings:
+    """Recording 14's queue ``desk``: ringall, one static member, Agent Dora, whose line
+    ``Local/7001@agent-desk`` Dials her phone ``Local/7001@agent-phone``."""
+    return QueueSettings(
+        "desk",
+        strategy="ringall",
+        timeout=10,
+        retry=2,
+        wrapuptime=1,
+        members=(Member("7001", "Agent Dora", dialplan_context="agent-desk"),),
+        entry_context="queue-entry-desk",
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -152,6 +180,20 @@ class Settings:
     #: dial of that number meets, in turn (``answer``, ``busy``, ``noanswer``), the last
     #: one repeating. A number not listed answers after a second's ring.
     customers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    #: ``features.conf`` ``blindxfer``: keyed by a bridged party the Queue options let
+    #: transfer (``T`` the caller, ``t`` the agent), then the number.
+    blindxfer_code: str = "#1"
+    #: ``features.conf`` ``transferdigittimeout``: seconds to key the transfer number.
+    transfer_digit_timeout: float = 3.0
+
+    def with_lab_additions(self) -> Settings:
+        """These settings with the lab config of recordings 13 and 14 (the end of
+        ``conf/extensions.conf`` and ``conf/queues.conf``): DID 5007 masks the caller ID
+        (instead of the product's callback offer), DID 5008 goes to queue ``desk``."""
+        dids = {**self.dids, "5007": Route("cid-mask", "sales"), "5008": Route("queue", "desk")}
+        queues = (*(q for q in self.queues if q.name != "desk"), lab_desk_queue())
+        return replace(self, dids=dids, queues=queues)
 
     def __repr__(self) -> str:  # keep the secret out of logs
         return f"Settings(host={self.host!r}, port={self.port}, username={self.username!r}, ...)"
