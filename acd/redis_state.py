@@ -10,7 +10,9 @@ Keys, all under ``{<namespace>}:`` (one hash tag, so a cluster keeps them in one
 
 * ``caller:<call_id>`` hash: the :class:`WaitingCaller`, plus the names of the sorted sets
   that hold it, so removal needs no key building in Lua.
-* ``wq:<queue>`` sorted set: the queue's waiting callers (for :meth:`waiting`), and
+* ``wq:<queue>`` sorted set: the queue's waiting callers (for :meth:`waiting`, and
+  :meth:`position` / :meth:`head` / :meth:`length`: a rank, the first member, a count, so
+  a routing step never reads a whole queue), and
   ``wp:<queue>:<pbx>`` the same for one PBX (what :meth:`claim` pops, O(log n)). Their score
   is ``-score`` (Redis sorts ascending) and their member ``<joined_at>`` as 16 hex digits of
   an order-preserving encoding of the float, then the call id: equal scores then fall back to
@@ -56,8 +58,8 @@ __all__ = ["AcdStateUnavailable", "RedisState"]
 
 #: Connections a :meth:`RedisState.from_url` pool opens at most; a caller that finds them all
 #: busy waits up to ``timeout`` and then gets :class:`AcdStateUnavailable`. A backend's router
-#: runs on one reactor thread, so a few connections are plenty; the bound keeps a stuck Redis
-#: from making a backend open sockets without end.
+#: runs its steps one at a time on one thread (``acd.driver``), so a few connections are
+#: plenty; the bound keeps a stuck Redis from making a backend open sockets without end.
 DEFAULT_MAX_CONNECTIONS = 8
 DEFAULT_TIMEOUT = 1.0
 
@@ -110,6 +112,22 @@ for i, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   out[i] = redis.call('HGETALL', caller_key(member))
 end
 return out
+"""
+
+# KEYS: caller hash. The caller's rank in its queue (all PBXs), 1 first: O(log n).
+_POSITION = """
+local h = redis.call('HMGET', KEYS[1], 'wq', 'm')
+if not h[1] then return nil end
+local rank = redis.call('ZRANK', h[1], h[2])
+if not rank then return nil end
+return rank + 1
+"""
+
+# KEYS: wq. The queue's first caller and its hash, one snapshot.
+_HEAD = """
+local first = redis.call('ZRANGE', KEYS[1], 0, 0)
+if #first == 0 then return nil end
+return redis.call('HGETALL', caller_key(first[1]))
 """
 
 # KEYS: cb.
@@ -189,6 +207,8 @@ class RedisState:
         self._add_caller = script(_LIB + _ADD_CALLER)
         self._remove_caller = script(_LIB + _REMOVE_CALLER)
         self._waiting = script(_LIB + _WAITING)
+        self._position = script(_LIB + _POSITION)
+        self._head = script(_LIB + _HEAD)
         self._find_callback = script(_LIB + _FIND_CALLBACK)
         self._set_available = script(_LIB + _SET_AVAILABLE)
         self._set_unavailable = script(_LIB + _SET_UNAVAILABLE)
@@ -264,6 +284,20 @@ class RedisState:
         with self._guard(f"waiting({queue!r})"):
             rows = self._waiting([self._key("wq", queue)], [self._prefix])
         return [_caller(fields) for fields in rows]
+
+    def position(self, call_id: str) -> int | None:
+        with self._guard(f"position({call_id!r})"):
+            rank = self._position([self._key("caller", call_id)], [self._prefix])
+        return None if rank is None else int(rank)
+
+    def head(self, queue: str) -> WaitingCaller | None:
+        with self._guard(f"head({queue!r})"):
+            fields = self._head([self._key("wq", queue)], [self._prefix])
+        return _caller(fields) if fields else None
+
+    def length(self, queue: str) -> int:
+        with self._guard(f"length({queue!r})"):
+            return int(self._client.zcard(self._key("wq", queue)))
 
     def find_callback(self, queue: str, number: str) -> WaitingCaller | None:
         with self._guard(f"find_callback({queue!r})"):

@@ -78,6 +78,19 @@ class AcdState(Protocol):
         """The callers of ``queue`` in the order they will be served."""
         ...
 
+    def position(self, call_id: str) -> int | None:
+        """The caller's place in its queue's serving order, every PBX (1: served next);
+        None if it is not waiting. Logarithmic: the queue is not read."""
+        ...
+
+    def head(self, queue: str) -> WaitingCaller | None:
+        """The caller ``queue`` serves next, whatever its PBX; None if nobody waits."""
+        ...
+
+    def length(self, queue: str) -> int:
+        """How many callers (and callback requests) wait in ``queue``, every PBX."""
+        ...
+
     def find_callback(self, queue: str, number: str) -> WaitingCaller | None:
         """A callback request for ``number`` already waiting in ``queue``, if any."""
         ...
@@ -163,6 +176,19 @@ class MemoryState:
 
     def waiting(self, queue: str) -> list[WaitingCaller]:
         return list(self._queues.get(queue, ()))
+
+    def position(self, call_id: str) -> int | None:
+        caller = self._callers.get(call_id)
+        if caller is None:
+            return None
+        return self._queues[caller.queue].index(caller) + 1
+
+    def head(self, queue: str) -> WaitingCaller | None:
+        callers = self._queues.get(queue)
+        return callers[0] if callers else None
+
+    def length(self, queue: str) -> int:
+        return len(self._queues.get(queue, ()))
 
     def find_callback(self, queue: str, number: str) -> WaitingCaller | None:
         return next(iter(self._callbacks.get((queue, number), {}).values()), None)

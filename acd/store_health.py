@@ -6,11 +6,12 @@ router:
 
 * **Outage.** The first failed operation logs one WARNING and opens a circuit: until Redis
   answers again no operation touches the network (a stuck Redis would cost a timeout per
-  operation on the reactor thread), and each answers what cannot do harm: no pair to claim,
-  nobody free or reserved, nobody waiting, no callback pending. A write is taken as done, so
-  the router's own view (``Router._waiting``, its roster) goes on: callers join, agents are
-  freed or paused. What that view cannot put back later is remembered: callers removed, each
-  agent's last availability change. Per-operation messages are DEBUG.
+  operation), and each answers what cannot do harm: no pair to claim, nobody free or
+  reserved, nobody waiting (no position, no head, length 0), no callback pending. A write
+  is taken as done, so the router's own view (``Router._waiting``, its roster) goes on:
+  callers join, agents are freed or paused. What that view cannot put back later is
+  remembered: callers removed, each agent's last availability change. Per-operation
+  messages are DEBUG.
 * **Return.** :meth:`GuardedState.recover`, run by the shared poll every second, probes Redis
   (``RedisState.generation``: the server's run id and the one the state was seeded under).
 
@@ -280,6 +281,16 @@ class GuardedState:
 
     def waiting(self, queue: str) -> list[WaitingCaller]:
         return self._call(f"waiting({queue!r})", partial(self.store.waiting, queue), [])
+
+    def position(self, call_id: str) -> int | None:
+        # None while down, as waiting() is empty: the router counts its own callers.
+        return self._call(f"position({call_id!r})", partial(self.store.position, call_id), None)
+
+    def head(self, queue: str) -> WaitingCaller | None:
+        return self._call(f"head({queue!r})", partial(self.store.head, queue), None)
+
+    def length(self, queue: str) -> int:
+        return self._call(f"length({queue!r})", partial(self.store.length, queue), 0)
 
     def find_callback(self, queue: str, number: str) -> WaitingCaller | None:
         # None while down: a duplicate request is less harm than a caller left on hold.

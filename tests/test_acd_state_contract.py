@@ -59,12 +59,40 @@ def test_callers_wait_higher_score_first_then_joined_at_then_id(store: AcdState)
     assert store.waiting("nobody") == []
 
 
+def test_position_head_and_length_follow_the_serving_order_of_every_pbx(
+    store: AcdState,
+) -> None:
+    assert store.position("c1") is None
+    assert store.head("sales") is None and store.length("sales") == 0
+    top = caller("top", score=9.0, pbx="pbx2")  # another PBX's caller counts too
+    for c in [
+        caller("c1", score=1.0, joined_at=5.0),
+        caller("c2", score=1.0, joined_at=4.0),  # same score, joined earlier: ahead of c1
+        top,
+        caller("cb", score=-1.0, callback="555"),
+        caller("elsewhere", score=99.0, queue="support"),
+    ]:
+        store.add_caller(c)
+    order = ids(store.waiting("sales"))
+    assert order == ["top", "c2", "c1", "cb"]
+    assert [store.position(call_id) for call_id in order] == [1, 2, 3, 4]
+    assert store.position("elsewhere") == 1 and store.position("nobody") is None
+    assert store.head("sales") == top and store.length("sales") == 4
+    assert store.head("support").call_id == "elsewhere" and store.length("support") == 1
+    store.remove_caller("c2")
+    assert store.position("c1") == 2 and store.position("c2") is None
+    store.set_available("amy", {"sales": 0.0})
+    store.claim("sales", "pbx2")  # the head goes: everyone moves up
+    assert store.head("sales").call_id == "c1" and store.position("cb") == 2
+    assert store.length("sales") == 2 and store.head("nobody") is None
+
+
 def test_caller_round_trips_every_field(store: AcdState) -> None:
     full = caller(
         "c1", 0.1 + 0.2, 1700000000.123456, tier="gold", number="+33123", callback="+33999"
     )
     store.add_caller(full)
-    assert store.waiting("sales") == [full]
+    assert store.waiting("sales") == [full] and store.head("sales") == full
     assert store.remove_caller("c1") == full
 
 
@@ -257,6 +285,9 @@ operations = st.one_of(
     adds,  # twice as likely: the store needs callers to do anything interesting
     op("remove_caller", st.tuples(st.sampled_from(CALLS))),
     op("waiting", st.tuples(queue)),
+    op("position", st.tuples(st.sampled_from(CALLS))),
+    op("head", st.tuples(queue)),
+    op("length", st.tuples(queue)),
     op("find_callback", st.tuples(queue, st.sampled_from(NUMBERS))),
     op("set_available", st.tuples(agent, st.dictionaries(queue, FLOATS, max_size=3)), if_idle),
     op("set_unavailable", st.tuples(agent), if_idle),
@@ -282,7 +313,10 @@ def test_memory_and_redis_answer_alike(
             assert getattr(redis_state, name)(*args, **kwargs) == expected, (name, args, kwargs)
         for q in QUEUES:
             assert redis_state.waiting(q) == memory.waiting(q)
+            assert redis_state.head(q) == memory.head(q)
+            assert redis_state.length(q) == memory.length(q)
             assert redis_state.available(q) == memory.available(q)
+        assert [redis_state.position(c) for c in CALLS] == [memory.position(c) for c in CALLS]
         assert [redis_state.reserved(a) for a in AGENTS] == [memory.reserved(a) for a in AGENTS]
     finally:
         redis_state.close()

@@ -79,6 +79,18 @@ class FlakyStore:
         self._check("waiting")
         return self.inner.waiting(queue)
 
+    def position(self, call_id: str) -> int | None:
+        self._check("position")
+        return self.inner.position(call_id)
+
+    def head(self, queue: str) -> WaitingCaller | None:
+        self._check("head")
+        return self.inner.head(queue)
+
+    def length(self, queue: str) -> int:
+        self._check("length")
+        return self.inner.length(queue)
+
     def find_callback(self, queue: str, number: str) -> WaitingCaller | None:
         self._check("find_callback")
         return self.inner.find_callback(queue, number)
