@@ -163,14 +163,15 @@ def replay(
     name: str,
     prepare: Callable[[ManagerCore], None] | None = None,
     interludes: tuple[Interlude, ...] = (),
+    settings: Settings | None = None,
 ) -> tuple[list, list, list[dict]]:
-    """Run the capture's actions through the simulator; returns (capture events,
-    simulator events, responses)."""
+    """Run the capture's actions through the simulator (``settings``: the lab's
+    defaults unless given); returns (capture events, simulator events, responses)."""
     records = load(name)
     steps = [r for r in records if r["dir"] in ("out", "note")]
     start = next(r["ts"] for r in steps if r["dir"] == "out")
     captured = [r["headers"] for r in records if r.get("kind") == "event"]
-    core = ManagerCore(Settings(), now=start)
+    core = ManagerCore(settings or Settings(), now=start)
     if prepare is not None:
         prepare(core)
     run = Replay(core)
@@ -213,11 +214,12 @@ def compare(
     skip: dict[str, set[str]] | None = None,
     prepare: Callable[[ManagerCore], None] | None = None,
     interludes: tuple[Interlude, ...] = (),
+    settings: Settings | None = None,
 ) -> tuple[list[dict], list[list[tuple[str, str]]]]:
     """Per-channel equality; ``skip`` maps a role suffix (e.g. ``inbound#0;1``) to
     events left out of that role's comparison (documented at each use). Returns the
     simulator's responses and events."""
-    captured, simulated, responses = replay(name, prepare, interludes)
+    captured, simulated, responses = replay(name, prepare, interludes, settings)
     want = per_channel(captured, RoleMap())
     got = per_channel(simulated, RoleMap())
     skip = skip or {}
