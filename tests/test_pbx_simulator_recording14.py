@@ -19,7 +19,8 @@ relative times against the simulator with the lab config of the recording
   the hang-up of the desk pair;
 * app_queue's view: AgentComplete per call (caller, agent leg, queue, member, Reason,
   HoldTime, TalkTime), every QueueMemberStatus (member, Status, InCall, calls taken
-  since the first, LastCall), every ExtensionStatus in order.
+  since the first, LastCall), every ExtensionStatus in order;
+* and that the call model, fed the simulator's output, reaches the recording's outcomes.
 
 Left out, and why (besides ``NOISE`` of the conformance test: VarSet, DeviceStateChange,
 NewConnectedLine, OriginateResponse order):
@@ -37,13 +38,25 @@ NewConnectedLine, OriginateResponse order):
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import defaultdict
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
 import pytest
 
 from cti.ami.codec import Message
+from cti.calls.events import (
+    CallAnswered,
+    CallArrived,
+    CallEnded,
+    CallTransferred,
+    DeviceStateChanged,
+)
+from cti.calls.model import CallModel
+from cti.capture import Received, captures_dir
+from cti.capture import replay as model_replay
 from pbx_simulator import Settings
 from pbx_simulator.dialplan import Step
 
@@ -444,3 +457,75 @@ def _fields(settings: Settings) -> dict[str, Any]:
 
 def _events(h: Harness, *names: str) -> list[dict]:
     return [dict(o.headers) for o in h.out if o.headers[0] in {("Event", n) for n in names}]
+
+
+# ---------------------------------------------------------------------------- call model
+
+
+def _model_events(events: Iterable[Headers]) -> list[Any]:
+    """The call model fed ``events`` as the live client would, with their timestamps."""
+    records = []
+    for headers in events:
+        stamp = Message(headers).get("Timestamp")
+        records.append(Received(Message(headers), float(stamp) if stamp else None, 1))
+    return model_replay(records, CallModel(), devices=True)
+
+
+def _outcomes(events: list[Any]) -> dict[str, Any]:
+    """Per caller (by name as first announced): what the model made of the call."""
+    calls: dict[str, list[Any]] = defaultdict(list)
+    for e in events:
+        if hasattr(e, "call_id"):
+            calls[e.call_id].append(e)
+    out: dict[str, Any] = {}
+    for call in calls.values():
+        (arrived,) = [e for e in call if isinstance(e, CallArrived)]
+        answered = [e for e in call if isinstance(e, CallAnswered)]
+        (ended,) = [e for e in call if isinstance(e, CallEnded)]
+        transfers = [
+            (t.method, t.by, t.target, t.transferer)
+            for t in call
+            if isinstance(t, CallTransferred)
+        ]
+        out[arrived.caller.name or ""] = {
+            "kinds": [e.kind for e in call],
+            "caller": (arrived.caller.number, arrived.caller.name, arrived.dialled),
+            "original_caller": arrived.original_caller,
+            "agent": [(a.agent.name, a.agent.interface, a.queue, a.wait) for a in answered],
+            "transfers": transfers,
+            "ended": (ended.ended_by, ended.answered, ended.cause),
+            "talk": ended.talk_time,
+            "record": json.dumps([e.to_record() for e in call]),
+        }
+    return out
+
+
+def _devices(events: list[Any]) -> list[tuple[str, str]]:
+    return [(e.interface, e.state) for e in events if isinstance(e, DeviceStateChanged)]
+
+
+def test_the_call_model_reads_the_simulator_as_the_recording() -> None:
+    _, simulated = _run()
+    recorded_events = model_replay(captures_dir() / f"{NAME}.jsonl", CallModel(), devices=True)
+    want, got = _outcomes(recorded_events), _outcomes(_model_events(simulated))
+    assert got.keys() == want.keys() == {"Ada Lindqvist", "Masked Caller", "Chidi Okafor"}
+    for name in want:
+        w, g = dict(want[name]), dict(got[name])
+        w.pop("record"), g.pop("record")
+        talk_w, talk_g = w.pop("talk"), g.pop("talk")
+        assert g == w, name
+        assert talk_g == pytest.approx(talk_w, abs=0.05), name  # timer jitter of the lab
+    assert _devices(_model_events(simulated)) == _devices(recorded_events)
+
+    ada, bruno, chidi = got["Ada Lindqvist"], got["Masked Caller"], got["Chidi Okafor"]
+    # (a) one call, Agent Dora in desk throughout, ended by the caller after ~6 s of talk.
+    assert ada["kinds"] == ["arrived", "queued", "offered", "answered", "ended"]
+    assert ada["agent"][0][:3] == ("Agent Dora", "Local/7001@agent-desk", "desk")
+    assert ada["ended"][0] == "caller" and ada["talk"] == pytest.approx(6.0, abs=0.05)
+    # (b) the masked identity everywhere, the original nowhere.
+    assert bruno["caller"][:2] == ("+31201234567", "Masked Caller")
+    assert bruno["original_caller"] is None and "5553217788" not in bruno["record"]
+    assert bruno["ended"][0] == "caller"
+    # (c) the caller transferred the agent with #1 and so ended the call.
+    assert chidi["transfers"] == [("blind", None, "6004@xfer", "caller")]
+    assert chidi["ended"][0] == "caller"
