@@ -25,3 +25,4 @@ test: lint
 
 bench: install
 	$(BIN)/python -m bench.ami_ingest
+	$(BIN)/python -m bench.ami_ingest --scale

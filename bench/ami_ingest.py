@@ -8,6 +8,11 @@ run as the baseline. One process, one core.
 
     python -m bench.ami_ingest [--repeat 5] [--copies 40] [--json results.json] [--check]
     python -m bench.ami_ingest --instructions [--copies 2]   # needs valgrind
+    python -m bench.ami_ingest --scale [--calls 10,100,1000,10000] [--window 20000]
+        [--repeat 5] [--seed 13] [--mix acd=0.6,queue=0.2,callback=0.2]
+        [--missed-offers 0-3] [--check]
+
+``--scale``: events/s against the number of live calls (see ``bench/ami_scale.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import ami_scale
 from cti.ami.codec import Parser
 from cti.calls.model import CallModel
 from cti.capture import captures_dir
@@ -210,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--repeat", type=int, default=5, help="runs per measurement (best is kept)")
+    ap.add_argument(
+        "--repeat", type=int, default=5, help="runs per measurement (best kept; --scale: median)"
+    )
     ap.add_argument(
         "--copies", type=int, default=40, help="busy-hour copies in the synthetic stream"
     )
@@ -222,7 +230,37 @@ def main(argv: list[str] | None = None) -> int:
         help="count instructions with valgrind instead of timing (deterministic)",
     )
     ap.add_argument("--only", choices=sorted(CONTENDERS), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--scale", action="store_true", help="events/s against the number of live calls"
+    )
+    ap.add_argument(
+        "--calls", default="10,100,1000,10000", help="--scale: live calls (first = reference)"
+    )
+    ap.add_argument("--window", type=int, default=20_000, help="--scale: events a timed window")
+    ap.add_argument("--seed", type=int, default=13, help="--scale: the traffic's random seed")
+    ap.add_argument(
+        "--mix",
+        type=ami_scale.parse_mix,
+        help="--scale: shares of the call kinds (default acd=0.6,queue=0.2,callback=0.2)",
+    )
+    ap.add_argument(
+        "--missed-offers",
+        type=ami_scale.parse_range,
+        default=ami_scale.MISSED_OFFERS,
+        help="--scale: unanswered agent legs before the answered one, per ACD caller (0-3)",
+    )
     args = ap.parse_args(argv)
+    if args.scale:
+        return ami_scale.main(
+            [int(n) for n in args.calls.split(",")],
+            window=args.window,
+            repeat=args.repeat,
+            seed=args.seed,
+            mix=args.mix,
+            missed_offers=args.missed_offers,
+            json_path=args.json,
+            check=args.check,
+        )
     if args.only:
         CONTENDERS[args.only](_reads(synthetic_stream(args.copies)))
         return 0
