@@ -360,6 +360,7 @@ class CallModel:
         # Local channels being optimised away (Uniqueid -> the channel replacing them): their
         # hang-up is not a party leaving.
         self._optimised: dict[str, str] = {}
+        self._by_name: dict[str, str] = {}  # live channel name -> Uniqueid
         # Live calls by caller number (insertion-ordered sets), to match an agent leg the
         # ACD originated with the caller's number without scanning every call.
         self._by_number: dict[str, dict[str, None]] = {}
@@ -570,6 +571,7 @@ class CallModel:
         is_caller = _base(name) == _base(call.channel)
         ch = _Channel(uid, name, call.call_id, is_caller)
         self._channels[uid] = ch
+        self._by_name[ch.name] = uid
         self._count(ch, 1)
         if is_caller:
             call._legs.add(uid)
@@ -637,6 +639,7 @@ class CallModel:
         number = normalise(_text(msg.get("CallerIDNum")), self._plan)
         ch = _Channel(uid, name, None, False, number)
         self._channels[uid] = ch
+        self._by_name[ch.name] = uid
         self._count(ch, 1)
 
     def _on_newcallerid(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
@@ -927,9 +930,11 @@ class CallModel:
         call._agent_base = _base(source.name)
         self._add_call(call)
         base = _base(dest.name)
-        # Both halves of a Local customer pair were created before the dial began.
-        for ch in [c for c in self._channels.values() if c.call_id is None and
-                   _base(c.name) == base]:  # fmt: skip
+        # Both halves of a Local customer pair were created before the dial began; found by
+        # name, so the cost does not grow with the live channels.
+        names = (f"{base};1", f"{base};2") if base != dest.name else (dest.name,)
+        halves = (self._channels.get(self._by_name.get(n, "")) for n in names)
+        for ch in [c for c in halves if c is not None and c.call_id is None]:
             self._count(ch, -1)  # counted as a device until now: it is the customer's line
             ch.call_id, ch.is_caller = call_id, True
             call._legs.add(ch.uniqueid)
@@ -1230,6 +1235,8 @@ class CallModel:
         if ch is None:
             return
         del self._channels[ch.uniqueid]
+        if self._by_name.get(ch.name) == ch.uniqueid:
+            del self._by_name[ch.name]
         self._count(ch, -1)
         self._gone[ch.uniqueid] = None
         optimised = self._optimised.pop(ch.uniqueid, None) is not None
@@ -1355,6 +1362,7 @@ class CallModel:
 
         # Channels and bridges are rebuilt from the snapshot.
         self._channels = {u: c for u, c in self._channels.items() if u in snapshot}
+        self._by_name = {c.name: u for u, c in self._channels.items()}
         self._dirty.update(self._device_channels)
         self._device_channels = {}
         for ch in self._channels.values():
@@ -1385,6 +1393,7 @@ class CallModel:
                         number = normalise(_text(msg.get("CallerIDNum")), self._plan)
                         ch = _Channel(uid, msg.get("Channel") or "", None, False, number)
                         self._channels[uid] = ch
+                        self._by_name[ch.name] = uid
                         self._count(ch, 1)
                 continue
             for msg in members:
