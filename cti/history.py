@@ -542,20 +542,23 @@ class EventRecorder(Generic[E]):
 
 def _insert_ignoring_duplicates(table: Table, dialect: str) -> Any:
     """INSERT that skips rows whose ``event_id`` or fact is already stored."""
+    # Each dialect's insert() builds its own Insert class: two names, two types.
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        raise NotImplementedError(f"history on {dialect}: use sqlite or postgresql")
-    return insert(table).on_conflict_do_nothing()
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(f"history on {dialect}: use sqlite or postgresql")
 
 
 def _size(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException | None) -> str:
     """The first line of an error (the driver's own for SQLAlchemy errors), for logs."""
     inner = getattr(exc, "orig", None) or exc
     text = str(inner).strip().splitlines()[0][:200] if str(inner).strip() else ""

@@ -127,7 +127,7 @@ class EventStream(Generic[T]):
             raise ValueError("low_water must be in [0, max_pending)")
         sub = Subscription(
             consumer,
-            name or getattr(consumer, "__qualname__", repr(consumer)),
+            name or str(getattr(consumer, "__qualname__", repr(consumer))),
             max_pending,
             low,
             window,

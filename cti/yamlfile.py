@@ -57,7 +57,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                         "keep only one",
                         key_node.start_mark,
                     )
-        return super().construct_mapping(node, deep=deep)
+        # types-PyYAML says MappingNode; SafeConstructor checks the node and raises its own
+        # "expected a mapping node" for any other.
+        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
 
 
 def load_yaml(path: Path, what: str = "file") -> Any:

@@ -47,7 +47,14 @@ from twisted.internet import defer, error
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IProtocolFactory,
+    IPushProducer,
+    IReactorTime,
+    IStreamClientEndpoint,
+    ITCPTransport,
+)
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.internet.task import LoopingCall
@@ -208,6 +215,7 @@ def reconnect_delay(
     return max(MIN_RECONNECT_DELAY, min(max_delay, spread))
 
 
+@implementer(IPushProducer)
 class AmiClient:
     """A self-healing AMI session feeding ``consumer``; see the module docstring."""
 
@@ -416,7 +424,7 @@ class _ReportingEndpoint:
         self._endpoint = endpoint
         self._failed = failed
 
-    def connect(self, factory: Factory) -> Deferred[Any]:
+    def connect(self, factory: IProtocolFactory) -> Deferred[Any]:
         d = self._endpoint.connect(factory)
 
         def report(failure: Failure) -> Failure:
@@ -451,8 +459,15 @@ class _Pending:
         self.timer: IDelayedCall | None = None
 
 
+class _IStreamTransport(ITCPTransport, IPushProducer):
+    """For the type checker: the TCP transport an AMI connection runs on, which can also
+    pause and resume reading (Twisted's transports provide both interfaces)."""
+
+
 class AmiProtocol(TwistedProtocol):
     """One AMI connection: login, action correlation, keepalive, resync, delivery."""
+
+    transport: _IStreamTransport
 
     def __init__(self, client: AmiClient) -> None:
         self.client = client

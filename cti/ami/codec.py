@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import overload
 
 BANNER_PREFIX = "Asterisk Call Manager/"
 _TERMINATOR = b"\r\n\r\n"
@@ -75,6 +76,13 @@ class Message:
                 index.setdefault(key.lower(), value)
             self._index = index
         return index
+
+    @overload
+    def get(self, key: str) -> str | None: ...
+    @overload
+    def get(self, key: str, default: str) -> str: ...
+    @overload
+    def get(self, key: str, default: str | None) -> str | None: ...
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """First value of ``key`` (case-insensitive), or ``default``."""
@@ -217,9 +225,9 @@ class Parser:
                     return out
             else:
                 self._expect_banner = False
-                line = bytes(buf[:nl])
-                if line.startswith(_BANNER_PREFIX_B):
-                    out.append(Message.make_banner(line.decode("utf-8", "replace")))
+                banner = bytes(buf[:nl])
+                if banner.startswith(_BANNER_PREFIX_B):
+                    out.append(Message.make_banner(banner.decode("utf-8", "replace")))
                     del buf[: nl + 2]
         if buf.find(_TERMINATOR, max(0, self._scanned - 3)) < 0:
             self._scanned = len(buf)
@@ -234,7 +242,7 @@ class Parser:
             # The tail of an oversized frame: drop it, resume at the next frame.
             self._skipping = False
             self.dropped_bytes += len(frames[0])
-            frames[0] = b""
+            frames[0] = bytearray()
         append = out.append
         for frame in frames:
             if not frame:
@@ -248,7 +256,7 @@ class Parser:
             except UnicodeDecodeError:
                 out.extend(_parse_frame(bytes(frame)))
                 continue
-            headers = []
+            headers: list[tuple[str, str]] = []
             add = headers.append
             for line in lines:
                 key, sep, value = line.partition(": ")

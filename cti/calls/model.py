@@ -1342,6 +1342,7 @@ class CallModel:
         # Calls whose caller is gone ended while their events were lost: when exactly is
         # unknown, only that it was after they were last seen.
         last_seen = self._last_at
+        call: Call | None  # below, a call of the snapshot may be unknown
         for call in list(self._calls.values()):
             alive = (
                 any(uid in snapshot for uid in call._legs)
@@ -1517,6 +1518,7 @@ class CallModel:
                     self._emit(call, offered, out)
         if call.answered_at is not None:
             return
+        leg: Message | None  # below, the caller's leg may not be in the snapshot
         for uid in caller_uids:
             bridge = snapshot[uid].get("BridgeId") if uid in snapshot else None
             others = [u for u in self._bridges.get(bridge or "", ()) if u not in caller_uids]
