@@ -10,12 +10,14 @@ digit or an AGI command) and return ``None`` (next priority), a :class:`Jump` or
 from __future__ import annotations
 
 import heapq
+import inspect
 import itertools
 import random
 import uuid
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from .agi import FastAgiSession, agi_environment, parse_agi_url
@@ -177,7 +179,7 @@ class Dial:
     caller: Channel | None = None
     started: float = 0.0
     timer: Timer | None = None
-    on_answer: Callable[[], None] | None = None
+    on_answer: Callable[[], object] | None = None
     on_fail: Callable[[int], None] | None = None
     #: The dialled side signalled busy (``Busy()``); None: nobody to tell (an Originate).
     on_busy: Callable[[], None] | None = None
@@ -344,6 +346,8 @@ class Pbx:
         self.handle_time: Callable[[], float] | None = None
         #: Opens a FastAGI connection for a call (the I/O layer's); None = unreachable.
         self.fastagi_connector: Callable[[FastAgiCall], None] | None = None
+        #: AMI ``Bridge``; the traffic generator wraps it to hang its callers up later.
+        self.bridge_action: Callable[[Channel, Channel], None] = self._bridge_action
         #: Channels sending audio (PlayTones); elsewhere the lab's channels are silent.
         self.media_sources: list[Channel] = []
         #: core_local's optimisation Id: a counter over the whole process.
@@ -405,7 +409,9 @@ class Pbx:
     def block(self, ch: Channel, prefix: str = "") -> Headers:
         return channel_block(ch, self.settings.channelvars, prefix)
 
-    def emit_channel(self, name: str, privilege: str, ch: Channel, extra: Headers = ()) -> None:
+    def emit_channel(
+        self, name: str, privilege: str, ch: Channel, extra: Sequence[tuple[str, str]] = ()
+    ) -> None:
         self.emit(name, privilege, [*self.block(ch), *extra])
 
     def emit_dial(self, name: str, leg: Dial, extra: Headers) -> None:
@@ -630,7 +636,7 @@ class Pbx:
         ch.wait_timer = None
         ch.waiting = None
         runner, ch.runner = ch.runner, None
-        if runner is not None and not runner.gi_running:
+        if runner is not None and inspect.getgeneratorstate(runner) != inspect.GEN_RUNNING:
             runner.close()
 
     def _resume(self, ch: Channel, value: Any) -> None:
@@ -1202,7 +1208,7 @@ class Pbx:
         extra = [("SwapUniqueid", swap.uniqueid)] if swap is not None else []
         self.emit("BridgeEnter", "call,all", [*bridge_block(bridge), *self.block(ch), *extra])
         for source in self.media_sources:  # a new path for the frames of a tone
-            self.clock.call_later(MEDIA_LATENCY, lambda s=source: self._media_flows(s))
+            self.clock.call_later(MEDIA_LATENCY, partial(self._media_flows, source))
 
     def _step_out(self, ch: Channel) -> None:
         """Leave the bridge without ending the call in it (no ``on_break``)."""
@@ -1334,7 +1340,7 @@ class Pbx:
         self.leave_for(ch)
         self.start_dialplan(ch, context, exten, priority, shown=shown)
 
-    def bridge_action(self, one: Channel, two: Channel) -> None:
+    def _bridge_action(self, one: Channel, two: Channel) -> None:
         """AMI ``Bridge``: both channels stop their apps; when the bridge ends each
         resumes its dialplan at the next priority. Asterisk moves each channel into the
         bridge as a copy (same name and Uniqueid) set to go on at the next priority: in
@@ -1494,11 +1500,11 @@ class Pbx:
 
         # Feature code digits ~160 ms apart; the hold, then the number 60 ms apart.
         for i, digit in enumerate(feature):
-            self.clock.call_later(0.16 * i, lambda d=digit: key(d))
+            self.clock.call_later(0.16 * i, partial(key, digit))
         hold_at = 0.16 * len(feature) - 0.06
         self.clock.call_later(hold_at, hold)
         for i, digit in enumerate(digits):
-            self.clock.call_later(hold_at + 0.06 * (i + 1), lambda d=digit: key(d))
+            self.clock.call_later(hold_at + 0.06 * (i + 1), partial(key, digit))
         self.clock.call_later(
             hold_at + 0.06 * len(digits),
             lambda: self._consult(transferer, bridge, transferee, context, exten),
@@ -1672,7 +1678,9 @@ class Pbx:
                 return f"200 result={ord(digit)} endpos=6000", False
             return f"200 result=0 endpos={round(length * 8000)}", False  # 8 kHz samples
         if upper[:3] == ["WAIT", "FOR", "DIGIT"]:
-            timeout = int(words[3]) if len(words) > 3 and words[3].lstrip("-").isdigit() else -1
+            timeout: float = (
+                int(words[3]) if len(words) > 3 and words[3].lstrip("-").isdigit() else -1
+            )
             digit = yield from self._digit(ch, None if timeout < 0 else timeout / 1000)
             return f"200 result={ord(digit) if digit else 0}", False
         if upper[:2] == ["GET", "DATA"]:

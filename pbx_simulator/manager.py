@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -185,7 +185,7 @@ class ManagerCore:
         start: str,
         complete: str,
         items: list[Headers],
-        extra: Headers = (),
+        extra: Sequence[tuple[str, str]] = (),
     ) -> None:
         """EventList framing: start response, items tagged with ActionID, ``<X>Complete``."""
         self._respond(session, m, "Success", ("EventList", "start"), ("Message", start))

@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from twisted.internet import protocol
-from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTCP, IReactorTime
+from twisted.internet.interfaces import IConnector, IDelayedCall, IListeningPort, ITCPTransport
 
-from cti.ami.codec import Parser, encode
+from cti.ami.codec import Message, Parser, encode
 
 from .engine import FastAgiCall
 from .manager import Close, ManagerCore, Output, Send
@@ -22,10 +23,31 @@ log = logging.getLogger(__name__)
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 
 
+class Reactor(Protocol):
+    """What the simulator uses of a reactor: IReactorTime and IReactorTCP together (as
+    Twisted's reactors provide them; a zope interface cannot say "both" to mypy)."""
+
+    def seconds(self) -> float: ...
+
+    def callLater(
+        self, delay: float, callable: Callable[..., Any], *args: object, **kw: object
+    ) -> IDelayedCall: ...
+
+    def connectTCP(
+        self, host: str, port: int, factory: protocol.ClientFactory[Any], timeout: float = ...
+    ) -> IConnector: ...
+
+    def listenTCP(
+        self, port: int, factory: protocol.ServerFactory[Any], backlog: int = ...,
+        interface: str = ...,
+    ) -> IListeningPort: ...
+
+
 class AmiServerProtocol(protocol.Protocol):
     """One AMI connection: bytes -> actions -> core; outputs -> bytes."""
 
     factory: AmiServerFactory
+    transport: ITCPTransport
     session: int | None = None
 
     def connectionMade(self) -> None:
@@ -63,6 +85,7 @@ class FastAgiClientProtocol(protocol.Protocol):
     """Asterisk's side of a FastAGI connection: bytes to and from the core's call."""
 
     factory: FastAgiClientFactory
+    transport: ITCPTransport
 
     def connectionMade(self) -> None:
         call, transport = self.factory.call, self.transport
@@ -75,7 +98,7 @@ class FastAgiClientProtocol(protocol.Protocol):
         self.factory.drive(self.factory.call.closed)
 
 
-class FastAgiClientFactory(protocol.ClientFactory):
+class FastAgiClientFactory(protocol.ClientFactory[FastAgiClientProtocol]):
     protocol = FastAgiClientProtocol
 
     def __init__(self, call: FastAgiCall, drive: Callable[[Callable[[], None]], None]) -> None:
@@ -86,10 +109,10 @@ class FastAgiClientFactory(protocol.ClientFactory):
         self.drive(self.call.failed)
 
 
-class AmiServerFactory(protocol.Factory):
+class AmiServerFactory(protocol.ServerFactory[AmiServerProtocol]):
     protocol = AmiServerProtocol
 
-    def __init__(self, reactor: IReactorTime, settings: Settings) -> None:
+    def __init__(self, reactor: Reactor, settings: Settings) -> None:
         self.reactor = reactor
         self.settings = settings
         self.core = ManagerCore(settings, now=reactor.seconds(), rng=random.Random(settings.seed))
@@ -113,9 +136,9 @@ class AmiServerFactory(protocol.Factory):
         self.connections.pop(sid, None)
         self.core.disconnect(sid)
 
-    def receive(self, sid: int, message: object) -> None:
+    def receive(self, sid: int, message: Message) -> None:
         try:
-            outputs = self.core.receive(sid, message, self.reactor.seconds())  # type: ignore[arg-type]
+            outputs = self.core.receive(sid, message, self.reactor.seconds())
         except Exception:  # a bug in the simulator must not take the server down
             log.exception("PBX simulator failed on an action")
             outputs = [Send(sid, [("Response", "Error"), ("Message", "Internal simulator error")])]
@@ -123,7 +146,7 @@ class AmiServerFactory(protocol.Factory):
 
     def _connect_fastagi(self, call: FastAgiCall) -> None:
         factory = FastAgiClientFactory(call, self._drive)
-        self.reactor.connectTCP(call.host, call.port, factory, timeout=5)  # type: ignore[attr-defined]
+        self.reactor.connectTCP(call.host, call.port, factory, timeout=5)
 
     def inside(self, fn: Callable[[], None]) -> None:
         """Make something happen in the PBX that no AMI action asked for (a call from a
@@ -176,9 +199,9 @@ class AmiServerFactory(protocol.Factory):
         self._timer = None
 
 
-def serve(reactor: IReactorTCP, settings: Settings | None = None) -> IListeningPort:
+def serve(reactor: Reactor, settings: Settings | None = None) -> IListeningPort:
     """Listen for AMI clients on ``settings.host:settings.port`` (0 = ephemeral; read the
     port back with ``port.getHost().port``). ``reactor`` must also provide IReactorTime."""
     settings = settings or Settings()
-    factory = AmiServerFactory(reactor, settings)  # type: ignore[arg-type]
+    factory = AmiServerFactory(reactor, settings)
     return reactor.listenTCP(settings.port, factory, interface=settings.host)

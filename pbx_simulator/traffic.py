@@ -8,6 +8,7 @@ import csv
 import io
 import random
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from cti.ami.codec import Message
@@ -94,7 +95,7 @@ class TrafficGenerator:
             caller = self._waiting.pop(ch.name, None)
             if caller is not None:
                 self.core.scheduler.call_later(
-                    self._handle_time(), lambda c=caller: self.pbx.hangup(c, 16, request=True)
+                    self._handle_time(), partial(self.pbx.hangup, caller, 16, request=True)
                 )
 
     def start(self) -> None:
