@@ -180,6 +180,7 @@ def estimated_wait(
         raise ValueError("agent counts must be ≥ 0")
     if agents_staffed == 0:
         return WaitEstimate(None, method, "no_agents")
+    source: Literal["observed", "fallback"]
     if aht is not None and aht > 0:
         used, source = aht, "observed"
     elif fallback_aht is not None and fallback_aht > 0:

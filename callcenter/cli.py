@@ -24,7 +24,7 @@ from acd.events import AcdEvent
 from acd.figures import QueueFigures
 from callcenter.settings import ConfigError, Settings, load_settings, require_production_secrets
 from cti.ami.client import LinkState
-from cti.calls.events import DeviceStateChanged, PbxEvent
+from cti.calls.events import CallEvent, DeviceStateChanged
 
 #: The built-in settings, for the defaults --help shows.
 _BUILT_IN = Settings()
@@ -405,7 +405,7 @@ def replay_summary(messages: int, connections: int, events: list[Any]) -> str:
     )
 
 
-def describe(event: PbxEvent) -> str:
+def describe(event: CallEvent | DeviceStateChanged) -> str:
     """One readable line per call event (or agent device state), for the console."""
     import time
 
