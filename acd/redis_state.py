@@ -46,7 +46,7 @@ import math
 import struct
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -307,7 +307,7 @@ class RedisState:
     def set_available(
         self, agent: str, scores: Mapping[str, float], *, if_idle: bool = False
     ) -> bool:
-        args = [self._prefix, agent, int(if_idle)]
+        args: list[str | int] = [self._prefix, agent, int(if_idle)]
         for queue, score in scores.items():
             _check(score, "score")
             args += [queue, repr(float(score))]
@@ -316,7 +316,7 @@ class RedisState:
             return bool(self._set_available(keys, args))
 
     def set_unavailable(self, agent: str, *, if_idle: bool = False) -> bool:
-        args = [self._prefix, agent, int(if_idle)]
+        args: list[str | int] = [self._prefix, agent, int(if_idle)]
         with self._guard(f"set_unavailable({agent!r})"):
             return bool(self._set_unavailable([self._reserved_key], args))
 
@@ -326,7 +326,9 @@ class RedisState:
 
     def available(self, queue: str) -> list[str]:
         with self._guard(f"available({queue!r})"):
-            return [_text(a) for a in self._client.zrange(self._key("free", queue), 0, -1)]
+            # redis-py types a member as a (member, score) pair too, for withscores=True.
+            free = self._client.zrange(self._key("free", queue), 0, -1)
+            return [_text(a) for a in cast("list[bytes | str]", free)]
 
     def reserve(self, agent: str) -> None:
         with self._guard(f"reserve({agent!r})"):
