@@ -29,6 +29,7 @@ asyncioreactor.install(_loop)
 from twisted.internet import reactor as _reactor  # noqa: E402  (must follow install())
 from twisted.internet.defer import Deferred, ensureDeferred  # noqa: E402
 
+assert isinstance(_reactor, asyncioreactor.AsyncioSelectorReactor)
 _reactor.startRunning(installSignalHandlers=False)
 
 T = TypeVar("T")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pbx_simulator
+from acd.events import AcdEvent
 from callcenter.app import CallCenter
 from callcenter.settings import load_settings
 from cti.ami.codec import Message
@@ -16,6 +17,16 @@ from pbx_simulator.traffic import caller_originate
 from tests.conftest import sleep
 
 USER, SECRET = "cti", "s3cret"
+
+
+class Backend(CallCenter):
+    """A backend as the tests watch it: what it published, noted by start_backend and the
+    tests that ask for more (``acd_seen``, ``contexts``)."""
+
+    seen: list[CallEvent]
+    devices: list[Any]
+    acd_seen: list[AcdEvent]
+    contexts: set[str | None]
 
 
 def start_simulator(reactor: Any, **overrides: Any) -> Any:
@@ -30,7 +41,7 @@ def start_backend(
     simulator: Any,
     tmp_path: Path,
     env: Mapping[str, str] | None = None,
-) -> CallCenter:
+) -> Backend:
     """A backend on SQLite in ``tmp_path``, logged in to ``simulator``; ``app.seen`` lists
     its call events, ``app.devices`` the rest of the stream (device states, leg outcomes)."""
     settings = load_settings(
@@ -44,7 +55,7 @@ def start_backend(
             **(env or {}),
         },
     )
-    app = CallCenter(settings, reactor)
+    app = Backend(settings, reactor)
     app.seen = []
     app.devices = []
 

@@ -33,6 +33,7 @@ def _backend(
         {"CALLCENTER_ACD__QUEUES": str(path), "CALLCENTER_ACD__LOGIN_AGENTS": "true"},
     )
     app.acd_seen = []
+    assert app.acd is not None
     app.acd.events.subscribe(app.acd_seen.append, name="test")
     app.contexts = set()
 

@@ -97,6 +97,7 @@ def two_backends(reactor: Any, run: Any, tmp_path: Path, redis_server: RedisServ
             },
         )
         app.acd_seen = []
+        assert app.acd is not None
         app.acd.events.subscribe(app.acd_seen.append, name="test")
         apps.append(app)
         simulators.append(simulator)

@@ -65,7 +65,9 @@ class Link:
 
     def __init__(self, reactor: MemoryReactorClock, banner: bool = True) -> None:
         factory = reactor.tcpClients[-1][2]
-        self.proto = factory.buildProtocol(None)
+        proto = factory.buildProtocol(None)
+        assert proto is not None  # the endpoint's wrapper around the AmiProtocol
+        self.proto = proto
         self.transport = StringTransport()
         self.proto.makeConnection(self.transport)
         self._parser = Parser(expect_banner=False)
@@ -378,7 +380,8 @@ def test_list_action_error_and_timeout_and_missing_list(caplog: pytest.LogCaptur
     reactor, client, _, link = ready_client()
     d_err = client.send_list_action("Status", {"Channel": "nope"})
     link.respond(link.take("Status"), "Error", ("Message", "No such channel"))
-    assert failure_of(d_err).value.message == "No such channel"
+    err = failure_of(d_err).value
+    assert isinstance(err, ActionFailed) and err.message == "No such channel"
 
     d_slow = client.send_list_action("CoreShowChannels")
     action = link.take("CoreShowChannels")

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import Protocol, ServerFactory
 
 from cti.ami.client import (
@@ -71,6 +72,7 @@ class ServerSession(Protocol):
     """One accepted connection; the factory decides what to answer."""
 
     factory: ScriptedServer
+    transport: ITCPTransport
 
     def connectionMade(self) -> None:
         self.parser = Parser(expect_banner=False)
@@ -88,7 +90,7 @@ class ServerSession(Protocol):
         self.send([("Response", status), ("ActionID", action.action_id or ""), *extra])
 
 
-class ScriptedServer(ServerFactory):
+class ScriptedServer(ServerFactory[ServerSession]):
     protocol = ServerSession
 
     def __init__(self) -> None:
@@ -248,7 +250,7 @@ def test_server_closing_mid_frame_is_logged_then_the_client_reconnects_and_resyn
     lost = next(c for c in consumer.links if c.state is LinkState.DISCONNECTED)
     assert lost.connection == connection and "closed by the server" in (lost.reason or "")
     # The partial frame was never delivered; the second session resynced before its events.
-    empty = {k: [] for k in Replay08.RESYNC}
+    empty: dict[str, list[str]] = {k: [] for k in Replay08.RESYNC}
     assert consumer.feed == [("resync", empty), ("event", "FullyBooted"),
                              ("resync", empty), ("event", "FullyBooted"), ("event", "Newchannel")]
 

@@ -8,10 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
 
 from cti.stream import EventStream
 
 
+@implementer(IPushProducer)
 class Producer:
     """Records pause/resume calls like a TCP transport would receive them."""
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from twisted.internet import protocol, threads
+from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IListeningPort, ITCPTransport
 
 from pbx_simulator import Settings, serve
 
@@ -18,7 +20,7 @@ from pbx_simulator import Settings, serve
 @pytest.fixture
 def port(reactor: Any) -> Any:
     listening = serve(reactor, Settings(port=0))
-    yield listening.getHost().port
+    yield _port(listening)
     listening.stopListening()
 
 
@@ -103,21 +105,37 @@ def test_asterisk_ami_client_receives_events(port: int, run: Callable[..., Any])
     assert {"Newchannel", "Newexten", "QueueCallerJoin"} <= set(received)
 
 
+def _port(listening: IListeningPort) -> int:
+    address = listening.getHost()
+    assert isinstance(address, IPv4Address)
+    return address.port
+
+
 class _FastAgiServer(protocol.Protocol):
     """Reads the environment, sets CTI_ROUTE, hangs up (the 09 script, shortened)."""
 
+    factory: _FastAgiFactory
+    transport: ITCPTransport
+
     def connectionMade(self) -> None:
         self.buffer = b""
-        self.factory.environments.append(b"")  # type: ignore[attr-defined]
+        self.factory.environments.append(b"")
 
     def dataReceived(self, data: bytes) -> None:
         self.buffer += data
         if b"\n\n" in self.buffer and not hasattr(self, "sent"):
-            self.factory.environments[-1] = self.buffer  # type: ignore[attr-defined]
+            self.factory.environments[-1] = self.buffer
             self.sent = True
             self.transport.write(b"SET VARIABLE CTI_ROUTE support\n")
         elif self.buffer.endswith(b"200 result=1\n"):
             self.transport.loseConnection()
+
+
+class _FastAgiFactory(protocol.ServerFactory[_FastAgiServer]):
+    protocol = _FastAgiServer
+
+    def __init__(self) -> None:
+        self.environments: list[bytes] = []
 
 
 def _fastagi_call(reactor: Any, run: Callable[..., Any], agi_port: int) -> str:
@@ -132,7 +150,7 @@ def _fastagi_call(reactor: Any, run: Callable[..., Any], agi_port: int) -> str:
     listening = serve(reactor, settings)
 
     def session() -> bytes:
-        with socket.create_connection(("127.0.0.1", listening.getHost().port), timeout=5) as s:
+        with socket.create_connection(("127.0.0.1", _port(listening)), timeout=5) as s:
             s.sendall(
                 b"Action: Login\r\nUsername: cti\r\nSecret: ctilab-secret\r\n\r\n"
                 b"Action: Originate\r\nChannel: Local/5004@inbound\r\nContext: caller-script\r\n"
@@ -152,14 +170,13 @@ def _fastagi_call(reactor: Any, run: Callable[..., Any], agi_port: int) -> str:
 
 
 def test_fastagi_over_tcp(reactor: Any, run: Callable[..., Any]) -> None:
-    factory = protocol.Factory.forProtocol(_FastAgiServer)
-    factory.environments = []  # type: ignore[attr-defined]
+    factory = _FastAgiFactory()
     agi = reactor.listenTCP(0, factory, interface="127.0.0.1")
     try:
         assert _fastagi_call(reactor, run, agi.getHost().port) == "support"
     finally:
         agi.stopListening()
-    assert b"agi_network_script: lab-route\n" in factory.environments[0]  # type: ignore[attr-defined]
+    assert b"agi_network_script: lab-route\n" in factory.environments[0]
 
 
 def test_fastagi_server_down_continues_to_the_queue(reactor: Any, run: Callable[..., Any]) -> None:
