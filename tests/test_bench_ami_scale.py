@@ -12,7 +12,7 @@ from itertools import islice
 
 from bench.ami_scale import Frame, Traffic, report, run
 from cti.ami.codec import Parser
-from cti.calls.events import PbxEvent
+from cti.calls.events import CallArrived, PbxEvent
 from cti.calls.model import CallModel
 
 
@@ -42,7 +42,7 @@ def test_every_dial_is_understood_and_the_calls_stay_alive(caplog) -> None:
             # Found by the caller's number alone: no CTI_CALLID on the agent leg.
             assert kinds.count("offered") == 1, kinds
         elif frame.dial == "outbound":
-            arrived = [e for e in events if e.kind == "arrived"]
+            arrived = [e for e in events if isinstance(e, CallArrived)]
             assert [e.direction for e in arrived] == ["outbound"]
         dials[frame.dial] += 1
         seen.update(kinds)

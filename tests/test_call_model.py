@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cti.ami.codec import Message
-from cti.calls.events import CallEvent
+from cti.calls.events import CallArrived, CallEvent, CallUnheld
 from cti.calls.model import CallModel, CallState
 from cti.capture import captures_dir, read_jsonl
 from tests.captures import call_events
@@ -84,7 +84,11 @@ def test_any_events_with_random_or_missing_fields_never_raise(
 
 def test_a_failing_handler_is_logged_and_skipped(caplog: pytest.LogCaptureFixture) -> None:
     model = CallModel()
-    model._handlers["Hangup"] = lambda *_: 1 / 0  # a bug in one handler
+
+    def broken(*_: object) -> None:
+        raise ZeroDivisionError("division by zero")  # a bug in one handler
+
+    model._handlers["Hangup"] = broken
     with caplog.at_level(logging.ERROR, logger="cti.calls.model"):
         assert model.handle(Message([("Event", "Hangup"), ("Uniqueid", "1.0")])) == []
     assert "Hangup" in caplog.text and "1.0" in caplog.text
@@ -112,6 +116,7 @@ def test_time_falls_back_to_the_receive_time() -> None:
         ("Uniqueid", "9.1"), ("Linkedid", "9.1"),
     ])  # fmt: skip
     (arrived,) = model.handle(up, received_at=43.0)
+    assert isinstance(arrived, CallArrived)
     assert arrived.at == 42.5
     # A trunk channel is the caller's only leg: it is both the PBX side and the human.
     assert arrived.channel == "PJSIP/trunk-00000001"
@@ -235,7 +240,7 @@ def test_hold_is_reported_once_and_only_a_held_channel_is_unheld() -> None:
     assert model.handle(HOLD) == []  # a repeated Hold is the same hold
     assert model.calls["9.1"].held == {AGENT}
     (unheld,) = model.handle(UNHOLD)
-    assert (unheld.kind, unheld.channel) == ("unheld", AGENT)
+    assert isinstance(unheld, CallUnheld) and unheld.channel == AGENT
     assert not model.calls["9.1"].held
     assert model.handle(UNHOLD) == []
 

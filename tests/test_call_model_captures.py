@@ -62,8 +62,10 @@ def run(name: str) -> tuple[list[CallEvent], CallModel]:
     return replay(capture(name), model), model
 
 
-def by_call(events: list[CallEvent]) -> dict[str, list[CallEvent]]:
-    calls: dict[str, list[CallEvent]] = defaultdict(list)
+def by_call(events: list[CallEvent]) -> dict[str, list[Any]]:
+    """Each call's events; a test checks their kinds() first, then reads each as its kind
+    (as only() gives them)."""
+    calls: dict[str, list[Any]] = defaultdict(list)
     for event in events:
         calls[event.call_id].append(event)
     return dict(calls)
