@@ -15,8 +15,8 @@ from acd.errors import AcdConfigError
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "queues.yaml"
 
 
-def _epoch(*args: int) -> float:
-    return datetime(*args, tzinfo=UTC).timestamp()
+def _epoch(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> float:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp()
 
 
 def _write(tmp_path: Path, data: dict[str, Any]) -> Path:

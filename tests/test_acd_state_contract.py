@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from acd.redis_state import RedisState
 from acd.state import AcdState, Claim, MemoryState, WaitingCaller
+
+T = TypeVar("T")
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
@@ -30,6 +32,12 @@ def caller(call_id: str, score: float = 0.0, joined_at: float = 0.0, **kw: Any) 
     kw.setdefault("queue", "sales")
     kw.setdefault("pbx", "pbx1")
     return WaitingCaller(call_id=call_id, score=score, joined_at=joined_at, **kw)
+
+
+def present(found: T | None) -> T:
+    """What a lookup found (the test fails here if it found nothing)."""
+    assert found is not None
+    return found
 
 
 def ids(callers: list[WaitingCaller]) -> list[str]:
@@ -78,12 +86,12 @@ def test_position_head_and_length_follow_the_serving_order_of_every_pbx(
     assert [store.position(call_id) for call_id in order] == [1, 2, 3, 4]
     assert store.position("elsewhere") == 1 and store.position("nobody") is None
     assert store.head("sales") == top and store.length("sales") == 4
-    assert store.head("support").call_id == "elsewhere" and store.length("support") == 1
+    assert present(store.head("support")).call_id == "elsewhere" and store.length("support") == 1
     store.remove_caller("c2")
     assert store.position("c1") == 2 and store.position("c2") is None
     store.set_available("amy", {"sales": 0.0})
     store.claim("sales", "pbx2")  # the head goes: everyone moves up
-    assert store.head("sales").call_id == "c1" and store.position("cb") == 2
+    assert present(store.head("sales")).call_id == "c1" and store.position("cb") == 2
     assert store.length("sales") == 2 and store.head("nobody") is None
 
 
@@ -101,7 +109,7 @@ def test_names_with_colons_do_not_collide(store: AcdState) -> None:
     c2 = caller("c2", queue="a", pbx="b:c", callback="2")
     store.add_caller(c2)
     store.set_available("x:y", {"a": 0.0, "a:b": 0.0})
-    assert store.find_callback("a:b", "1:2").call_id == "c1"
+    assert present(store.find_callback("a:b", "1:2")).call_id == "c1"
     assert store.find_callback("a:b:1", "2") is None
     assert store.claim("a", "b:c") == Claim(c2, ("x:y",))
     assert ids(store.waiting("a:b")) == ["c1"]
@@ -133,11 +141,11 @@ def test_find_callback_returns_the_earliest_request_for_that_number(store: AcdSt
     store.add_caller(caller("cb1", score=1.0, callback="555"))
     store.add_caller(caller("cb2", score=9.0, callback="555"))
     store.add_caller(caller("cb3", callback="666", queue="support"))
-    assert store.find_callback("sales", "555").call_id == "cb1"
+    assert present(store.find_callback("sales", "555")).call_id == "cb1"
     assert store.find_callback("sales", "666") is None
-    assert store.find_callback("support", "666").call_id == "cb3"
+    assert present(store.find_callback("support", "666")).call_id == "cb3"
     store.remove_caller("cb1")
-    assert store.find_callback("sales", "555").call_id == "cb2"
+    assert present(store.find_callback("sales", "555")).call_id == "cb2"
 
 
 def test_agents_free_lower_score_first_then_id(store: AcdState) -> None:
@@ -189,8 +197,8 @@ def test_claim_takes_only_callers_of_its_pbx(store: AcdState) -> None:
     store.add_caller(caller("p1-other-queue", score=9.0, queue="support"))
     store.set_available("amy", {"sales": 0.0})
     store.set_available("bob", {"sales": 1.0})
-    assert store.claim("sales", "pbx1").caller.call_id == "p1"
-    assert store.claim("sales", "pbx2").caller.call_id == "p2-best"
+    assert present(store.claim("sales", "pbx1")).caller.call_id == "p1"
+    assert present(store.claim("sales", "pbx2")).caller.call_id == "p2-best"
     assert store.claim("sales", "pbx1") is None  # free agents remain, no pbx1 caller
 
 
@@ -198,7 +206,7 @@ def test_claim_reserves_agent_in_every_queue(store: AcdState) -> None:
     store.add_caller(caller("c1"))
     store.set_available("amy", {"sales": 0.0, "support": 0.0, "billing": 3.0})
     store.set_available("bob", {"support": 1.0})
-    assert store.claim("sales", "pbx1").agents == ("amy",)
+    assert present(store.claim("sales", "pbx1")).agents == ("amy",)
     assert store.available("sales") == store.available("billing") == []
     assert store.available("support") == ["bob"]
     assert not store.set_unavailable("amy")
