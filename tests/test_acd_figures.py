@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -289,7 +288,7 @@ def agent_time(events: list[AcdEvent], start: float, now: float) -> tuple[float,
     staffed = occupied = 0.0
     for agent in AGENTS:
         moves = [e for e in events if isinstance(e, AgentStateChanged) and e.agent == agent]
-        for move, after in pairwise([*moves, None]):
+        for move, after in zip(moves, [*moves[1:], None], strict=False):
             end = now if after is None else after.at
             overlap = max(0.0, min(end, now) - max(move.at, start))
             staffed += overlap * (move.state in ("available", "ringing", "on_call", "wrap_up"))

@@ -25,7 +25,7 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -214,7 +214,7 @@ def run_backend(
         out.put((pbx, None, traceback.format_exc()))
 
 
-def overlaps(holds: list[tuple[str, str, float, float]], key: int) -> list[Any]:
+def overlaps(holds: list[tuple[str, str, float, float]], key: Literal[0, 1]) -> list[Any]:
     """Pairs of holds with the same agent (key 0) or call (key 1) that overlap in time."""
     by_key: dict[str, list[tuple[str, str, float, float]]] = defaultdict(list)
     for hold in holds:
@@ -253,7 +253,7 @@ def test_two_backends_never_double_book_an_agent_or_a_call(redis_url: str) -> No
 
     assert overlaps(holds, 0) == [], f"an agent held twice at once (seed {seed})"
     assert overlaps(holds, 1) == [], f"a call offered to two agents at once (seed {seed})"
-    connects = sum((record.connects for record in records.values()), Counter())
+    connects: Counter[str] = sum((record.connects for record in records.values()), Counter())
     assert max(connects.values()) == 1, f"a call connected twice (seed {seed})"
     for pbx, record in records.items():
         assert all(call.startswith(pbx) for _, call, _, _ in record.holds)

@@ -94,7 +94,7 @@ def per_channel(events: list[list[tuple[str, str]]], roles: RoleMap) -> dict[str
     out: dict[str, list[tuple]] = defaultdict(list)
     for headers in events:
         msg = Message(headers)
-        name = msg.get("Event")
+        name = msg.get("Event", "")
         if name in NOISE:
             continue
         channel = msg.get("Channel") or msg.get("DestChannel")
@@ -331,7 +331,7 @@ def queue_outcomes(events: list[list[tuple[str, str]]]) -> dict[str | None, dict
     calls: dict[str, dict] = {}
     for headers in events:
         m = Message(headers)
-        linkedid, event = m.get("Linkedid"), m.get("Event")
+        linkedid, event = m.get("Linkedid", ""), m.get("Event")
         t = float(m.get("Timestamp") or start) - start
         if event == "QueueCallerJoin":
             name = m["CallerIDName"]

@@ -79,7 +79,7 @@ Headers = list[tuple[str, str]]
 @cache
 def _run() -> tuple[list[Headers], list[Headers]]:
     captured, simulated, _ = replay(NAME, settings=SETTINGS)
-    return [[tuple(kv) for kv in h] for h in captured], simulated  # type: ignore[misc]
+    return [[tuple(kv) for kv in h] for h in captured], simulated
 
 
 class Side:
@@ -318,7 +318,7 @@ def test_agent_complete_follows_the_swap(sides: tuple[Side, Side]) -> None:
 
 def _members(side: Side) -> list[tuple[str, ...]]:
     first: dict[str, int] = {}
-    out = []
+    out: list[tuple[str, ...]] = []
     for m in side.named("QueueMemberStatus"):
         calls = int(m["CallsTaken"])
         base = first.setdefault(m["MemberName"], calls)

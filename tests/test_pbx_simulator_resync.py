@@ -49,6 +49,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 import pytest
 
@@ -192,7 +193,7 @@ def _not_simulated(m: Message) -> bool:
     )
 
 
-def _channel(side: Side, m: Message) -> tuple[str | None, ...]:
+def _channel(side: Side, m: Message) -> tuple[Any, ...]:
     """The standard channel block, with channels and unique IDs by role."""
     return (
         side.role(m["Channel"]),
@@ -436,7 +437,7 @@ def test_extension_state_list(run13: Run) -> None:
 # ---------------------------------------------------------------------------- after
 
 
-def _live(side: Side) -> dict[str, object]:
+def _live(side: Side) -> dict[str, Any]:
     live = side.live()
 
     def of(name: str) -> Iterable[Message]:
