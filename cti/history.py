@@ -28,14 +28,16 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Connection,
     Engine,
     Float,
     Index,
@@ -124,6 +126,12 @@ def spool_subdir(spool_dir: Path | None, table: Table, pbx: str) -> Path | None:
     return None if spool_dir is None else Path(spool_dir) / f"{table.name}.{pbx}"
 
 
+class Database(Protocol):
+    """What a recorder uses of its SQLAlchemy :class:`Engine`: one transaction at a time."""
+
+    def begin(self) -> AbstractContextManager[Connection]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Closed:
     """What :meth:`EventRecorder.close` left behind: ``kept`` events in the durable spool
@@ -156,7 +164,7 @@ class EventRecorder(Generic[E]):
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Database,
         reactor: Any,
         table: Table,
         row: Callable[[E], dict[str, Any] | None],
@@ -570,7 +578,7 @@ class CallEventRecorder(EventRecorder[CallEvent]):
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Database,
         reactor: Any,
         *,
         pbx: str = "default",

@@ -121,7 +121,7 @@ def test_postgres_down_under_load_costs_no_event_and_never_pauses_the_producer(
     stored = load_call_events(engine)
     with engine.connect() as conn:
         distinct = conn.execute(select(func.count(func.distinct(call_events.c.event_id))))
-        unique_ids = distinct.scalar()
+        unique_ids = distinct.scalar_one()
     engine.dispose()
     print(
         f"\nPostgreSQL down {figures['outage']:.1f} s at {RATE} events/s: produced "

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import create_engine, select
 
 from acd.history import ACD_FACTS, AcdEventRecorder, acd_events
-from cti.history import CALL_FACTS, CallEventRecorder, call_events
+from cti.history import CALL_FACTS, CallEventRecorder, EventRecorder, call_events
 from tests.e2e import until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ def test_sigterm_during_a_database_outage_keeps_the_backlog_and_exits_0(
 
     postgres_server.start()  # the next start: the spools are written first
     engine = create_engine(postgres_server.url)
-    recorders = [
+    recorders: list[EventRecorder[Any]] = [
         CallEventRecorder(engine, reactor, spool_dir=spool),
         AcdEventRecorder(engine, reactor, spool_dir=spool),
     ]

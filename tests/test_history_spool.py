@@ -20,7 +20,7 @@ from twisted.internet.task import Clock
 
 import migrations
 from cti.calls.events import DigitsReceived
-from cti.history import CallEventRecorder, RecorderClosed, load_call_events
+from cti.history import CallEventRecorder, Closed, RecorderClosed, load_call_events
 from cti.spool import FileSpool, SpoolLocked
 from cti.stream import EventStream
 
@@ -199,7 +199,8 @@ def test_close_keeps_what_it_could_not_write_within_the_grace_period(
     assert refused.called  # failed at once, not queued
     refused.addErrback(lambda f: f.trap(RecorderClosed))
     assert _advance_until(clock, lambda: closing.called) == pytest.approx(3.0, abs=0.11)
-    assert closing.result.kept == 10 and closing.result.all_kept
+    closed = closing.result
+    assert isinstance(closed, Closed) and closed.kept == 10 and closed.all_kept
     # Backing off from retry_min again, the last attempt at the end of the grace period.
     assert database.attempts == attempts + 4
 
