@@ -192,7 +192,7 @@ def test_a_sigkilled_backend_restarts_into_the_truth(lab: tuple[Any, Backend], r
     lars, mei = ends["Lars Østergaard"]["payload"], ends["Mei Tanaka"]["payload"]
     assert lars["answered"] or mei["answered"]
 
-    acd = defaultdict(Counter)
+    acd: defaultdict[str, Counter[str]] = defaultdict(Counter)
     waits = {}
     for row in backend.rows("acd_events"):
         if row["call_id"]:

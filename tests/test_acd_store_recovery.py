@@ -367,9 +367,9 @@ def test_the_driver_logs_a_store_outage_in_one_line(caplog: pytest.LogCaptureFix
         def next_deadline(self) -> None:
             return None
 
-    driver = AcdDriver(
-        Failing(), None, Clock(), interfaces={}, caller_channel=lambda c: None, publish=print
-    )  # type: ignore[arg-type]
+    driver = AcdDriver(  # no AMI client: the store fails before any action
+        Failing(), None, Clock(), interfaces={}, caller_channel=lambda c: None, publish=print  # type: ignore[arg-type]
+    )
     for _ in range(3):
         driver.poll()
     assert [r.levelno for r in caplog.records] == [logging.WARNING] * 3
