@@ -26,7 +26,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from bench import ami_scale
 from cti.ami.codec import Parser
@@ -98,9 +100,10 @@ def synthetic_stream(copies: int) -> bytes:
             return b"%s.%d" % (m.group(1), int(m.group(2)) + shift)
 
         copy = _ID.sub(renumber, body)
-        copy = _CHANNEL_SUFFIX.sub(
-            lambda m, n=n: b"-%08x;" % (int(m.group(1), 16) + n * 4096), copy
-        )
+        def resuffix(m: re.Match[bytes], n: int = n) -> bytes:
+            return b"-%08x;" % (int(m.group(1), 16) + n * 4096)
+
+        copy = _CHANNEL_SUFFIX.sub(resuffix, copy)
         parts.append(copy)
     return b"".join(parts)
 
@@ -119,17 +122,17 @@ def measure(fns: dict[str, Callable[[], int]], repeat: int) -> dict[str, tuple[i
     return best
 
 
-def run(repeat: int, copies: int) -> dict[str, object]:
+def run(repeat: int, copies: int) -> dict[str, Any]:
     streams = {p.stem: p.read_bytes() for p in sorted(captures_dir().glob("*.raw"))}
     streams[f"synthetic-busy-x{copies}"] = synthetic_stream(copies)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, data in streams.items():
         reads = _reads(data)
         best = measure(
             {
-                "baseline": lambda reads=reads: naive_parse(reads),
-                "codec": lambda reads=reads: codec_only(reads),
-                "model": lambda reads=reads: codec_and_model(reads),
+                "baseline": partial(naive_parse, reads),
+                "codec": partial(codec_only, reads),
+                "model": partial(codec_and_model, reads),
             },
             repeat,
         )

@@ -370,10 +370,10 @@ def _callback_template() -> list[Burst]:
     for r in r01[start:]:
         if not _is_event(r) or r["name"] not in kept:
             continue
-        h = dict(r["headers"])
-        if r["name"] == "VarSet" and h.get("Variable") != "BRIDGEPEER":
+        fields = dict(r["headers"])
+        if r["name"] == "VarSet" and fields.get("Variable") != "BRIDGEPEER":
             continue
-        if r["name"] == "DeviceStateChange" and h.get("Device") not in (
+        if r["name"] == "DeviceStateChange" and fields.get("Device") not in (
             "Local/6001@agents",
             "Local/5000@inbound",
         ):
@@ -487,14 +487,14 @@ class Traffic:
             out.extend((b, caller) for b in t.acd_arrival)
             for _ in range(self.rng.choice(self._missed)):
                 agent = self._agent()
-                leg = {
+                missed = {
                     **caller,
                     **agent,
                     "leg": f"Local/{agent['ext']}@agents-noanswer-{self._suffix()}",
                     "device": f"Local/{agent['ext']}@agents-noanswer",
                     "dialstring": f"{agent['ext']}@agents-noanswer",
                 }
-                out.extend((b, leg) for b in t.acd_missed_offer)
+                out.extend((b, missed) for b in t.acd_missed_offer)
             agent = self._agent()
             answered = {
                 **caller,
