@@ -55,7 +55,7 @@ from acd.figures import FigureRules, LiveFigures, PeriodFigures
 from acd.history import metadata as acd_metadata
 from callcenter.app import CallCenter
 from callcenter.settings import Settings
-from cti.calls.events import CallEvent
+from cti.calls.events import CallEvent, PbxEvent
 from cti.history import metadata as call_metadata
 from pbx_simulator.server import AmiServerFactory
 
@@ -227,8 +227,10 @@ def run_centre(s: Scenario) -> Measured:
     parked: set[str] = set()
     unparked_ends = 0
 
-    def watch_calls(event: CallEvent) -> None:
+    def watch_calls(event: PbxEvent) -> None:
         nonlocal unparked_ends
+        if not isinstance(event, CallEvent):  # a device state on the same stream
+            return
         if event.kind == "parked":
             parked.add(event.call_id)
         elif event.kind == "ended" and event.call_id not in parked:
