@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -32,9 +31,11 @@ from pydantic import (
 
 from acd.errors import AcdConfigError
 from crm_bridge.tiers import TIERS
+from cti.yamlfile import YamlFileError, load_yaml
 
 Strategy = Literal["longest_idle", "fewest_calls", "round_robin", "ring_all", "skills_weighted"]
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SPAN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 #: Penalties are bounded so that ``penalty * PENALTY_STEP`` stays exact in a float score.
 MAX_PENALTY = 1000
@@ -366,18 +367,10 @@ def load_acd_config(path: Path) -> AcdConfig:
 def read_yaml(path: Path) -> dict[str, Any]:
     """A YAML mapping from ``path``; :class:`AcdConfigError` names the file, line and problem."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise AcdConfigError(
-            f"{path}: cannot read the ACD configuration file ({exc.strerror})", setting="queues"
-        ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise AcdConfigError(f"{path}:{where}: not valid YAML: {problem}") from None
+        # The one YAML loader (cti.yamlfile): also refuses non-UTF-8 and duplicate keys.
+        data = load_yaml(path, "ACD configuration file")
+    except YamlFileError as exc:
+        raise AcdConfigError(str(exc), setting="queues" if exc.unreadable else None) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -423,6 +416,7 @@ def _check_references(config: AcdConfig, origin: str) -> None:
         target = queue.overflow.target if queue.overflow else None
         if (
             target is not None
+            and queue.overflow is not None
             and queue.overflow.kind != "voicemail"
             and target not in config.queues
         ):

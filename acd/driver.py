@@ -19,6 +19,37 @@ as the external-ACD recordings (``shared/ami-captures`` 05 and 12) show:
 
 Every failure of an action is logged with the call and the agent and reported to the router,
 so no caller is left parked and no agent stays reserved.
+
+Threads (``threaded``, chosen by the service from the store: on with Redis). A router step
+makes one to a dozen store operations, each a network round trip with Redis (0.2-0.5 ms on
+loopback, up to the client's timeout when Redis is stuck), and the reactor thread must never
+wait for them. So every step (the router's method, then its ``drain_events`` and
+``next_deadline``) runs on one dedicated thread, a
+:class:`~twisted.python.threadpool.ThreadPool` of exactly one thread: steps run one at a
+time, in the order they were queued, and the router, a plain object, needs no lock. The
+inputs (the time, the event, the tier) are taken on the reactor thread when the step is
+queued. Each step's decisions and events come back to the reactor thread, which carries
+them out (AMI actions, publishing, the timer) in that same order: a step's decisions are
+always carried out before the next step's, whatever the thread pool does (results are
+numbered and held until their turn). The router thread holds the GIL only between round
+trips, and the switch interval is lowered to :data:`SWITCH_INTERVAL`, so the reactor thread
+never waits long for it.
+
+Agent commands (:meth:`AcdDriver.login`...) then return a Deferred that fails with the
+router's :class:`~acd.agents.AcdError`; :meth:`AcdDriver.call` runs anything else that
+touches the router or its store (``GuardedState.recover``, a read of ``router.waiting``) on
+that thread. From the reactor thread only :meth:`Router.offers` (it copies in one step) and
+the immutable ``router.config`` may be read directly; ``router.waiting``,
+``router.available`` and the roster (``router.agents``) belong to the router thread (tests
+read them when the driver is idle).
+
+Without ``threaded`` (the in-process :class:`~acd.state.MemoryState`: a step costs tens of
+microseconds, and tests that drive a fake clock) every step runs inline, at once, and agent
+commands raise :class:`~acd.agents.AcdError` at once.
+
+The caller's value tier is looked up here (``tiers``), from the arrival, before the router
+step that will make the caller join: a look-up that one day asks a CRM never runs inside a
+routing step.
 """
 
 from __future__ import annotations
@@ -26,41 +57,52 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+import sys
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
 
 from acd.agents import AcdError
 from acd.decisions import CallBack, CancelOffer, Connect, Decision, Offer, Overflow
 from acd.events import AcdEvent
 from acd.state import AcdStateUnavailable
-from cti.ami.client import AmiClient
+from crm_bridge.tiers import CallerTiers
 from cti.ami.codec import Message
-from cti.calls.events import CallAnswered, CallEnded, CallTransferred, PbxEvent
+from cti.calls.events import (
+    AgentHungUp,
+    CallAnswered,
+    CallArrived,
+    CallbackAsked,
+    CallbackLegEnded,
+    CallEnded,
+    CallOffered,
+    CallTransferred,
+    OriginateOutcome,
+    PbxEvent,
+)
+
+if TYPE_CHECKING:  # acd.service imports this module
+    from acd.service import ActionSender
 
 log = logging.getLogger(__name__)
-
-_EARLY_KEPT = 256
 
 #: Seconds before a caller whose offer failed at the AMI level (not the agent's doing) is
 #: offered again, so an AMI outage does not spin.
 ACTION_RETRY_DELAY = 1.0
 
-#: The ``UserEvent`` by which the holding dialplan asks for a callback (README).
-CALLBACK_EVENT = "CtiCallback"
-
-#: OriginateResponse ``Reason`` codes (Asterisk's AST_CONTROL_* numbers) in words.
-ORIGINATE_REASONS = {
-    "0": "failed",
-    "1": "hung up",
-    "3": "no answer",
-    "4": "answered",
-    "5": "busy",
-    "8": "congestion",
-}
+#: Threaded, the interpreter's switch interval is lowered to this (seconds; Python's default
+#: is 5 ms): how long the reactor thread may wait for the GIL while the router thread runs
+#: Python code. Without it, the reactor thread woken by a timer or a socket can miss the GIL
+#: each time the router thread briefly releases it for a Redis round trip, until a whole
+#: interval has passed: 4-7 ms stalls (``bench.acd_state --stall``).
+SWITCH_INTERVAL = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,19 +131,38 @@ class _Ring:
     channel: str | None = None  # the agent leg, once Asterisk names it
 
 
+@dataclass(slots=True)
+class _Outcome:
+    """What one step on the router thread produced, for the reactor thread to carry out."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    events: list[AcdEvent] = field(default_factory=list)
+    due: float | None = None  # the router's next deadline after the step
+    result: Any = None  # what a :meth:`AcdDriver.call` function returned
+    failure: Failure | None = None  # what a command or a call raised
+
+
+# What a queued step is: a routing step (errors logged), an agent command (errors go to
+# the caller's Deferred), or any function run by :meth:`AcdDriver.call`.
+_ROUTE, _COMMAND, _CALL = "route", "command", "call"
+
+
 class AcdDriver:
-    """Runs one router against one PBX through its AMI client."""
+    """Runs one router against one PBX through its AMI client; ``threaded``: the router's
+    steps run on a thread of their own (see the module doc)."""
 
     def __init__(
         self,
         router: Any,
-        ami: AmiClient,
+        ami: ActionSender,
         reactor: Any,
         *,
         interfaces: Mapping[str, str],
         caller_channel: Callable[[str], str | None],
         publish: Callable[[AcdEvent], None],
         dialplan: Dialplan = Dialplan(),
+        tiers: CallerTiers | None = None,
+        threaded: bool = False,
     ) -> None:
         self.router = router
         self.ami = ami
@@ -112,26 +173,47 @@ class AcdDriver:
         self._dialplan = dialplan
         run = secrets.token_hex(4)
         self._numbers = (f"{run}-{n:06d}" for n in itertools.count(1))
-        self._rings: dict[str, _Ring] = {}  # ActionID -> ring
+        self._legs: dict[str, _Ring] = {}  # ChannelId (the leg's Uniqueid) -> ring
         self._by_call_agent: dict[tuple[str, str], _Ring] = {}
-        self._early: dict[str, Message] = {}  # OriginateResponses ahead of their response
-        self._callbacks: dict[str, str] = {}  # answered callback agent leg -> request id
+        self._agent_of = {interface: agent for agent, interface in interfaces.items()}
+        self._callbacks: dict[str, str] = {}  # answered callback request id -> agent leg
         self._talking: dict[str, str] = {}  # bridged agent leg -> call_id
         self._timer: IDelayedCall | None = None
+        self._tiers = tiers
+        # Threaded mode: the router's thread, the steps queued so far, the results that came
+        # back ahead of their turn, and the next one to carry out.
+        self._pool: ThreadPool | None = None
+        self._local = threading.local()  # on the router thread: the step's decisions
+        self._turns = itertools.count()
+        self._returned: dict[int, tuple[_Outcome | Failure, Deferred[Any]]] = {}
+        self._next_applied = 0
+        self._stopped = False
+        self._shutdown: Any = None  # the reactor's shutdown trigger that stops the thread
+        if threaded:
+            if sys.getswitchinterval() > SWITCH_INTERVAL:  # process-wide; never raised
+                sys.setswitchinterval(SWITCH_INTERVAL)
+            self._pool = ThreadPool(minthreads=1, maxthreads=1, name="acd-router")
+            self._pool.start()
+            if hasattr(reactor, "addSystemEventTrigger"):
+                # Never keep the process alive: a driver not stopped stops with the reactor.
+                self._shutdown = reactor.addSystemEventTrigger(
+                    "during", "shutdown", self._stop_pool
+                )
 
     # -- agent commands (they raise AcdError with the reason: unknown agent, busy...) -----
+    # Threaded, they return a Deferred instead, which fails with that AcdError.
 
-    def login(self, agent: str) -> None:
-        self._apply(self.router.login(agent, self.reactor.seconds()))
+    def login(self, agent: str) -> Deferred[None] | None:
+        return self._command(self.router.login, agent, self.reactor.seconds())
 
-    def logout(self, agent: str) -> None:
-        self._apply(self.router.logout(agent, self.reactor.seconds()))
+    def logout(self, agent: str) -> Deferred[None] | None:
+        return self._command(self.router.logout, agent, self.reactor.seconds())
 
-    def pause(self, agent: str, reason: str) -> None:
-        self._apply(self.router.pause(agent, reason, self.reactor.seconds()))
+    def pause(self, agent: str, reason: str) -> Deferred[None] | None:
+        return self._command(self.router.pause, agent, reason, self.reactor.seconds())
 
-    def unpause(self, agent: str) -> None:
-        self._apply(self.router.unpause(agent, self.reactor.seconds()))
+    def unpause(self, agent: str) -> Deferred[None] | None:
+        return self._command(self.router.unpause, agent, self.reactor.seconds())
 
     def poll(self) -> None:
         """Offer this PBX's callers the agents other backends freed (shared state)."""
@@ -146,30 +228,54 @@ class AcdDriver:
         """Overflow a waiting caller now (see ``Router.overflow``)."""
         self._route(self.router.overflow, call_id, reason, self.reactor.seconds())
 
-    def announce(self, call_id: str, position: int, wait: float | None) -> None:
+    def announce(
+        self, call_id: str, position: int, wait: float | None, queue: str | None = None
+    ) -> None:
         """Tell the holding dialplan the caller's position and estimated wait (seconds), as
-        channel variables ``CTI_POSITION`` and ``CTI_EWT`` it can announce (README)."""
+        channel variables ``CTI_POSITION`` and ``CTI_EWT`` it can announce (README), and
+        its ``CTI_QUEUE`` (so the call model names the queue if the caller abandons)."""
         channel = self._caller_channel(call_id)
         if channel is None:
             return
         values = [("CTI_POSITION", str(position))]
+        if queue is not None:
+            values.append(("CTI_QUEUE", queue))
         if wait is not None:
             values.append(("CTI_EWT", str(round(wait))))
+
+        def not_told(f: Failure, name: str) -> None:
+            log.info("ACD: could not tell %s its %s: %s", call_id, name, f.getErrorMessage())
+
         for name, value in values:
             d = self.ami.send_action(
                 "Setvar", [("Channel", channel), ("Variable", name), ("Value", value)]
             )
-            d.addErrback(
-                lambda f, name=name: log.info(
-                    "ACD: could not tell %s its %s: %s", call_id, name, f.getErrorMessage()
-                )
-            )
+            d.addErrback(not_told, name)
 
     # -- inputs ---------------------------------------------------------------------------
 
     def on_call_event(self, event: PbxEvent) -> None:
-        """A call event from the call model (parked, abandoned, ended...) or an agent's
-        device state."""
+        """Everything the call model publishes: call events (parked, abandoned, ended...),
+        agents' device states, and what became of the driver's own actions (its legs'
+        ``originate_outcome``, ``agent_hung_up``, ``callback_leg_ended``). The driver reads
+        no AMI itself: the call model is the one interpreter of the PBX's events."""
+        if isinstance(event, OriginateOutcome):
+            self._leg_outcome(event)
+            return
+        if isinstance(event, CallbackLegEnded):
+            self._callback_ended(event)
+            return
+        if isinstance(event, CallOffered):
+            self._leg_named(event)
+        elif isinstance(event, AgentHungUp):
+            self._agent_hung_up(event)
+        elif isinstance(event, CallbackAsked):
+            # The holding dialplan's key press: the caller's place becomes a callback
+            # request that keeps it (the caller then hangs up).
+            self._route(
+                self.router.request_callback, event.call_id, event.number, self.reactor.seconds()
+            )
+            return
         if isinstance(event, CallTransferred | CallEnded):
             # The agent leg no longer speaks for the caller.
             for leg in [leg for leg, cid in self._talking.items() if cid == event.call_id]:
@@ -183,53 +289,24 @@ class AcdDriver:
             # A bridge of ours found in the snapshot after a restart: when its agent hangs
             # up, the caller must not fall back into the holding lane.
             self._talking[event.agent.channel] = event.call_id
-        self._route(self.router.on_call_event, event, self.reactor.seconds())
-
-    def on_ami_message(self, message: object) -> None:
-        """Every item of the AMI client's stream: the driver reads the outcome of its own
-        originates and the hang-up of its own legs (a callback's agent leg that never
-        dialled the customer; the call model has the callback's outbound call); resync
-        snapshots and everything else pass by."""
-        if not isinstance(message, Message) or message.kind != "event":
-            return
-        if message.name == "Hangup":
-            if self._callbacks:
-                self._callback_ended(message)
-            if self._talking:
-                self._agent_hung_up(message)
-            return
-        if message.name == "Newchannel" and (message.get("Uniqueid") or "").startswith("acd-"):
-            self._leg_created(message)
-            return
-        if message.name == "UserEvent" and message.get("UserEvent") == CALLBACK_EVENT:
-            self._callback_requested(message)
-            return
-        if message.name != "OriginateResponse":
-            return
-        action_id = message.action_id or ""
-        ring = self._rings.pop(action_id, None)
-        if ring is None:
-            # Ours before its own response was read, or another AMI user's originate (they
-            # are broadcast): keep a few, the oldest go first.
-            self._early[action_id] = message
-            while len(self._early) > _EARLY_KEPT:
-                del self._early[next(iter(self._early))]
-            return
-        self._originated(ring, message)
+        self._route(self.router.on_call_event, event, self.reactor.seconds(), self._tier(event))
 
     # -- decisions ------------------------------------------------------------------------
 
-    def _apply(self, decisions: list[Decision]) -> None:
+    def _apply(self, decisions: list[Decision], outcome: _Outcome | None = None) -> None:
+        """Carry out a step's decisions, publish its events and re-arm the timer. Inline the
+        events and the deadline are read from the router now; threaded the router thread
+        read them after the step (``outcome``): this thread never touches the router."""
         for decision in decisions:
             try:
                 self._execute(decision)
             except Exception:
                 log.exception("ACD: could not carry out %r", decision)
         try:
-            for event in self.router.drain_events():
+            for event in self.router.drain_events() if outcome is None else outcome.events:
                 self._publish(event)
         finally:
-            self._reschedule()
+            self._reschedule(self.router.next_deadline() if outcome is None else outcome.due)
 
     def _execute(self, decision: Decision) -> None:
         if isinstance(decision, Offer):
@@ -252,6 +329,7 @@ class AcdDriver:
             offer.caller_number,
             (self._dialplan.standby_context, self._dialplan.standby_exten),
             ("CTI_CALLID", offer.call_id),
+            offer.queue,
         )
 
     def _originate_agent(
@@ -262,12 +340,14 @@ class AcdDriver:
         number: str | None,
         target: tuple[str, str],
         variable: tuple[str, str],
+        queue: str,
         *,
         callback: bool = False,
     ) -> None:
         """Ring ``agent``'s phone for ``call_id``; when answered, the leg goes to ``target``
         (context, extension). A ChannelId names the leg from the start, so it can be hung
-        up while it still rings."""
+        up while it still rings; ``CTI_QUEUE`` and ``CTI_AGENT`` on the leg tell the call
+        model (so every screen and report) which queue and agent the offer is for."""
         interface = self._interfaces.get(agent)
         if interface is None:
             log.error("ACD: agent %s has no interface configured; %s fails", agent, call_id)
@@ -276,6 +356,7 @@ class AcdDriver:
         channel_id = f"acd-{next(self._numbers)}"
         ring = _Ring(call_id, agent, channel_id, callback=callback)
         self._by_call_agent[(call_id, agent)] = ring
+        self._legs[channel_id] = ring
         fields = [
             ("Channel", interface),
             ("Context", target[0]),
@@ -287,66 +368,49 @@ class AcdDriver:
             ("ChannelId", channel_id),
             ("OtherChannelId", f"{channel_id}-2"),
             ("Variable", f"{variable[0]}={variable[1]}"),
+            ("Variable", f"CTI_QUEUE={queue}"),
+            ("Variable", f"CTI_AGENT={_agent_name(self.router, agent)}"),
         ]
         d = self.ami.send_action("Originate", fields)
-        d.addCallbacks(
-            self._queued, self._action_failed, callbackArgs=(ring,), errbackArgs=("Originate", ring)
-        )
+        # Its outcome comes as the call model's originate_outcome; only a refused action
+        # (link down, bad request) is handled here.
+        d.addErrback(self._action_failed, "Originate", ring)
 
-    def _callback_requested(self, message: Message) -> None:
-        # The holding dialplan's key press (README): the caller leaves a callback request
-        # that keeps their place, then hangs up. The call is named by its Linkedid, as in
-        # the call model.
-        call_id, number = message.get("Linkedid"), message.get("Number")
-        if not call_id or not number:
-            log.warning(
-                "ACD: %s without Linkedid or Number ignored: %s",
-                CALLBACK_EVENT,
-                message.headers[:6],
-            )
-            return
-        self._route(self.router.request_callback, call_id, number, self.reactor.seconds())
+    def _leg_named(self, offered: CallOffered) -> None:
+        # Learn an agent leg's name while it rings, so a cancelled offer stops the agent's
+        # phone at once instead of at the ring timeout.
+        agent = self._agent_of.get(offered.agent.interface)
+        ring = self._by_call_agent.get((offered.call_id, agent or ""))
+        if ring is not None and ring.channel is None:
+            ring.channel = offered.agent.channel
 
-    def _leg_created(self, message: Message) -> None:
-        # Learn the agent leg's name while it rings (its Uniqueid is our ChannelId), so a
-        # cancelled offer stops the agent's phone at once instead of at the ring timeout.
-        uniqueid = message.get("Uniqueid")
-        for ring in self._by_call_agent.values():
-            if ring.channel_id == uniqueid:
-                ring.channel = message.get("Channel")
-                return
-
-    def _queued(self, response: Message, ring: _Ring) -> None:
-        action_id = response.action_id or ""
-        early = self._early.pop(action_id, None)
-        if early is not None:
-            self._originated(ring, early)
-        else:
-            self._rings[action_id] = ring
-
-    def _originated(self, ring: _Ring, message: Message) -> None:
+    def _leg_outcome(self, outcome: OriginateOutcome) -> None:
+        """An originated leg answered or failed; ours are known by their ChannelId (which
+        names the leg even when it failed), whatever order the AMI answers came in."""
+        ring = self._legs.pop(outcome.leg_id, None)
+        if ring is None:
+            return  # another AMI user's originate (they are broadcast), or one we dropped
         # Identity, not the key: after a ring timeout the same caller is often offered to
         # the same agent again, and the first Originate's late answer must not touch it.
         if self._by_call_agent.get((ring.call_id, ring.agent)) is not ring:
             # The offer was cancelled while ringing (caller gone, another agent answered).
-            if message.get("Response") == "Success":
-                self._hangup(message.get("Channel"), "offer already withdrawn")
+            if outcome.answered:
+                self._hangup(outcome.channel, "offer already withdrawn")
             return
-        if message.get("Response") == "Success":
-            ring.channel = message.get("Channel")
+        if outcome.answered:
+            ring.channel = outcome.channel
             if ring.callback:
                 # A callback's agent answered: the dialplan dials the customer. The call
                 # model follows that outbound call (answered, failed, ended) for the
-                # router; the leg's Hangup only matters if it never dialled.
+                # router; the leg's end only matters if it never dialled.
                 self._by_call_agent.pop((ring.call_id, ring.agent), None)
-                self._callbacks[ring.channel or ""] = ring.call_id
+                self._callbacks[ring.call_id] = ring.channel or ""
             self._route(
                 self.router.offer_answered, ring.call_id, ring.agent, self.reactor.seconds()
             )
         else:
             ring.channel = None  # a failed originate leaves no leg to hang up
-            reason = ORIGINATE_REASONS.get(message.get("Reason") or "", "failed")
-            self._failed(ring.call_id, ring.agent, reason)
+            self._failed(ring.call_id, ring.agent, outcome.reason)
 
     def _connect(self, decision: Connect) -> None:
         ring = self._by_call_agent.get((decision.call_id, decision.agent))
@@ -393,12 +457,14 @@ class AcdDriver:
         if ring.channel is not None:
             self._talking[ring.channel] = ring.call_id
 
-    def _agent_hung_up(self, message: Message) -> None:
+    def _agent_hung_up(self, event: AgentHungUp) -> None:
         # After an AMI Bridge, a caller whose agent hangs up falls back into the holding
         # dialplan (recording 05) and would hear hold music for good: the conversation is
         # over, so the caller is hung up too. A transferred call is no longer in _talking.
-        call_id = self._talking.pop(message.get("Channel") or "", None)
-        caller = self._caller_channel(call_id) if call_id is not None else None
+        if event.agent.channel is None or event.agent.channel not in self._talking:
+            return
+        call_id = self._talking.pop(event.agent.channel)
+        caller = self._caller_channel(call_id)
         if caller is not None:
             self._hangup(caller, f"agent of {call_id} hung up")
 
@@ -468,22 +534,25 @@ class AcdDriver:
             decision.number,
             (self._dialplan.callback_context, decision.number),
             ("CTI_CALLBACK", decision.request_id),
+            decision.queue,
             callback=True,
         )
 
-    def _callback_ended(self, message: Message) -> None:
-        # The answered agent leg of a callback is gone. The call model's outbound call says
-        # how the customer's dial went; a leg that never dialled (no outbound call, e.g. a
-        # number the dialplan refused) is a failed attempt.
-        request_id = self._callbacks.pop(message.get("Channel") or "", None)
-        if request_id is None:
+    def _callback_ended(self, event: CallbackLegEnded) -> None:
+        # The answered agent leg of a callback is gone without dialling the customer (no
+        # outbound call, e.g. a number the dialplan refused): a failed attempt. Once it
+        # dialled, the call model's outbound call tells the router how the dial went.
+        if self._callbacks.pop(event.request_id, None) is None:
             return
-        reason = f"not dialled: agent leg hung up ({message.get('Cause-txt') or 'no cause'})"
-        self._route(self.router.callback_leg_ended, request_id, reason, self.reactor.seconds())
+        reason = f"not dialled: agent leg hung up ({event.cause_text or 'no cause'})"
+        self._route(
+            self.router.callback_leg_ended, event.request_id, reason, self.reactor.seconds()
+        )
 
     # -- failures and timers --------------------------------------------------------------
 
     def _action_failed(self, failure: Failure, action: str, ring: _Ring) -> None:
+        self._legs.pop(ring.channel_id, None)  # no originate_outcome follows a refusal
         log.warning(
             "ACD: %s for %s / agent %s failed: %s",
             action,
@@ -520,24 +589,131 @@ class AcdDriver:
     def _route(self, step: Callable[..., list[Decision]], *args: Any) -> None:
         """Feed the router and carry out its decisions. A refusal (an offer the router
         already dropped because the caller left) is logged; any other error too (a Redis
-        outage), and routing goes on: events are published and the timer re-armed."""
+        outage), and routing goes on: events are published and the timer re-armed.
+
+        Threaded, the step is queued for the router thread and its decisions carried out
+        when it is done, in order (see the module doc). Called on the router thread itself
+        (a :meth:`call` function re-seeding or polling), the step runs at once and its
+        decisions are carried out with that function's."""
+        nested = self._nested()
+        if nested is not None:
+            nested += self._decide(step, args)
+        elif self._pool is None:
+            self._apply(self._decide(step, args))
+        else:
+            self._submit(_ROUTE, step, args)
+
+    def _decide(self, step: Callable[..., list[Decision]], args: tuple[Any, ...]) -> list[Decision]:
+        """Run a routing step where the router runs; its errors are logged, never raised."""
         try:
-            decisions = step(*args)
+            return step(*args)
         except AcdError as exc:
             log.info("ACD: %s%r refused: %s", step.__name__, args[:3], exc)
-            decisions = []
         except AcdStateUnavailable as exc:
             # One line, no traceback: the message says what and where (acd.store_health
             # keeps a shared store's outage to one WARNING and re-seeds it when it is back).
             log.warning("ACD: %s%r failed: %s", step.__name__, args[:3], exc)
-            decisions = []
         except Exception:
             log.exception("ACD: %s%r failed", step.__name__, args[:3])
-            decisions = []
-        self._apply(decisions)
+        return []
 
-    def _reschedule(self) -> None:
-        due = self.router.next_deadline()
+    def call(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """Run ``fn(*args)`` where the router runs, after every step queued before it, and
+        fire with what it returned (or its error) once the decisions of those steps and its
+        own are carried out. Inline, it runs now.
+
+        This is the way, from the reactor thread, to anything that touches the router or
+        its store in threaded mode: the shared poll (``GuardedState.recover`` then
+        :meth:`poll`), a read of ``router.waiting`` or of the roster. Driver steps ``fn``
+        starts (:meth:`reseed`, :meth:`poll`) run at once, within it.
+        ``call(lambda: None)`` fires when everything queued so far is done."""
+        if self._pool is None or self._nested() is not None:
+            return maybeDeferred(fn, *args)
+        return self._submit(_CALL, fn, args)
+
+    def _command(self, step: Callable[..., list[Decision]], *args: Any) -> Deferred[None] | None:
+        """An agent command: inline it raises the router's AcdError at once; threaded the
+        Deferred fails with it (nothing changed), after the earlier steps."""
+        nested = self._nested()
+        if nested is not None:
+            nested += step(*args)
+            return None
+        if self._pool is None:
+            self._apply(step(*args))
+            return None
+        return self._submit(_COMMAND, step, args)
+
+    def _nested(self) -> list[Decision] | None:
+        """On the router thread, within a step: the list that step's decisions go to."""
+        return getattr(self._local, "decisions", None)
+
+    def _submit(self, kind: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> Deferred[Any]:
+        assert self._pool is not None
+        done: Deferred[Any] = Deferred()
+        if self._stopped:  # an AMI message or a timer after stop(): nothing more is routed
+            if kind != _ROUTE:
+                done.errback(AcdError("the ACD is stopped"))
+            return done
+        turn = next(self._turns)
+        work = deferToThreadPool(self.reactor, self._pool, self._run_step, kind, fn, args)
+        work.addBoth(self._returned_from_thread, turn, done)
+        return done
+
+    def _run_step(self, kind: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> _Outcome:
+        """On the router thread: the step, then the events and the next deadline it left.
+        Never raises: the outcome carries the error."""
+        outcome = _Outcome()
+        if self._stopped:  # queued before stop(): skipped, so stopping waits for one step
+            if kind != _ROUTE:  # nobody waits for a routing step's Deferred
+                outcome.failure = Failure(AcdError("the ACD is stopped"))
+            return outcome
+        self._local.decisions = outcome.decisions  # what nested _route calls decide
+        try:
+            if kind == _ROUTE:
+                outcome.decisions += self._decide(fn, args)
+            elif kind == _COMMAND:
+                outcome.decisions += fn(*args)
+            else:
+                outcome.result = fn(*args)
+        except Exception:
+            outcome.failure = Failure()
+        finally:
+            del self._local.decisions
+        try:
+            outcome.events = self.router.drain_events()
+            outcome.due = self.router.next_deadline()
+        except Exception:
+            log.exception("ACD: reading the router's events and deadline failed")
+        return outcome
+
+    def _returned_from_thread(
+        self, outcome: _Outcome | Failure, turn: int, done: Deferred[Any]
+    ) -> None:
+        """On the reactor thread: carry out the outcomes whose turn has come, in order."""
+        self._returned[turn] = (outcome, done)
+        while self._next_applied in self._returned:
+            outcome, done = self._returned.pop(self._next_applied)
+            self._next_applied += 1
+            if isinstance(outcome, Failure):  # the pool itself failed: nothing was decided
+                done.errback(outcome)
+                continue
+            if not self._stopped:
+                try:
+                    self._apply(outcome.decisions, outcome)
+                except Exception:
+                    log.exception("ACD: carrying out %d decisions failed", len(outcome.decisions))
+            if outcome.failure is not None:
+                done.errback(outcome.failure)
+            else:
+                done.callback(outcome.result)
+
+    def _tier(self, event: PbxEvent) -> str | None:
+        """An inbound arrival's value tier, for the router to join the caller with."""
+        if self._tiers is None or not isinstance(event, CallArrived) or event.callback:
+            return None
+        return self._tiers.tier_of(event.caller.number)
+
+    def _reschedule(self, due: float | None) -> None:
         if self._timer is not None and self._timer.active():
             if due is not None and abs(self._timer.getTime() - due) < 1e-3:
                 return
@@ -551,7 +727,26 @@ class AcdDriver:
         self._route(self.router.tick, self.reactor.seconds())
 
     def stop(self) -> None:
-        """Cancel the router's timer (the app is shutting down)."""
+        """Cancel the router's timer (the app is shutting down); threaded, wait for the
+        step in progress and stop the router thread: steps still queued are skipped (their
+        commands and calls fail), what comes back is not carried out."""
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self._shutdown is not None:
+            self.reactor.removeSystemEventTrigger(self._shutdown)
+            self._shutdown = None
+        self._stop_pool()
+
+    def _stop_pool(self) -> None:
+        self._stopped = True
+        if self._pool is not None and self._pool.started:
+            self._pool.stop()
+
+
+def _agent_name(router: Any, agent: str) -> str:
+    """The agent's display name from the ACD configuration (its id when unnamed)."""
+    member = router.config.agents.get(agent)
+    name = getattr(member, "name", None) or agent
+    # A value in an Originate Variable header must not break the header.
+    return "".join(c for c in name if c.isprintable() and c not in ",\r\n")

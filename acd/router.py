@@ -8,6 +8,12 @@ Every method returns the :data:`~acd.decisions.Decision` list the shell must car
 appends what happened, as :mod:`acd.events`, to an outbox the shell empties with
 :meth:`~Router.drain_events` (to persist and publish them).
 
+A step waits on nothing but its store: the caller's value tier comes with its arrival (the
+shell looked it up, ``on_call_event(..., tier=)``), and a position, a queue's head or its
+length is one store operation (a rank, a first member, a count), never a read of the whole
+queue. With a store over the network the shell runs the steps on a thread of their own
+(``acd.driver``), one at a time, so the router needs no locks.
+
 Rules:
 
 * a caller's score is fixed at join, ``weight[tier] - aging_rate * joined_at`` (see
@@ -66,7 +72,7 @@ import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from crm_bridge.tiers import CallerTiers
+from crm_bridge.tiers import DEFAULT_TIER, CallerTiers
 from cti.calls.events import (
     CallAbandoned,
     CallAnswered,
@@ -136,7 +142,7 @@ class Router:
         config: AcdConfig,
         *,
         pbx: str,
-        tiers: CallerTiers,
+        tiers: CallerTiers | None = None,
         state: AcdState | None = None,
     ) -> None:
         self.config = config
@@ -145,6 +151,7 @@ class Router:
         self._tiers = tiers
         self._state: AcdState = MemoryState() if state is None else state
         self._arrivals: dict[str, CallArrived] = {}
+        self._arrival_tiers: dict[str, str] = {}  # call -> tier the shell resolved on arrival
         self._waiting: dict[str, WaitingCaller] = {}  # this router's callers in the store
         self._ringing: dict[str, _Ringing] = {}
         self._connected: dict[str, _Connected] = {}
@@ -170,13 +177,21 @@ class Router:
 
     # Inputs.
 
-    def on_call_event(self, event: PbxEvent, now: float | None = None) -> list[Decision]:
+    def on_call_event(
+        self, event: PbxEvent, now: float | None = None, tier: str | None = None
+    ) -> list[Decision]:
         """Feed a call-model event: arrivals (who calls), parking (join), answers the ACD
         did not make, abandon and end, and agents' device states.
 
         ``now`` is the shell's clock, the one :meth:`tick` is driven by, so that waits and
         timers never mix two clocks; without it the event's PBX time ``at`` is used. A
         restored caller (rebuilt from the PBX's snapshot) joins at its park time instead.
+
+        ``tier``, with an arrival: the caller's value tier, which the shell looked up before
+        this step (``AcdDriver(tiers=...)``), so no look-up, which may one day ask a CRM
+        over the network, ever runs inside a routing step; the caller joins with it. Without
+        one the router's own ``tiers`` table answers (a pure, in-memory table: tests,
+        benchmarks), else the caller is ``ordinary``.
         """
         at = event.at if now is None else now
         match event:
@@ -188,6 +203,8 @@ class Router:
                 return self._outbound_outcome(event, at)
             case CallArrived():
                 self._arrivals[event.call_id] = event
+                if tier is not None:
+                    self._arrival_tiers[event.call_id] = tier
             case CallParked():
                 return self._park(event, min(at, event.at) if event.restored else at)
             case CallAnswered() if event.call_id not in self._connected:
@@ -199,6 +216,7 @@ class Router:
                 return self._complete(event.call_id, at)
             case CallEnded():
                 self._arrivals.pop(event.call_id, None)
+                self._arrival_tiers.pop(event.call_id, None)
                 if event.call_id in self._connected:
                     return self._complete(event.call_id, at)
                 if event.call_id in self._open and event.call_id not in self._waiting:
@@ -544,8 +562,12 @@ class Router:
         return out | dict.fromkeys(self._retrying, "retrying")
 
     def offers(self) -> dict[str, tuple[str, ...]]:
-        """Calls (or callback requests) ringing now -> the agents they ring."""
-        return {call_id: tuple(sorted(r.agents)) for call_id, r in self._ringing.items()}
+        """Calls (or callback requests) ringing now -> the agents they ring.
+
+        Safe to call from another thread than the one routing (``AcdDriver(threaded=True)``):
+        ``list(...)`` and ``sorted(...)`` copy the dict and each set in one step each."""
+        ringing = list(self._ringing.items())
+        return {call_id: tuple(sorted(r.agents)) for call_id, r in ringing}
 
     # Callers.
 
@@ -557,7 +579,7 @@ class Router:
         if queue is None:
             return []  # a lane no queue of ours is fed by
         number = self._number_of(event.call_id)
-        return self._join(queue, event.call_id, self._tiers.tier_of(number), number, now)
+        return self._join(queue, event.call_id, self._tier_of(event.call_id), number, now)
 
     def _queue_for(self, call_id: str, lane: str | None) -> str | None:
         """The queue a caller's holding lane (or else the number it dialled) feeds."""
@@ -570,6 +592,13 @@ class Router:
     def _number_of(self, call_id: str) -> str | None:
         arrival = self._arrivals.get(call_id)
         return arrival.caller.number if arrival is not None else None
+
+    def _tier_of(self, call_id: str) -> str:
+        """The tier the shell resolved on arrival, else the router's own table's."""
+        tier = self._arrival_tiers.get(call_id)
+        if tier is None and self._tiers is not None:
+            tier = self._tiers.tier_of(self._number_of(call_id))
+        return DEFAULT_TIER if tier is None else tier
 
     def _device(self, event: DeviceStateChanged, now: float) -> list[Decision]:
         """An agent's phone changed state: busy keeps the agent from offers, whatever its
@@ -606,8 +635,9 @@ class Router:
             decisions += self._withdraw(call_id, ringing.agents, now)
         open_call = self._open.pop(call_id, None)
         agent = self._agent_at.get(event.agent.interface)
-        # app_queue's calls (``queue`` set) are the PBX's: the device state covers them.
-        if not event.restored or agent is None or event.queue is not None:
+        # Calls not out of a holding lane (app_queue's) are the PBX's: the device state
+        # covers them.
+        if not event.restored or agent is None or event.lane is None:
             return decisions
         queue = self._queue_for(call_id, event.lane) or (open_call and open_call.queue)
         if not queue:
@@ -621,7 +651,7 @@ class Router:
         number = self._number_of(call_id)
         joined_at = event.at - event.wait
         caller = WaitingCaller(
-            call_id, queue, self.pbx, 0.0, joined_at, self._tiers.tier_of(number), number
+            call_id, queue, self.pbx, 0.0, joined_at, self._tier_of(call_id), number
         )
         self._connected[call_id] = _Connected(queue, agent, event.at, caller)
         self._events.append(CallerConnected(event.at, call_id, queue, agent, event.wait))
@@ -664,10 +694,7 @@ class Router:
                 decisions = self._check_hours(queue, now)
             if not queue.hours.is_open(now):
                 return decisions + self._overflow(caller, "closed", now, joined=False)
-        if (
-            queue.max_length is not None
-            and len(self._state.waiting(queue_name)) >= queue.max_length
-        ):
+        if queue.max_length is not None and self._state.length(queue_name) >= queue.max_length:
             return decisions + self._overflow(caller, "full", now, joined=False)
         return decisions + self._enqueue(caller, now)
 
@@ -712,7 +739,8 @@ class Router:
             fallback = queue.overflow.fallback
             self._events.append(
                 CallbackNotOffered(
-                    now, caller.call_id, caller.queue, reason, fallback and fallback.target
+                    now, caller.call_id, caller.queue, reason,
+                    fallback.target if fallback is not None else None,
                 )
             )
             if fallback is None:
@@ -830,12 +858,14 @@ class Router:
         return self._release_rest(call_id, now) if self._resting else []
 
     def _position(self, caller: WaitingCaller) -> int:
-        waiting = self._state.waiting(caller.queue)
-        if caller not in waiting:
-            # Redis down or restarted and not re-seeded yet: our own callers' order.
-            ours = (c for c in self._waiting.values() if c.queue == caller.queue)
-            waiting = sorted(ours, key=_serving_order)
-        return waiting.index(caller) + 1
+        """The caller's place in its queue: the store's rank (every PBX), not a read of
+        the whole queue."""
+        position = self._state.position(caller.call_id)
+        if position is not None:
+            return position
+        # Redis down or restarted and not re-seeded yet: our own callers' order.
+        ours = (c for c in self._waiting.values() if c.queue == caller.queue)
+        return sorted(ours, key=_serving_order).index(caller) + 1
 
     # Agents and offers.
 
@@ -922,8 +952,8 @@ class Router:
         return decisions
 
     def _head_score(self, queue: str) -> float:
-        waiting = self._state.waiting(queue)
-        return waiting[0].score if waiting else float("-inf")
+        head = self._state.head(queue)
+        return head.score if head is not None else float("-inf")
 
     def _claim(self, queue: QueueConfig) -> Claim | None:
         if queue.strategy != "ring_all":

@@ -4,8 +4,8 @@ The process builds it from :class:`~acd.config.AcdServiceSettings` (the ACD's ow
 settings) and the few shared things it needs, passed in by constructor: the reactor (time
 and timers), the AMI action sender, a look-up of a call's caller channel (the call model's
 read view), the SQL engine (history). Then it subscribes :meth:`AcdService.on_call_event`
-to the call-event stream and :meth:`AcdService.on_ami_message` to the AMI client's stream
-(the outcome of the ACD's own originates), and calls :meth:`~AcdService.start`,
+to the call-event stream (call events, device states and the outcome of the ACD's own
+originates: the ACD reads no AMI), and calls :meth:`~AcdService.start`,
 :meth:`~AcdService.on_resync` after each PBX snapshot, :meth:`~AcdService.stop` and
 :meth:`~AcdService.close` at the end. Nothing here imports the process (``callcenter``).
 
@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
 
 from acd.config import AcdServiceSettings, load_acd_config
 from acd.driver import AcdDriver, Dialplan
@@ -137,12 +138,9 @@ class AcdService:
         dialplan: Dialplan | None,
     ) -> None:
         settings, config = self.settings, self.config
-        self.router = Router(
-            config,
-            pbx=settings.pbx,
-            tiers=tiers if tiers is not None else StaticTiers(config.tiers),
-            state=self.state,
-        )
+        # No tiers in the router: the driver looks the caller's tier up on arrival, before
+        # the step that makes it join (a CRM look-up must never run inside a step).
+        self.router = Router(config, pbx=settings.pbx, state=self.state)
         #: ACD events (callers joined/offered/connected/abandoned, agent states), in order.
         self.events: EventStream[AcdEvent] = EventStream("acd events")
         self.driver = AcdDriver(
@@ -153,6 +151,10 @@ class AcdService:
             caller_channel=caller_channel,
             publish=self.events.publish,
             dialplan=dialplan if dialplan is not None else Dialplan(),
+            tiers=tiers if tiers is not None else StaticTiers(config.tiers),
+            # Redis: each step's store round trips run on the router's own thread, never
+            # on the reactor's; in memory a step costs microseconds and runs inline.
+            threaded=settings.state == "redis",
         )
         self.history = AcdEventRecorder(
             engine, reactor, pbx=settings.pbx, **settings.history.model_dump()
@@ -174,6 +176,7 @@ class AcdService:
         self.events.subscribe(self._count, name="live figures")
         #: With a shared store, agents freed through other backends are picked up by a poll.
         self.poll: LoopingCall | None = None
+        self._polling: Deferred[None] | None = None
         if settings.state == "redis":
             self.poll = LoopingCall(self._poll)
             self.poll.clock = reactor
@@ -181,12 +184,9 @@ class AcdService:
     # -- inputs (the process subscribes these) ------------------------------------------
 
     def on_call_event(self, event: PbxEvent) -> None:
-        """A call event (parked, answered, abandoned, ended...) or an agent's device state."""
+        """A call event (parked, answered, abandoned, ended...), an agent's device state or
+        the outcome of one of the ACD's own legs."""
         self.driver.on_call_event(event)
-
-    def on_ami_message(self, message: object) -> None:
-        """An item of the AMI client's stream: the outcome of the ACD's own actions."""
-        self.driver.on_ami_message(message)
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -196,7 +196,7 @@ class AcdService:
         gone (once each). Returns how many; raises ``SQLAlchemyError`` when the database
         cannot be read (nothing is restored then)."""
         calls = open_acd_calls(self.engine, self.settings.pbx, now, OPEN_CALLS_HORIZON)
-        self.router.restore_open(calls)
+        self.driver.call(self.router.restore_open, calls)  # where (and before) routing runs
         return len(calls)
 
     def start(self) -> None:
@@ -216,11 +216,12 @@ class AcdService:
         on a restored call) stays as it is."""
         for agent in self.config.agents:
             try:
-                self.driver.login(agent)
+                done = self.driver.login(agent)
             except AcdError as exc:
-                # With shared state an earlier login's dispatch may already have handed this
-                # agent a caller (and logged it in here); a restored call makes it on-call.
-                log.info("ACD: agent %s not logged in at start: %s", agent, exc)
+                _not_logged_in(exc, agent)
+            else:
+                if done is not None:  # threaded (Redis): queued; the Deferred says how it went
+                    done.addErrback(_login_refused, agent)
 
     def stop(self) -> None:
         """Stop routing: the router's timer, the shared poll, the store this service opened."""
@@ -249,9 +250,22 @@ class AcdService:
     def _poll(self) -> None:
         """The shared store's poll: re-seed it if it came back or lost its state, then offer
         this PBX's callers the agents other backends freed."""
+        # On the router's thread (threaded driver): the probe and the re-seeding touch
+        # Redis. A poll still queued or running (a stuck Redis) is not queued twice.
+        if self._polling is None:
+            self._polling = self.driver.call(self._poll_store)
+            self._polling.addErrback(
+                lambda f: log.error("ACD: shared poll failed: %s", f.getTraceback())
+            )
+            self._polling.addBoth(self._polled)
+
+    def _poll_store(self) -> None:
         if isinstance(self.state, GuardedState):
             self.state.recover(self.driver.reseed)
         self.driver.poll()
+
+    def _polled(self, _: object) -> None:
+        self._polling = None
 
     def _count(self, event: AcdEvent) -> None:
         """Live figures, and the join policy: overflow on the estimated wait, or announce
@@ -268,4 +282,17 @@ class AcdService:
                 self.driver.overflow(event.call_id, reason)
             else:
                 # Position and estimated wait, for the holding dialplan to announce.
-                self.driver.announce(event.call_id, event.position, estimate.seconds)
+                self.driver.announce(
+                    event.call_id, event.position, estimate.seconds, event.queue
+                )
+
+
+def _login_refused(failure: Failure, agent: str) -> None:
+    failure.trap(AcdError)
+    _not_logged_in(failure.getErrorMessage(), agent)
+
+
+def _not_logged_in(why: object, agent: str) -> None:
+    # With shared state an earlier login's dispatch may already have handed this agent a
+    # caller (and logged it in here); a restored call makes it on-call.
+    log.info("ACD: agent %s not logged in at start: %s", agent, why)

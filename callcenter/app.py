@@ -166,8 +166,10 @@ class CallCenter:
             plan=numbering_plan(settings),
             inbound_contexts=calls.inbound_contexts,
             parked_event=calls.parked_event,
+            callback_event=calls.callback_event,
             holding=calls.holding,
             variables=calls.variables,
+            keep_original_caller_id=calls.keep_original_caller_id,
         )
         #: Domain call events and agents' device states, in order; the ACD, pops and pages
         #: subscribe here.
@@ -204,7 +206,6 @@ class CallCenter:
             self.call_events.subscribe(
                 self.acd.on_call_event, max_pending=MAX_PENDING_CALL_EVENTS, name="acd"
             )
-            self.ami.stream.subscribe(self.acd.on_ami_message, name="acd originates")
 
     def start(self) -> None:
         log.info(
@@ -257,14 +258,15 @@ class CallCenter:
         if self.acd is not None:
             self.acd.stop()
             closers.append(self.acd.close)
-        d.addBoth(lambda _: gatherResults([close() for close in closers]))
-        d.addCallback(self.history_closed.extend)
-        d.addBoth(lambda _: self.engine.dispose())
-        return d
+        return (
+            d.addBoth(lambda _: gatherResults([close() for close in closers]))
+            .addCallback(self.history_closed.extend)
+            .addBoth(lambda _: self.engine.dispose())
+        )
 
     def watch(
         self,
-        consumer: Callable[[CallEvent], Deferred[Any] | None],
+        consumer: Callable[[PbxEvent], Deferred[Any] | None],
         name: str,
         max_pending: int = MAX_PENDING_CALL_EVENTS,
     ) -> None:

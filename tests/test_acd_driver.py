@@ -3,6 +3,7 @@ actions that fail at once, a store that fails, overflows whose Redirect fails.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from acd.router import Router
 from crm_bridge.tiers import StaticTiers
 from cti.ami.client import AmiConnectionLost
 from cti.ami.codec import Message
-from cti.calls.events import CallParked
+from cti.calls.events import CallParked, OriginateOutcome
 
 CALLER_CHANNEL = "Local/5003@inbound-00000001;2"
 
@@ -32,7 +33,9 @@ class FakeAmi:
             Message([("Response", "Success"), ("ActionID", f"id{len(self.sent)}")])
         )
 
-    def send_action(self, name: str, fields: list[tuple[str, str]] = ()) -> Deferred[Message]:
+    def send_action(
+        self, name: str, fields: Sequence[tuple[str, str]] = (), *, timeout: float | None = None
+    ) -> Deferred[Message]:
         self.sent.append((name, dict(fields)))
         return self.answer(name, fields)
 
@@ -60,11 +63,12 @@ def make(
         "test",
     )
     router = Router(config, pbx="default", tiers=StaticTiers())
-    ami, clock, published = FakeAmi(), Clock(), []
+    ami, clock = FakeAmi(), Clock()
+    published: list[AcdEvent] = []
     driver = AcdDriver(
         router,
         ami,
-        clock,  # type: ignore[arg-type]
+        clock,
         interfaces={"6001": "Local/6001@agents"},
         caller_channel=lambda call_id: CALLER_CHANNEL,
         publish=published.append,
@@ -76,15 +80,16 @@ def park(driver: AcdDriver, call_id: str = "c1") -> None:
     driver.on_call_event(CallParked(call_id, 0.0, "external", CALLER_CHANNEL))
 
 
-def originate_response(action_id: str, success: bool) -> Message:
-    return Message(
-        [
-            ("Event", "OriginateResponse"),
-            ("ActionID", action_id),
-            ("Response", "Success" if success else "Failure"),
-            ("Channel", "Local/6001@agents-00000009;1"),
-            ("Reason", "4" if success else "3"),
-        ]
+def originate_outcome(ami: Any, n: int, success: bool) -> OriginateOutcome:
+    """What the call model publishes for the ``n``-th Originate's OriginateResponse (it
+    names the leg by the ChannelId the driver chose)."""
+    fields = [f for name, f in ami.sent if name == "Originate"][n - 1]
+    return OriginateOutcome(
+        0.0,
+        fields["ChannelId"],
+        "Local/6001@agents-00000009;1",
+        success,
+        "answered" if success else "no answer",
     )
 
 
@@ -92,12 +97,11 @@ def test_a_late_failure_of_an_old_originate_leaves_the_new_offer_alone() -> None
     driver, router, ami, clock, _ = make()
     driver.login("6001")
     park(driver)
-    first_id = "id1"  # the FakeAmi numbers responses by actions sent
     assert ami.names() == ["Originate"]
     clock.advance(5.1)  # the router's ring timeout: the caller is offered to 6001 again
     clock.advance(0)
     assert ami.names().count("Originate") == 2
-    driver.on_ami_message(originate_response(first_id, success=False))  # the first, late
+    driver.on_call_event(originate_outcome(ami, 1, success=False))  # the first, late
     clock.advance(0)
     assert ami.names().count("Originate") == 2  # nothing re-offered, nothing counted
     assert router.offers() == {"c1": ("6001",)}
@@ -172,7 +176,7 @@ def test_a_failed_bridge_hangs_up_the_agent_leg_and_offers_the_caller_again() ->
     ami.answer = answer
     driver.login("6001")
     park(driver)
-    driver.on_ami_message(originate_response("id1", success=True))  # the agent answered
+    driver.on_call_event(originate_outcome(ami, 1, success=True))  # the agent answered
     clock.advance(0)
     names = ami.names()
     assert names[:3] == ["Originate", "Bridge", "Hangup"]

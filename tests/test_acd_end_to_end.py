@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, text
 
 from acd.events import AcdEvent
 from cti.ami.codec import Message
+from cti.calls.events import CallAbandoned
 from tests.e2e import caller, start_backend, start_simulator, until
 
 QUEUES = {
@@ -63,6 +64,10 @@ def _acd_backend(reactor: Any, run: Any, tmp_path: Path, env: dict[str, str]) ->
             **env,
         },
     )
+    # On Redis the driver routes on a thread of its own: let the start-up log-ins be carried
+    # out (and published) before the test subscribes.
+    assert app.acd is not None
+    run(app.acd.driver.call(lambda: None))
     app.acd_seen = []
     app.acd.events.subscribe(app.acd_seen.append, name="test")
     yield app
@@ -70,7 +75,7 @@ def _acd_backend(reactor: Any, run: Any, tmp_path: Path, env: dict[str, str]) ->
     simulator.stopListening()
 
 
-def _acd(events: list[AcdEvent], kind: str) -> list[AcdEvent]:
+def _acd(events: list[AcdEvent], kind: str) -> list[Any]:
     return [e for e in events if e.kind == kind]
 
 
@@ -203,11 +208,11 @@ def test_a_parked_caller_is_told_its_position_for_the_announcement(acd_app: Any,
 
     async def go() -> None:
         await app.ami.send_action("Originate", caller("+81312345678", "Ōta", "5003", 4))
-        await until(lambda: "CTI_POSITION" in told, timeout=10)
+        await until(lambda: "CTI_QUEUE" in told, timeout=10)
 
     run(go(), timeout=20)
-    # Nobody staffed: the position is told, no estimate is made up.
-    assert told == {"CTI_POSITION": "1"}
+    # Nobody staffed: the position (and queue) is told, no estimate is made up.
+    assert told == {"CTI_POSITION": "1", "CTI_QUEUE": "sales"}
 
 
 def test_when_the_agent_hangs_up_first_the_caller_is_released_and_the_agent_freed(
@@ -233,3 +238,44 @@ def test_when_the_agent_hangs_up_first_the_caller_is_released_and_the_agent_free
     assert completed.agent == "6001"
     states = [e.state for e in _acd(app.acd_seen, "agent_state") if e.agent == "6001"]
     assert states[-3:] == ["on_call", "wrap_up", "available"]
+
+
+def test_acd_calls_speak_the_same_vocabulary_as_queue_calls(acd_app: Any, run: Any) -> None:
+    """Offers, answers and missed offers of the product's ACD carry the queue and the
+    agent's name, as app_queue's do; an abandon names the queue, the position and the lane."""
+
+    async def go() -> None:
+        await acd_app.ami.send_action("Originate", caller("+15557770001", "Vera", "5003", 8))
+        await until(lambda: any(e.kind == "ended" for e in acd_app.seen), timeout=20)
+
+    run(go(), timeout=30)
+    by_kind: dict[str, list[Any]] = {}
+    for event in acd_app.seen:
+        by_kind.setdefault(event.kind, []).append(event)
+    offered = by_kind["offered"]
+    assert {(e.queue, e.agent.name) for e in offered} <= {("sales", "Nobody"), ("sales", "Alice")}
+    (missed,) = by_kind["offer_missed"]  # Nobody never answers
+    assert (missed.queue, missed.agent.name, missed.reason) == ("sales", "Nobody", "no answer")
+    (answered,) = by_kind["answered"]
+    assert (answered.queue, answered.agent.name, answered.lane) == ("sales", "Alice", "external")
+
+
+def test_an_acd_abandon_names_queue_position_and_lane(
+    reactor: Any, run: Any, tmp_path: Path
+) -> None:
+    queues = tmp_path / "queues.yaml"
+    queues.write_text(yaml.safe_dump({**QUEUES, "agents": {}}))
+    simulator = start_simulator(reactor)
+    app = start_backend(reactor, run, simulator, tmp_path, {"CALLCENTER_ACD__QUEUES": str(queues)})
+    try:
+
+        async def go() -> None:
+            await app.ami.send_action("Originate", caller("+15557770002", "Wim", "5003", 3))
+            await until(lambda: any(e.kind == "ended" for e in app.seen), timeout=20)
+
+        run(go(), timeout=30)
+    finally:
+        run(app.stop())
+        simulator.stopListening()
+    (abandoned,) = [e for e in app.seen if isinstance(e, CallAbandoned)]
+    assert (abandoned.queue, abandoned.position, abandoned.lane) == ("sales", 1, "external")

@@ -23,7 +23,7 @@ from acd.history import metadata as acd_metadata
 from acd.service import AcdService
 from acd.state import MemoryState
 from cti.ami.codec import Message
-from cti.calls.events import CallParked
+from cti.calls.events import CallParked, OriginateOutcome
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUES = {
@@ -113,17 +113,10 @@ def test_a_service_on_memory_state_routes_a_parked_caller_and_records_it(
     assert told[(channels["c1"], "CTI_POSITION")] == "1"
     assert told[(channels["c2"], "CTI_POSITION")] == "1"  # c1 is ringing, not waiting
 
-    action_id = f"id{ami.names().index('Originate') + 1}"
-    acd.on_ami_message(
-        Message(
-            [
-                ("Event", "OriginateResponse"),
-                ("ActionID", action_id),
-                ("Response", "Success"),
-                ("Channel", "Local/6001@agents-00000009;1"),
-                ("Reason", "4"),
-            ]
-        )
+    leg_id = originate[0]["ChannelId"]
+    # The call model's reading of the OriginateResponse: the leg answered.
+    acd.on_call_event(
+        OriginateOutcome(T0 + 1.5, leg_id, "Local/6001@agents-00000009;1", True, "answered")
     )
     assert ("Bridge", {"Channel1": channels["c1"], "Channel2": "Local/6001@agents-00000009;1",
                        "Tone": "no"}) in ami.sent  # fmt: skip
