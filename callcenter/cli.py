@@ -116,6 +116,22 @@ def _parser() -> argparse.ArgumentParser:
             help="seconds between each queue's figures line (0: none)",
         )
 
+    def simulated(parser: argparse.ArgumentParser, rate_help: str, port_help: str) -> None:
+        """The simulator's options, shared by ``demo`` and ``pbx-sim``."""
+        parser.add_argument(
+            "--calls-per-minute",
+            type=float,
+            metavar="RATE",
+            help=f"{rate_help} " + _setting("simulator.traffic.calls_per_minute"),
+        )
+        parser.add_argument(
+            "--seed",
+            type=int,
+            metavar="N",
+            help="repeatable traffic; none: seed 0 " + _setting("simulator.traffic.seed"),
+        )
+        parser.add_argument("--port", type=int, help=f"{port_help} " + _setting("simulator.port"))
+
     demo = command(
         "demo",
         _demo,
@@ -125,23 +141,7 @@ def _parser() -> argparse.ArgumentParser:
         "(README.md has a legend of the lines).",
     )
     served(demo)
-    demo.add_argument(
-        "--calls-per-minute",
-        type=float,
-        metavar="RATE",
-        help="generated callers a minute " + _setting("simulator.traffic.calls_per_minute"),
-    )
-    demo.add_argument(
-        "--seed",
-        type=int,
-        metavar="N",
-        help="repeatable traffic; none: seed 0 " + _setting("simulator.traffic.seed"),
-    )
-    demo.add_argument(
-        "--port",
-        type=int,
-        help="simulator AMI port, 0: any free port " + _setting("simulator.port"),
-    )
+    simulated(demo, "generated callers a minute", "simulator AMI port, 0: any free port")
 
     run = command(
         "run",
@@ -158,20 +158,7 @@ def _parser() -> argparse.ArgumentParser:
         "the PBX simulator alone",
         "The PBX simulator alone, speaking AMI on TCP for other clients.",
     )
-    sim.add_argument("--port", type=int, help="AMI port, 0: any free port " + _setting(
-        "simulator.port"))
-    sim.add_argument(
-        "--calls-per-minute",
-        type=float,
-        metavar="RATE",
-        help="generated callers, 0: none " + _setting("simulator.traffic.calls_per_minute"),
-    )
-    sim.add_argument(
-        "--seed",
-        type=int,
-        metavar="N",
-        help="repeatable traffic; none: seed 0 " + _setting("simulator.traffic.seed"),
-    )
+    simulated(sim, "generated callers, 0: none", "AMI port, 0: any free port")
 
     command(
         "migrate",
