@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from twisted.internet.task import Clock
 
 import migrations
+from bench.acd_hour import InlinePool
 from cti.calls.events import DigitsReceived
 from cti.history import CallEventRecorder, Closed, RecorderClosed, load_call_events
 from cti.spool import FileSpool, SpoolLocked
@@ -32,29 +33,6 @@ class ClockReactor(Clock):
 
     def callFromThread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         self.callLater(0, f, *args, **kwargs)
-
-
-class InlinePool:
-    """The writer's thread pool, running each batch at once (see bench/acd_hour.py)."""
-
-    def __init__(self, **_: Any) -> None:
-        self.started = False
-
-    def start(self) -> None:
-        self.started = True
-
-    def stop(self) -> None:
-        self.started = False
-
-    def callInThreadWithCallback(
-        self, on_result: Callable[[bool, Any], None], f: Callable[..., Any], *a: Any, **kw: Any
-    ) -> None:
-        try:
-            result = f(*a, **kw)
-        except Exception as exc:
-            on_result(False, exc)
-        else:
-            on_result(True, result)
 
 
 class Flaky:
