@@ -24,7 +24,7 @@ from acd.events import AcdEvent
 from acd.figures import QueueFigures
 from callcenter.settings import ConfigError, Settings, load_settings, require_production_secrets
 from cti.ami.client import LinkState
-from cti.calls.events import CallEvent, DeviceStateChanged
+from cti.calls.events import DeviceStateChanged, PbxEvent
 
 #: The built-in settings, for the defaults --help shows.
 _BUILT_IN = Settings()
@@ -392,20 +392,24 @@ def replay_summary(messages: int, connections: int, events: list[Any]) -> str:
     )
 
 
-def describe(event: CallEvent | DeviceStateChanged) -> str:
-    """One readable line per call event (or agent device state), for the console."""
+def describe(event: PbxEvent) -> str:
+    """One readable line per event of the call model, for the console: a call event (its
+    call id first), an agent's device state, or what became of a leg the ACD originated."""
     import time
 
     stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
     if isinstance(event, DeviceStateChanged):
         return f"{stamp} {'device':<22} {event.state:<12} {event.interface}"
     fields = event.to_record()
-    fields.pop("kind"), fields.pop("call_id"), fields.pop("at")
+    fields.pop("kind"), fields.pop("at"), fields.pop("restored", None)
+    subject = fields.pop("call_id", None) or "leg"
     if isinstance(fields.get("caller"), dict):
         fields["caller"] = _caller(fields["caller"])
     shown = {k: v for k, v in fields.items() if v not in (None, "", {}, False)}
+    if event.restored:
+        shown["restored"] = True
     detail = " ".join(f"{k}={_short(v)}" for k, v in shown.items())
-    return f"{stamp} {event.call_id:<22} {event.kind:<12} {detail}"
+    return f"{stamp} {subject:<22} {event.kind:<12} {detail}"
 
 
 def _caller(caller: dict[str, Any]) -> str:
