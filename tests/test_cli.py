@@ -15,7 +15,13 @@ import pytest
 
 from callcenter.cli import describe, describe_pbx_down, main
 from cti.ami.client import LinkState
-from cti.calls.events import CallArrived, Caller
+from cti.calls.events import (
+    CallArrived,
+    CallbackLegEnded,
+    Caller,
+    DeviceStateChanged,
+    OriginateOutcome,
+)
 from tests.e2e import start_simulator, until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,3 +247,14 @@ def test_replay_cli_runs_without_a_traceback_in_a_subprocess(tmp_path: Path) -> 
 def test_a_withheld_caller_prints_as_withheld(caller: Caller, shown: str) -> None:
     line = describe(CallArrived("1.1", 0.0, caller=caller, dialled="5003", channel="L/1"))
     assert shown in line and "caller=()" not in line
+
+
+def test_events_without_a_call_print_as_legs() -> None:
+    """The console prints every event of the stream, also those about legs, not calls."""
+    leg = "Local/6001@agents-1;1"
+    answered = describe(OriginateOutcome(0.0, "acd-1-000001", leg, True, "answered"))
+    assert " leg " in answered and "originate_outcome" in answered and "acd-1-000001" in answered
+    ended = describe(CallbackLegEnded(0.0, "cb-1.1", "Local/6001@agents-1;1", "Normal Clearing"))
+    assert "callback_leg_ended" in ended and "request_id=cb-1.1" in ended
+    busy = describe(DeviceStateChanged(0.0, "Local/6001@agents", "busy", restored=True))
+    assert "device" in busy and "busy" in busy
