@@ -93,7 +93,8 @@ def lifetime_value_of(
     average = (revenue / bought).quantize(_CENT) if bought else None
     on_margin = "" if rules.margin == 1 else f" at a {percent(rules.margin * 100)} margin"
     so_far = f"{rounded(to_date)} so far"
-    if lost:
+    if lost or annual <= 0 or average is None:
+        why = "lost" if lost else "no revenue over the last year"
         return LifetimeValue(
             to_date,
             annual,
@@ -102,19 +103,7 @@ def lifetime_value_of(
             multiple,
             zero,
             to_date,
-            f"lifetime value {rounded(to_date)}: {so_far}{on_margin}; lost, nothing ahead counted",
-        )
-    if annual <= 0 or average is None:
-        return LifetimeValue(
-            to_date,
-            annual,
-            orders_a_year,
-            average,
-            multiple,
-            zero,
-            to_date,
-            f"lifetime value {rounded(to_date)}: {so_far}{on_margin}; no revenue over the last "
-            "year, nothing ahead counted",
+            f"lifetime value {rounded(to_date)}: {so_far}{on_margin}; {why}, nothing ahead counted",
         )
     ahead = (annual * multiple).quantize(_CENT)
     total = to_date + ahead
