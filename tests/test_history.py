@@ -20,6 +20,7 @@ from acd.events import AgentStateChanged, CallerJoined, CallerOffered
 from acd.history import AcdEventRecorder, acd_events
 from acd.history import metadata as acd_metadata
 from callcenter.settings import ConfigError, history_spool_dir, load_settings
+from crm_bridge.schema import metadata as crm_metadata
 from cti.calls.events import (
     Agent,
     CallAnswered,
@@ -68,7 +69,7 @@ def test_migrations_build_the_schema_the_code_describes(database_url: str) -> No
     with engine.connect() as conn:
         context = MigrationContext.configure(conn)
         # alembic types one MetaData; AutogenContext takes a sequence of them too.
-        assert compare_metadata(context, [metadata, acd_metadata]) == []  # type: ignore[arg-type]
+        assert compare_metadata(context, [metadata, acd_metadata, crm_metadata]) == []  # type: ignore[arg-type]
     assert {"call_events", "acd_events"} <= set(inspect(engine).get_table_names())
     migrations.downgrade(database_url, "base")
     assert not {"call_events", "acd_events"} & set(inspect(engine).get_table_names())
