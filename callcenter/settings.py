@@ -164,6 +164,29 @@ class HttpSettings(_Section):
     port: int = Field(8080, ge=0, le=65535)
 
 
+class ExternalCrmSettings(_Section):
+    """An external CRM asked over HTTP for callers the customer tables do not know."""
+
+    url: str | None = None  # e.g. https://crm.example.com/api; None: no external CRM
+    token: SecretStr | None = None  # sent as "Authorization: Bearer ..."
+    timeout: float = Field(0.5, gt=0, le=30)  # seconds one request may take
+    cache_seconds: float = Field(300.0, ge=0, le=86_400)  # answers kept this long
+    failures_to_open: int = Field(5, ge=1, le=1000)  # failures in a row that open the breaker
+    open_seconds: float = Field(30.0, gt=0, le=3600)  # the breaker stays open this long
+
+
+class CrmSettings(_Section):
+    """The screen-pop bridge: customers, profiles, pops."""
+
+    # Customer-profile rules YAML (docs/customer-profile.md), relative to this file; None:
+    # the built-in rules.
+    rules: Path | None = None
+    # Where numbers without a country code are from (ISO 3166 code, e.g. DE); None: the
+    # region of numbering.country_code.
+    default_region: str | None = Field(None, pattern=r"^[A-Z]{2}$")
+    external: ExternalCrmSettings = ExternalCrmSettings()
+
+
 class NumberingSettings(_Section):
     """How caller numbers become E.164 (see ``cti.calls.numbers``)."""
 
@@ -244,6 +267,7 @@ class Settings(_Section):
     history: HistorySettings = HistorySettings()
     redis: RedisSettings = RedisSettings()
     http: HttpSettings = HttpSettings()
+    crm: CrmSettings = CrmSettings()
     numbering: NumberingSettings = NumberingSettings()
     calls: CallSettings = CallSettings()
     simulator: SimulatorSettings = SimulatorSettings()
@@ -358,7 +382,8 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     )
     simulator = settings.simulator.model_copy(update={"traffic": traffic})
     acd = settings.acd.model_copy(update={"queues": resolved(settings.acd.queues)})
-    return settings.model_copy(update={"simulator": simulator, "acd": acd})
+    crm = settings.crm.model_copy(update={"rules": resolved(settings.crm.rules)})
+    return settings.model_copy(update={"simulator": simulator, "acd": acd, "crm": crm})
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
