@@ -25,6 +25,7 @@ from pydantic import (
 )
 from sqlalchemy.engine import make_url
 
+from crm_bridge.config import ExternalCrmSettings
 from cti.yamlfile import YamlFileError, load_yaml
 
 ENV_PREFIX = "CALLCENTER_"
@@ -162,17 +163,6 @@ class HttpSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
-
-
-class ExternalCrmSettings(_Section):
-    """An external CRM asked over HTTP for callers the customer tables do not know."""
-
-    url: str | None = None  # e.g. https://crm.example.com/api; None: no external CRM
-    token: SecretStr | None = None  # sent as "Authorization: Bearer ..."
-    timeout: float = Field(0.5, gt=0, le=30)  # seconds one request may take
-    cache_seconds: float = Field(300.0, ge=0, le=86_400)  # answers kept this long
-    failures_to_open: int = Field(5, ge=1, le=1000)  # failures in a row that open the breaker
-    open_seconds: float = Field(30.0, gt=0, le=3600)  # the breaker stays open this long
 
 
 class CrmSettings(_Section):

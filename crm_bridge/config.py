@@ -19,12 +19,21 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from crm_bridge.errors import CrmConfigError
 from cti.yamlfile import YamlFileError, load_yaml
 
 __all__ = [
+    "CrmServiceSettings",
+    "ExternalCrmSettings",
     "LifecycleRules",
     "LifetimeValueRules",
     "LoyaltyRules",
@@ -277,3 +286,36 @@ def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
             return []
         model = annotation
     return list(model.model_fields)
+
+
+class ExternalCrmSettings(_Section):
+    """An external CRM asked over HTTP for callers the customer tables do not know."""
+
+    url: str | None = None  # e.g. https://crm.example.com/api; None: no external CRM
+    token: SecretStr | None = None  # sent as "Authorization: Bearer ..."
+    timeout: float = Field(0.5, gt=0, le=30)  # seconds one request may take
+    cache_seconds: float = Field(300.0, ge=0, le=86_400)  # answers kept this long
+    failures_to_open: int = Field(5, ge=1, le=1000)  # failures in a row that open the breaker
+    open_seconds: float = Field(30.0, gt=0, le=3600)  # the breaker stays open this long
+
+
+class CrmServiceSettings(_Section):
+    """What :class:`crm_bridge.service.CrmBridgeService` is built from (the process fills it
+    in from its own configuration, e.g. ``callcenter.yaml``'s ``crm`` section)."""
+
+    #: This PBX's name in history (contacts, pops and choices are kept per PBX and call).
+    pbx: str = Field("default", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    #: The customer-profile rules file (None: the built-in rules).
+    profile_rules: Path | None = None
+    #: Where numbers without a country code are from (ISO 3166, e.g. ``DE``).
+    default_region: str = Field("US", pattern=r"^[A-Z]{2}$")
+    #: The last contacts a pop shows.
+    last_contacts: int = Field(5, ge=0, le=50)
+    #: Seconds between checks for a new tier run (the ACD's tier index is reloaded then).
+    tier_refresh: float = Field(30.0, gt=0, le=3600)
+    #: Seconds between fills of the contacts table from the call history (and the
+    #: incremental profile of the customers those contacts belong to).
+    contacts_every: float = Field(10.0, gt=0, le=3600)
+    external: ExternalCrmSettings = ExternalCrmSettings()
+    #: Threads for customer look-ups and writes (database work never runs on the reactor).
+    threads: int = Field(4, ge=1, le=64)
