@@ -79,23 +79,25 @@ class PopError(Exception):
 class Identity:
     """Who the caller is, as far as known: ``cards`` are the candidates' pop cards (JSON-
     ready dicts with at least ``id``), ``chosen`` the id picked when there are several;
-    ``crm`` says how the external CRM answered (None: not asked)."""
+    ``note`` tells the agent what is uncertain (the external CRM was late or down, the
+    look-up failed; None: nothing)."""
 
     state: IdentityState
     cards: tuple[Mapping[str, Any], ...] = ()
     chosen: str | None = None
-    crm: str | None = None
+    note: str | None = None
 
     @staticmethod
-    def of(cards: Sequence[Mapping[str, Any]], *, chosen: str | None = None,
-           crm: str | None = None) -> Identity:
+    def of(
+        cards: Sequence[Mapping[str, Any]], *, chosen: str | None = None, note: str | None = None
+    ) -> Identity:
         """The identity ``cards`` give: one card is known, several are candidates."""
         if not cards:
-            return Identity("unknown", crm=crm)
+            return Identity("unknown", note=note)
         if len(cards) == 1:
-            return Identity("known", tuple(cards), str(cards[0]["id"]), crm)
+            return Identity("known", tuple(cards), str(cards[0]["id"]), note)
         ids = {str(c["id"]) for c in cards}
-        return Identity("several", tuple(cards), chosen if chosen in ids else None, crm)
+        return Identity("several", tuple(cards), chosen if chosen in ids else None, note)
 
     @property
     def customer(self) -> Mapping[str, Any] | None:
@@ -232,7 +234,7 @@ class PopDesk:
             return []
         previous = call.identity.chosen
         if identity.state == "several" and identity.chosen is None and previous is not None:
-            identity = Identity.of(identity.cards, chosen=previous, crm=identity.crm)
+            identity = Identity.of(identity.cards, chosen=previous, note=identity.note)
         call.identity = identity
         return self._update(call, at)
 
@@ -258,7 +260,7 @@ class PopDesk:
             "known" if not cards else "several",
             (*cards, card),
             str(card["id"]),
-            call.identity.crm,
+            call.identity.note,
         )
         return self._update(call, at)
 
@@ -414,5 +416,5 @@ def _pop(call: _Call, agent: str, kind: FrameKind, at: float) -> dict[str, Any]:
         "identity": identity.state,
         "customer": identity.customer,
         "candidates": list(identity.cards) if identity.state == "several" else [],
-        "crm": identity.crm,
+        "note": identity.note,
     }

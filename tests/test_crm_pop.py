@@ -178,9 +178,9 @@ def test_a_late_lookup_keeps_the_agents_choice() -> None:
     desk.identified("c1", Identity.of([ALICE, BOB]), 100.5)
     desk.on_acd_event(CallerOffered(101.0, "c1", "support", ("6001",)))
     desk.choose("c1", "6001", "C2", 102.0)
-    frames = desk.identified("c1", Identity.of([ALICE, BOB], crm="crm: 2 customers"), 103.0)
+    frames = desk.identified("c1", Identity.of([ALICE, BOB], note="the CRM answered late"), 103.0)
     assert frames[0].pop["customer"] == BOB
-    assert frames[0].pop["crm"] == "crm: 2 customers"
+    assert frames[0].pop["note"] == "the CRM answered late"
 
 
 def test_withheld_and_unknown_callers_and_attaching_a_customer() -> None:
