@@ -98,8 +98,9 @@ class AcdService:
     """The product's ACD inside one backend: router, driver, live figures, history.
 
     ``state`` replaces the store :func:`open_state` would open from ``settings`` (tests,
-    or a store shared with something else); whoever passes it closes it. ``tiers``
-    replaces the configuration's static table of callers' value tiers.
+    or a store shared with something else); whoever passes it closes it. ``tiers`` are the
+    callers' computed value tiers (the screen-pop bridge's); the configuration's static
+    table overrides them.
     """
 
     def __init__(
@@ -151,7 +152,7 @@ class AcdService:
             caller_channel=caller_channel,
             publish=self.events.publish,
             dialplan=dialplan if dialplan is not None else Dialplan(),
-            tiers=tiers if tiers is not None else StaticTiers(config.tiers),
+            tiers=StaticTiers(config.tiers, fallback=tiers),
             # Redis: each step's store round trips run on the router's own thread, never
             # on the reactor's; in memory a step costs microseconds and runs inline.
             threaded=settings.state == "redis",
