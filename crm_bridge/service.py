@@ -1,0 +1,468 @@
+"""The screen-pop bridge's one door: :class:`CrmBridgeService`.
+
+The process builds it from :class:`~crm_bridge.config.CrmServiceSettings` and the shared
+things it needs, passed in by constructor: the reactor (time, timers, the thread pool's
+home), the SQL engine, a map from agent-side devices to agent names, and optionally an
+external CRM (:class:`~crm_bridge.external.CustomerDirectory`). Then it subscribes
+:meth:`~CrmBridgeService.on_call_event` to the call events and
+:meth:`~CrmBridgeService.on_acd_event` to the ACD's events, hands :attr:`tiers` to the ACD
+and :attr:`sessions` to the agents' WebSocket endpoint (``crm_bridge.http``).
+
+Inside: the pure pop core (:class:`~crm_bridge.pop.PopDesk`) decides who gets which pop;
+this shell looks callers up (database work on its own thread pool, never on the reactor),
+asks the external CRM only for callers the customer tables do not know and never waits for
+it (the pop goes out with what is known and is updated when the CRM answers), delivers
+frames to the agents' open sessions, and keeps an audit row of every frame sent.
+
+Recovery: after a restart the call model's snapshot re-announces the calls in progress and
+the ACD its connected callers, so the desk rebuilds each agent's pop; the customer an agent
+picked for a call is read back from ``call_customers``. While the database is down, pops
+still go out (the look-up says it failed) and audit rows wait in memory (bounded) until it
+returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.exc import SQLAlchemyError
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from acd.events import AcdEvent
+from crm_bridge import store
+from crm_bridge.config import CrmServiceSettings, load_profile_rules
+from crm_bridge.external import CrmUnavailable, CustomerDirectory, ExternalCustomer
+from crm_bridge.pop import Identity, PopDesk, PopError, PopFrame
+from crm_bridge.schema import customers, pops, tier_runs
+from crm_bridge.tiers import TierIndex
+from cti.calls.events import CallArrived, CallerChanged, PbxEvent
+
+__all__ = ["CrmBridgeService", "PopSessions", "card_of"]
+
+log = logging.getLogger(__name__)
+
+#: Audit rows of pops kept in memory while the database is away; the oldest go first.
+MAX_PENDING_AUDIT = 50_000
+#: Seconds between writes of the pops' audit rows.
+AUDIT_EVERY = 1.0
+#: Seconds the pop waits for nothing: the external CRM is asked in the background, and
+#: given this long before the pop says it did not answer.
+CRM_BUDGET = 2.0
+
+Sender = Callable[[Mapping[str, Any]], None]
+
+
+class PopSessions:
+    """The agents' open pop connections (several per agent: two tabs, a phone app). A
+    connection is a function that queues a message for its socket; it must not block."""
+
+    def __init__(self) -> None:
+        self._by_agent: dict[str, list[Sender]] = {}
+
+    def connect(self, agent: str, send: Sender) -> Callable[[], None]:
+        """Deliver ``agent``'s pops to ``send`` from now on; returns the disconnect."""
+        self._by_agent.setdefault(agent, []).append(send)
+
+        def disconnect() -> None:
+            senders = self._by_agent.get(agent, [])
+            if send in senders:
+                senders.remove(send)
+            if not senders:
+                self._by_agent.pop(agent, None)
+
+        return disconnect
+
+    def send(self, agent: str, message: Mapping[str, Any]) -> int:
+        """Queue ``message`` on each of ``agent``'s connections; returns how many."""
+        senders = list(self._by_agent.get(agent, ()))
+        for send in senders:
+            send(message)
+        return len(senders)
+
+    def connected(self, agent: str) -> int:
+        """How many connections ``agent`` has open."""
+        return len(self._by_agent.get(agent, ()))
+
+
+def card_of(record: store.CustomerRecord, last_contacts: list[dict[str, Any]]) -> dict[str, Any]:
+    """A customer as the pop shows it: who, the stored profile (tier, loyalty, lifecycle,
+    lifetime value, next step, each with its reason), the last contacts, open tickets."""
+    return {
+        "id": record.id,
+        "source": "customers",
+        "name": record.name,
+        "email": record.email,
+        "numbers": list(record.numbers),
+        "tier": record.tier,
+        "profile": record.profile,
+        "profiled_at": record.profiled_at,
+        "last_contacts": last_contacts,
+        # Tickets (tickets/) are not built yet: the pop shows none until they are.
+        "open_tickets": [],
+    }
+
+
+def external_card(customer: ExternalCustomer) -> dict[str, Any]:
+    """A customer the external CRM knows, as the pop shows it (no computed profile: the
+    CRM's own tier, if it gave one)."""
+    return {
+        "id": f"crm:{customer.id}",
+        "source": "crm",
+        "name": customer.name,
+        "email": None,
+        "numbers": list(customer.numbers),
+        "tier": customer.tier,
+        "profile": None,
+        "profiled_at": None,
+        "last_contacts": [],
+        "open_tickets": [],
+        "notes": customer.notes,
+        "url": customer.url,
+        "crm_open_tickets": customer.open_tickets,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """What the database says of a caller's number."""
+
+    cards: list[dict[str, Any]]
+    chosen: str | None
+
+
+class CrmBridgeService:
+    """Customers, profiles and pops inside one backend."""
+
+    def __init__(
+        self,
+        settings: CrmServiceSettings,
+        *,
+        reactor: Any,
+        engine: Engine,
+        agent_of: Callable[[str], str | None],
+        directory: CustomerDirectory | None = None,
+    ) -> None:
+        self.settings = settings
+        self.reactor = reactor
+        self.engine = engine
+        #: The customer-profile rules (CrmConfigError at construction when the file is bad).
+        self.rules = load_profile_rules(settings.profile_rules)
+        self.directory = directory
+        self.desk = PopDesk(agent_of)
+        #: The agents' open pop connections.
+        self.sessions = PopSessions()
+        #: Computed tiers by number, for the ACD (from memory, on the routing path).
+        self.tiers = TierIndex()
+        self._pool = ThreadPool(minthreads=1, maxthreads=settings.threads, name="crm_bridge")
+        self._audit: list[dict[str, Any]] = []
+        self._audit_down = False
+        self._writing: Deferred[None] | None = None
+        self._tier_mark: tuple[Any, ...] | None = None
+        self._loops = [
+            self._loop(self._write_audit, AUDIT_EVERY),
+            self._loop(self._refresh_tiers, settings.tier_refresh),
+        ]
+
+    def _loop(self, step: Callable[[], object], interval: float) -> tuple[LoopingCall, float]:
+        loop = LoopingCall(step)
+        loop.clock = self.reactor
+        return loop, interval
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the thread pool, load the tier index, start the audit writer and the
+        tier-index refresh."""
+        self._pool.start()
+        for loop, interval in self._loops:
+            loop.start(interval, now=True)
+
+    def stop(self) -> Deferred[None]:
+        """Stop the timers, write what audit rows the database takes, stop the pool."""
+        for loop, _ in self._loops:
+            if loop.running:
+                loop.stop()
+        d = self._write_audit()
+
+        def done(_: object) -> None:
+            if self._audit:
+                log.warning("screen pop: %d audit rows not written at stop", len(self._audit))
+            self._pool.stop()
+
+        return d.addBoth(done)
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def on_call_event(self, event: PbxEvent) -> None:
+        """A call-model event: caller arrivals start the look-up; the desk follows the call."""
+        self._deliver(self.desk.on_call_event(event))
+        if isinstance(event, CallArrived | CallerChanged):
+            number = self.desk.number_of(event.call_id)
+            if number is not None and number.startswith("+"):
+                self._identify(event.call_id, number)
+            elif number is not None:
+                # Not an E.164 number (a SIP user name, an internal extension): no customer.
+                self._deliver(self.desk.identified(event.call_id, Identity.of([]), event.at))
+
+    def on_acd_event(self, event: AcdEvent) -> None:
+        """An ACD event: offers, answers and missed offers move the pop."""
+        self._deliver(self.desk.on_acd_event(event))
+
+    # -- the agent's requests (from the HTTP API, on the reactor thread) ------------------
+
+    def current_pop(self, agent: str) -> Mapping[str, Any] | None:
+        """``agent``'s pop of the call in progress (ringing or talking), or None."""
+        frame = self.desk.current(agent, self.reactor.seconds())
+        return frame.pop if frame is not None else None
+
+    def pop_for(self, call_id: str, agent: str) -> Mapping[str, Any]:
+        """The pop of ``call_id`` for ``agent``; :class:`PopError` when it is not theirs."""
+        return self.desk.pop_for(call_id, agent, self.reactor.seconds()).pop
+
+    def choose(self, call_id: str, agent: str, customer_id: str) -> Deferred[Mapping[str, Any]]:
+        """``agent`` picked ``customer_id`` among the candidates: the pop is updated at once
+        and the choice remembered for the call (a transfer or a restart keeps it)."""
+        now = self.reactor.seconds()
+        frames = self.desk.choose(call_id, agent, customer_id, now)
+        self._deliver(frames)
+        if not customer_id.startswith("crm:"):
+            remembered = self._in_thread(self._remember, call_id, customer_id, agent, now)
+            remembered.addErrback(self._log_failure, f"remembering the customer of call {call_id}")
+        return succeed(self.desk.pop_for(call_id, agent, now).pop)
+
+    def create_for_call(
+        self, call_id: str, agent: str, name: str, email: str | None
+    ) -> Deferred[Mapping[str, Any]]:
+        """``agent`` creates a customer for the unknown caller of ``call_id`` (with the
+        caller's number) and the pop shows it."""
+        self.desk.pop_for(call_id, agent, self.reactor.seconds())  # PopError if not theirs
+        number = self.desk.number_of(call_id)
+        if number is None or not number.startswith("+"):
+            raise PopError(409, "the caller's number is withheld or not a phone number")
+        return self._in_thread(self._create, call_id, agent, name, email, number).addCallback(
+            self._attached, call_id, agent
+        )
+
+    def attach_to_call(
+        self, call_id: str, agent: str, customer_id: str
+    ) -> Deferred[Mapping[str, Any]]:
+        """``agent`` attaches the caller's number to the existing customer ``customer_id``."""
+        self.desk.pop_for(call_id, agent, self.reactor.seconds())  # PopError if not theirs
+        number = self.desk.number_of(call_id)
+        if number is None or not number.startswith("+"):
+            raise PopError(409, "the caller's number is withheld or not a phone number")
+        return self._in_thread(self._attach, call_id, agent, customer_id, number).addCallback(
+            self._attached, call_id, agent
+        )
+
+    def lookup(self, number: str) -> Deferred[list[dict[str, Any]]]:
+        """The customers on ``number`` (E.164), as pop cards."""
+        return self._in_thread(lambda: self._find(number, None).cards)
+
+    # -- look-ups ------------------------------------------------------------------------
+
+    def _identify(self, call_id: str, number: str) -> None:
+        d = self._in_thread(self._find, number, call_id)
+        d.addCallbacks(
+            self._found,
+            self._not_found,
+            callbackArgs=(call_id, number),
+            errbackArgs=(call_id,),
+        )
+
+    def _find(self, number: str, call_id: str | None) -> _Found:
+        with self.engine.connect() as conn:
+            records = store.candidates_for(conn, number)
+            chosen = (
+                store.chosen_customer(conn, self.settings.pbx, call_id)
+                if call_id is not None and len(records) > 1
+                else None
+            )
+            cards = [
+                card_of(r, store.last_contacts(conn, r.id, self.settings.last_contacts))
+                for r in records
+            ]
+        return _Found(cards, chosen)
+
+    def _found(self, found: _Found, call_id: str, number: str) -> None:
+        if found.cards or self.directory is None:
+            identity = Identity.of(found.cards, chosen=found.chosen)
+            self._deliver(self.desk.identified(call_id, identity, self.reactor.seconds()))
+            return
+        # Nobody here knows the number: the pop goes out now and the CRM may add to it.
+        pending = Identity("unknown", note="asking the CRM")
+        self._deliver(self.desk.identified(call_id, pending, self.reactor.seconds()))
+        self._ask_crm(self.directory, call_id, number)
+
+    def _not_found(self, failure: Failure, call_id: str) -> None:
+        reason = _reason(failure)
+        log.warning("screen pop: caller look-up of call %s failed: %s", call_id, reason)
+        identity = Identity("unknown", note=f"customer look-up failed ({reason})")
+        self._deliver(self.desk.identified(call_id, identity, self.reactor.seconds()))
+
+    def _ask_crm(self, directory: CustomerDirectory, call_id: str, number: str) -> None:
+        async def ask() -> Identity:
+            try:
+                answer = await asyncio.wait_for(directory.lookup(number), CRM_BUDGET)
+            except CrmUnavailable as exc:
+                return Identity("unknown", note=f"the CRM did not answer ({exc.reason})")
+            except TimeoutError:
+                return Identity("unknown", note="the CRM did not answer in time")
+            cards = [external_card(c) for c in answer.customers]
+            return Identity.of(cards, note=f"from the CRM ({answer.source})")
+
+        d: Deferred[Identity] = Deferred.fromFuture(asyncio.ensure_future(ask()))
+        d.addCallback(
+            lambda identity: self._deliver(
+                self.desk.identified(call_id, identity, self.reactor.seconds())
+            )
+        )
+        d.addErrback(self._log_failure, f"asking the CRM about call {call_id}")
+
+    # -- the agent's changes (in a thread) ------------------------------------------------
+
+    def _remember(self, call_id: str, customer_id: str, agent: str, now: float) -> None:
+        with self.engine.begin() as conn:
+            store.remember_choice(conn, self.settings.pbx, call_id, customer_id, agent, now)
+
+    def _create(
+        self, call_id: str, agent: str, name: str, email: str | None, number: str
+    ) -> dict[str, Any]:
+        now = self.reactor.seconds()
+        customer_id = f"A-{uuid.uuid4().hex[:12]}"  # A: created by an agent
+        with self.engine.begin() as conn:
+            store.add_customer(
+                conn, customer_id, name, (number,), email=email, source="agent", now=now
+            )
+            store.remember_choice(conn, self.settings.pbx, call_id, customer_id, agent, now)
+            record = store.customer(conn, customer_id)
+        assert record is not None
+        return card_of(record, [])
+
+    def _attach(self, call_id: str, agent: str, customer_id: str, number: str) -> dict[str, Any]:
+        now = self.reactor.seconds()
+        with self.engine.begin() as conn:
+            record = store.customer(conn, customer_id)
+            if record is None:
+                raise store.UnknownCustomer(customer_id)
+            if number not in record.numbers:
+                store.add_number(conn, customer_id, number)
+            store.remember_choice(conn, self.settings.pbx, call_id, customer_id, agent, now)
+            record = store.customer(conn, customer_id)
+            contacts = store.last_contacts(conn, customer_id, self.settings.last_contacts)
+        assert record is not None
+        return card_of(record, contacts)
+
+    def _attached(self, card: dict[str, Any], call_id: str, agent: str) -> Mapping[str, Any]:
+        now = self.reactor.seconds()
+        self._deliver(self.desk.attach(call_id, agent, card, now))
+        return self.desk.pop_for(call_id, agent, now).pop
+
+    # -- delivery and audit ---------------------------------------------------------------
+
+    def _deliver(self, frames: list[PopFrame]) -> None:
+        for frame in frames:
+            self.sessions.send(frame.agent, frame.pop)
+            self._audit.append(
+                {
+                    "pbx": self.settings.pbx,
+                    "call_id": frame.call_id,
+                    "agent": frame.agent,
+                    "kind": frame.kind,
+                    "at": frame.at,
+                    "payload": dict(frame.pop),
+                }
+            )
+        if len(self._audit) > MAX_PENDING_AUDIT:
+            dropped = len(self._audit) - MAX_PENDING_AUDIT
+            del self._audit[:dropped]
+            log.error("screen pop: %d audit rows dropped (database away too long)", dropped)
+
+    def _write_audit(self) -> Deferred[None]:
+        if self._writing is not None or not self._audit:
+            return succeed(None) if self._writing is None else self._writing
+        rows, self._audit = self._audit, []
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(insert(pops), rows)
+
+        def failed(failure: Failure) -> None:
+            self._audit[:0] = rows  # kept, in order, for the next attempt
+            if not self._audit_down:
+                self._audit_down = True
+                log.warning("screen pop: audit rows wait in memory: %s", _reason(failure))
+
+        def written(_: object) -> None:
+            if self._audit_down:
+                self._audit_down = False
+                log.info("screen pop: audit rows are written again")
+
+        def idle(_: object) -> None:
+            self._writing = None
+
+        d = self._in_thread(write).addCallbacks(written, failed).addBoth(idle)
+        self._writing = d
+        return d
+
+    # -- the ACD's tier index -------------------------------------------------------------
+
+    def _refresh_tiers(self) -> Deferred[None]:
+        """Reload the tier index when a recompute or an incremental profile changed it."""
+        d = self._in_thread(self._read_tiers, self._tier_mark)
+        d.addCallbacks(self._tiers_read, self._tiers_failed)
+        return d
+
+    def _read_tiers(
+        self, mark: tuple[Any, ...] | None
+    ) -> tuple[tuple[Any, ...], dict[str, str] | None]:
+        with self.engine.connect() as conn:
+            # The latest run and the latest profile say whether anything changed.
+            now_mark = (
+                conn.execute(select(func.max(tier_runs.c.id))).scalar(),
+                conn.execute(select(func.max(customers.c.profiled_at))).scalar(),
+            )
+            if now_mark == mark:
+                return now_mark, None
+            return now_mark, store.tier_index(conn)
+
+    def _tiers_read(self, result: tuple[tuple[Any, ...], dict[str, str] | None]) -> None:
+        mark, index = result
+        if index is not None:
+            self.tiers.replace(index)
+            log.info("screen pop: tier index loaded: %d numbers", len(index))
+        self._tier_mark = mark
+
+    def _tiers_failed(self, failure: Failure) -> None:
+        log.warning(
+            "screen pop: cannot reload the tier index (%s); the ACD keeps the %d tiers it has",
+            _reason(failure),
+            len(self.tiers),
+        )
+
+    # -- inside ---------------------------------------------------------------------------
+
+    def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        return deferToThreadPool(self.reactor, self._pool, fn, *args)
+
+    def _log_failure(self, failure: Failure, what: str) -> None:
+        log.warning("screen pop: %s failed: %s", what, _reason(failure))
+
+
+def _reason(failure: Failure) -> str:
+    exc = failure.value
+    if isinstance(exc, SQLAlchemyError):
+        orig = getattr(exc, "orig", None) or exc
+        return f"database: {str(orig).strip().splitlines()[0][:200]}"
+    return f"{type(exc).__name__}: {exc}"[:300]
+

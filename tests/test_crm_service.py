@@ -1,0 +1,293 @@
+"""The screen-pop bridge's service on a real reactor, thread pool and database: callers are
+looked up at arrival, the pop reaches the rung agent with the customer, an agent's choice is
+remembered, a CRM that is slow or down never holds a pop back, a database outage still pops,
+the ACD's tier index comes from the stored profiles, every frame sent is audited."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, insert, select, update
+
+import migrations
+from acd.events import CallerConnected, CallerOffered
+from crm_bridge import store
+from crm_bridge.config import CrmServiceSettings
+from crm_bridge.external import CrmAnswer, CrmUnavailable, ExternalCustomer
+from crm_bridge.pop import PopError
+from crm_bridge.schema import call_customers, contacts, customers, pops, tier_runs
+from crm_bridge.service import CrmBridgeService
+from cti.calls.events import CallArrived, CallEnded, Caller
+from tests.conftest import sleep
+
+NOW = 1_780_000_000.0
+PROFILE = {
+    "tier": {"tier": "vip", "reason": "VIP: top 1% by 365-day revenue, 48,200.00"},
+    "next_step": {"code": "retention_offer", "step": "Retention offer", "reason": "…"},
+}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'crm.sqlite3'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    migrations.upgrade(database_url)
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        store.add_customer(conn, "c1", "Zoë Müller", ["+4930123456"], source="test", now=NOW)
+        store.add_customer(conn, "c2", "Jürgen Groß", ["+4930777777"], source="test", now=NOW)
+        store.add_customer(conn, "c3", "Ελένη Παππά", ["+4930777777"], source="test", now=NOW)
+        conn.execute(
+            update(customers).where(customers.c.id == "c1")
+            .values(tier="vip", profile=PROFILE, profiled_at=NOW)
+        )  # fmt: skip
+        conn.execute(insert(tier_runs).values(at=NOW, finished_at=NOW, customers=3, cutoffs={}))
+        conn.execute(insert(contacts).values(
+            pbx="default", call_id="old-1", customer_id="c1", number="+4930123456",
+            at=NOW - 86400, queue="support", agent="6002", wait=30.0, talk=200.0,
+            outcome="answered", ivr_path=[], complaint=True,
+        ))  # fmt: skip
+    yield engine
+    engine.dispose()
+
+
+class Agents:
+    """What each agent's open pop connection received."""
+
+    def __init__(self, service: CrmBridgeService, *agents: str) -> None:
+        self.got: dict[str, list[Mapping[str, Any]]] = {a: [] for a in agents}
+        for agent in agents:
+            service.sessions.connect(agent, self.got[agent].append)
+
+    def kinds(self, agent: str) -> list[str]:
+        return [p["kind"] for p in self.got[agent]]
+
+
+def agent_of(interface: str) -> str | None:
+    return interface.removeprefix("PJSIP/") if interface.startswith("PJSIP/") else None
+
+
+def started(engine: Engine, reactor: Any, run: Callable[..., Any], **kw: Any) -> CrmBridgeService:
+    service = CrmBridgeService(
+        CrmServiceSettings(tier_refresh=0.2), reactor=reactor, engine=engine, agent_of=agent_of,
+        **kw,
+    )  # fmt: skip
+    service.start()
+    return service
+
+
+def arrive(service: CrmBridgeService, call_id: str, number: str | None, at: float) -> None:
+    caller = Caller(number, None, number)
+    service.on_call_event(
+        CallArrived(call_id, at, caller=caller, dialled="5000", channel=f"t/{call_id}")
+    )
+
+
+def until(run: Callable[..., Any], condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    async def wait() -> None:
+        while not condition():
+            await sleep(0.01)
+
+    run(wait(), timeout=timeout)
+
+
+def test_a_known_caller_pops_with_profile_and_last_contacts_at_the_rung_agent_only(
+    engine: Engine, reactor: Any, run: Callable[..., Any]
+) -> None:
+    service = started(engine, reactor, run)
+    agents = Agents(service, "6001", "6002")
+    try:
+        # The tier index is loaded from the stored profiles: the ACD reads it from memory.
+        until(run, lambda: service.tiers.tier_of("+4930123456") == "vip")
+        assert service.tiers.tier_of("+4930777777") == "ordinary"
+        now = reactor.seconds()
+        arrive(service, "k1", "+4930123456", now)
+        until(run, lambda: service.desk.chosen_of("k1") == "c1")
+        service.on_acd_event(CallerOffered(now + 1, "k1", "support", ("6001",)))
+        assert agents.kinds("6001") == ["ring"] and agents.kinds("6002") == []
+        pop = agents.got["6001"][0]
+        card = pop["customer"]
+        assert card["name"] == "Zoë Müller"
+        assert card["profile"]["tier"]["reason"].startswith("VIP: top 1%")
+        assert card["profile"]["next_step"]["code"] == "retention_offer"
+        assert card["last_contacts"][0]["queue"] == "support"
+        assert card["last_contacts"][0]["complaint"] is True
+        assert card["open_tickets"] == []
+        service.on_acd_event(CallerConnected(now + 3, "k1", "support", "6001", 2.0))
+        service.on_call_event(CallEnded("k1", now + 60, cause=16, cause_text=None,
+                                        ended_by="caller", duration=60.0))  # fmt: skip
+        assert agents.kinds("6001") == ["ring", "answered", "ended"]
+        run(service._write_audit())
+        with engine.connect() as conn:
+            audit = conn.execute(
+                select(pops.c.agent, pops.c.kind).where(pops.c.call_id == "k1").order_by(pops.c.id)
+            ).all()
+        assert [tuple(r) for r in audit] == [("6001", "ring"), ("6001", "answered"),
+                                              ("6001", "ended")]  # fmt: skip
+    finally:
+        run(service.stop())
+
+
+def test_a_shared_line_lists_candidates_and_the_agents_choice_is_remembered(
+    engine: Engine, reactor: Any, run: Callable[..., Any]
+) -> None:
+    service = started(engine, reactor, run)
+    agents = Agents(service, "6001")
+    try:
+        now = reactor.seconds()
+        arrive(service, "s1", "+4930777777", now)
+        service.on_acd_event(CallerOffered(now, "s1", "support", ("6001",)))
+        until(run, lambda: len(agents.got["6001"]) == 2)  # ring, then update with candidates
+        assert agents.got["6001"][0]["identity"] == "pending"
+        update_ = agents.got["6001"][1]
+        assert update_["identity"] == "several"
+        assert [c["id"] for c in update_["candidates"]] == ["c2", "c3"]
+        with pytest.raises(PopError):
+            service.choose("s1", "6002", "c2")  # not this agent's pop
+        pop = run(service.choose("s1", "6001", "c3"))
+        assert pop["customer"]["name"] == "Ελένη Παππά"
+
+        def remembered() -> bool:
+            with engine.connect() as conn:
+                return conn.execute(select(call_customers.c.customer_id)).scalar() == "c3"
+
+        until(run, remembered)
+        # After a restart the same call is looked up again and the choice stands.
+        run(service.stop())
+        service = started(engine, reactor, run)
+        again = Agents(service, "6001")
+        arrive(service, "s1", "+4930777777", now)
+        service.on_acd_event(CallerConnected(now + 5, "s1", "support", "6001", 5.0))
+        until(run, lambda: service.desk.chosen_of("s1") == "c3")
+        assert again.got["6001"][-1]["customer"]["id"] == "c3"
+    finally:
+        run(service.stop())
+
+
+def test_an_unknown_caller_can_be_created_or_attached_by_the_agent(
+    engine: Engine, reactor: Any, run: Callable[..., Any]
+) -> None:
+    service = started(engine, reactor, run)
+    Agents(service, "6001")
+    try:
+        now = reactor.seconds()
+        arrive(service, "u1", "+4930555000", now)
+        service.on_acd_event(CallerOffered(now, "u1", "support", ("6001",)))
+        until(run, lambda: service.pop_for("u1", "6001")["identity"] == "unknown")
+        created = run(service.create_for_call("u1", "6001", "Marta Núñez", "marta@example.es"))
+        assert created["identity"] == "known"
+        assert created["customer"]["numbers"] == ["+4930555000"]
+        with engine.connect() as conn:
+            found = store.candidates_for(conn, "+4930555000")
+        assert [c.name for c in found] == ["Marta Núñez"]
+        arrive(service, "u2", "+4930555111", now)
+        service.on_acd_event(CallerOffered(now, "u2", "support", ("6001",)))
+        attached = run(service.attach_to_call("u2", "6001", "c2"))
+        assert attached["customer"]["id"] == "c2"
+        assert "+4930555111" in attached["customer"]["numbers"]
+        with pytest.raises(PopError) as refused:
+            service.attach_to_call("u2", "6003", "c2")
+        assert refused.value.status == 403
+    finally:
+        run(service.stop())
+
+
+class SlowCrm:
+    """An external CRM that answers after ``delay`` seconds, or fails."""
+
+    def __init__(self, delay: float, fail: bool = False) -> None:
+        self.delay, self.fail, self.asked = delay, fail, 0
+
+    async def lookup(self, number: str) -> CrmAnswer:
+        self.asked += 1
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise CrmUnavailable("HTTP 503")
+        found = ExternalCustomer("X9", "Ana Lima", (number,), tier="key", url=None)
+        return CrmAnswer((found,), "crm", 0.0)
+
+
+def test_a_slow_crm_never_holds_the_pop_back_and_updates_it_when_it_answers(
+    engine: Engine, reactor: Any, run: Callable[..., Any]
+) -> None:
+    crm = SlowCrm(0.5)
+    service = started(engine, reactor, run, directory=crm)
+    agents = Agents(service, "6001")
+    try:
+        now = reactor.seconds()
+        arrive(service, "x1", "+4930999000", now)
+        service.on_acd_event(CallerOffered(now, "x1", "support", ("6001",)))
+        assert agents.kinds("6001") == ["ring"]  # at once: nothing waits for the CRM
+        until(run, lambda: any(p["customer"] for p in agents.got["6001"]))
+        last = agents.got["6001"][-1]
+        assert last["customer"]["source"] == "crm"
+        assert last["customer"]["name"] == "Ana Lima"
+        assert last["note"] == "from the CRM (crm)"
+        # A known caller never asks the CRM.
+        arrive(service, "x2", "+4930123456", now)
+        until(run, lambda: service.desk.chosen_of("x2") == "c1")
+        assert crm.asked == 1
+    finally:
+        run(service.stop())
+
+
+def test_a_crm_that_fails_leaves_a_note_on_the_pop(
+    engine: Engine, reactor: Any, run: Callable[..., Any]
+) -> None:
+    service = started(engine, reactor, run, directory=SlowCrm(0.0, fail=True))
+    agents = Agents(service, "6001")
+    try:
+        now = reactor.seconds()
+        arrive(service, "f1", "+4930999001", now)
+        service.on_acd_event(CallerOffered(now, "f1", "support", ("6001",)))
+        until(run, lambda: "HTTP 503" in (agents.got["6001"][-1]["note"] or ""))
+        assert agents.got["6001"][-1]["identity"] == "unknown"
+    finally:
+        run(service.stop())
+
+
+def test_with_the_database_down_the_pop_still_goes_out_and_says_so(
+    reactor: Any, run: Callable[..., Any], tmp_path: Path
+) -> None:
+    # A database that cannot be opened: the look-up fails, the pop does not.
+    engine = create_engine(f"sqlite:///{tmp_path / 'missing' / 'no.sqlite3'}")
+    service = started(engine, reactor, run)
+    agents = Agents(service, "6001")
+    try:
+        now = reactor.seconds()
+        arrive(service, "d1", "+4930123456", now)
+        service.on_acd_event(CallerOffered(now, "d1", "support", ("6001",)))
+        until(run, lambda: "look-up failed" in (agents.got["6001"][-1]["note"] or ""))
+        assert agents.kinds("6001")[0] == "ring"
+        run(service._write_audit())
+        assert service._audit, "audit rows wait in memory while the database is away"
+    finally:
+        run(service.stop())
+        engine.dispose()
+
+
+def test_withheld_and_non_phone_callers_are_not_looked_up(
+    engine: Engine, reactor: Any, run: Callable[..., Any]
+) -> None:
+    service = started(engine, reactor, run)
+    agents = Agents(service, "6001")
+    try:
+        now = reactor.seconds()
+        arrive(service, "w1", None, now)
+        arrive(service, "w2", "alice", now)  # a SIP user name
+        service.on_acd_event(CallerOffered(now, "w1", "support", ("6001",)))
+        assert agents.got["6001"][0]["identity"] == "withheld"
+        service.on_acd_event(CallerOffered(now, "w2", "support", ("6001",)))
+        assert agents.got["6001"][1]["identity"] == "unknown"  # no look-up for "alice"
+        assert agents.got["6001"][1]["caller"]["number"] == "alice"
+    finally:
+        run(service.stop())
