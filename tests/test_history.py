@@ -40,6 +40,7 @@ from cti.history import (
     metadata,
 )
 from tests.conftest import sleep
+from web.accounts import metadata as web_metadata
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -69,7 +70,7 @@ def test_migrations_build_the_schema_the_code_describes(database_url: str) -> No
     with engine.connect() as conn:
         context = MigrationContext.configure(conn)
         # alembic types one MetaData; AutogenContext takes a sequence of them too.
-        assert compare_metadata(context, [metadata, acd_metadata, crm_metadata]) == []  # type: ignore[arg-type]
+        assert compare_metadata(context, [metadata, acd_metadata, crm_metadata, web_metadata]) == []  # type: ignore[arg-type]
     assert {"call_events", "acd_events"} <= set(inspect(engine).get_table_names())
     migrations.downgrade(database_url, "base")
     assert not {"call_events", "acd_events"} & set(inspect(engine).get_table_names())
