@@ -5,6 +5,7 @@
   callcenter pbx-sim       the PBX simulator alone (AMI on TCP)
   callcenter migrate       apply the database migrations
   callcenter replay FILE   run a recorded capture (.jsonl/.raw) through the call model
+  callcenter pops --agent U  an agent's screen pops, live
 
 Settings come from --config, else $CALLCENTER_CONFIG, else config/callcenter.yaml when
 present, else built-in defaults; any key can be set as CALLCENTER_<SECTION>__<KEY>
@@ -177,6 +178,22 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "capture", type=Path, metavar="FILE", help="a .jsonl or .raw capture (see tests/captures)"
     )
+
+    pops = command(
+        "pops",
+        _pops,
+        "an agent's screen pops, live",
+        "Log in to the API as an agent and print each screen pop the agent gets, live (the\n"
+        "pop of the call in progress first). The password is read from $CALLCENTER_PASSWORD,\n"
+        "else asked for. Reconnects by itself while the backend is away.",
+    )
+    pops.add_argument("--agent", required=True, metavar="USER", help="the agent's user name")
+    pops.add_argument(
+        "--url", metavar="URL", help="the API (default: http://http.host:http.port of the settings)"
+    )
+    pops.add_argument(
+        "--duration", type=float, metavar="SECONDS", help="stop after this many seconds"
+    )
     return ap
 
 
@@ -339,6 +356,36 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     )
     open_database(migrated).dispose()
     print(f"database {settings.database.display_url()} is at the newest schema")
+    return 0
+
+
+def _pops(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    import getpass
+    import os
+
+    from callcenter.pops import PopClientError, describe_pop, follow_pops, log_in
+
+    url = (args.url or f"http://{settings.http.host}:{settings.http.port}").rstrip("/")
+    password = os.environ.get("CALLCENTER_PASSWORD") or getpass.getpass(
+        f"password of {args.agent}: "
+    )
+
+    def show(pop: Any) -> None:
+        if pop.get("kind") == "connected":
+            print(f"connected to {url} as agent {pop.get('agent')}; pops follow", flush=True)
+        elif pop.get("kind") == "disconnected":
+            print(f"backend away ({pop.get('reason')}); reconnecting", flush=True)
+        else:
+            print(describe_pop(pop), flush=True)
+
+    try:
+        token = log_in(url, args.agent, password)
+        asyncio.run(follow_pops(url, token, show, duration=args.duration))
+    except PopClientError as exc:
+        raise CommandError(str(exc)) from None
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
