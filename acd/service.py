@@ -32,9 +32,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
+from acd.agent_status import AgentBoard, AgentStatus
+from acd.agents import AgentState
 from acd.config import AcdServiceSettings, load_acd_config
 from acd.driver import AcdDriver, Dialplan
-from acd.errors import AcdError, AcdStateUnavailable, StateStoreError
+from acd.errors import AcdError, AcdStateUnavailable, AgentStateError, StateStoreError
 from acd.events import AcdEvent, CallerJoined
 from acd.figures import FigureRules, LiveFigures, QueueFigures
 from acd.history import AcdEventRecorder, open_acd_calls
@@ -175,6 +177,9 @@ class AcdService:
             for name, queue in config.queues.items()
         }
         self.events.subscribe(self._count, name="live figures")
+        #: Each agent's state and current call, for the agents' desks (``acd.http``).
+        self.board = AgentBoard(config.agents)
+        self.events.subscribe(self.board.on_acd_event, name="agent board")
         #: With a shared store, agents freed through other backends are picked up by a poll.
         self.poll: LoopingCall | None = None
         self._polling: Deferred[None] | None = None
@@ -187,6 +192,7 @@ class AcdService:
     def on_call_event(self, event: PbxEvent) -> None:
         """A call event (parked, answered, abandoned, ended...), an agent's device state or
         the outcome of one of the ACD's own legs."""
+        self.board.on_call_event(event)  # first: an arrival's caller, for its offer
         self.driver.on_call_event(event)
 
     # -- life cycle ---------------------------------------------------------------------
@@ -239,6 +245,41 @@ class AcdService:
     def _close_state(self) -> None:
         if self._owns_state and isinstance(self.state, GuardedState):
             self.state.close()
+
+    # -- agents' desks (the agent API): call on the reactor thread -----------------------
+    # Each runs where routing runs (the router's thread with Redis, after the steps queued
+    # before it) and fires once done, or fails with the router's AcdError (UnknownAgent,
+    # AgentStateError...): nothing changed then.
+
+    def agent_login(self, agent: str) -> Deferred[None]:
+        return self.driver.call(self.driver.login, agent)
+
+    def agent_available(self, agent: str) -> Deferred[None]:
+        """Make the agent available: log it in, or unpause it; one available stays so."""
+
+        def make_available() -> None:
+            state = self.router.agents.get(agent).state  # the roster, on its own thread
+            if state is AgentState.LOGGED_OUT:
+                self.driver.login(agent)
+            elif state is AgentState.PAUSED:
+                self.driver.unpause(agent)
+            elif state is not AgentState.AVAILABLE:
+                raise AgentStateError(
+                    f"agent {agent} is {state}: available again once the call or wrap-up is over"
+                )
+
+        return self.driver.call(make_available)
+
+    def agent_pause(self, agent: str, reason: str) -> Deferred[None]:
+        return self.driver.call(self.driver.pause, agent, reason)
+
+    def agent_logout(self, agent: str) -> Deferred[None]:
+        return self.driver.call(self.driver.logout, agent)
+
+    def agent_status(self, agent: str) -> AgentStatus:
+        """The agent's state, since when, and its call; ``KeyError`` for an agent the
+        configuration does not have."""
+        return self.board.status(agent)
 
     # -- read side ----------------------------------------------------------------------
 
