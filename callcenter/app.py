@@ -13,6 +13,7 @@ Each domain is one service built here from its own settings object (filled in fr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,12 @@ from acd.config import AcdHistorySettings, AcdServiceSettings
 from acd.errors import AcdStartupError
 from acd.service import AcdService
 from callcenter.settings import ConfigError, Settings, history_spool_dir
+from crm_bridge.config import CrmServiceSettings
+from crm_bridge.errors import CrmStartupError
+from crm_bridge.external import HttpCrm
+from crm_bridge.external import from_settings as external_crm
+from crm_bridge.numbers import region_for_country_code
+from crm_bridge.service import CrmBridgeService
 from cti.ami.client import DEFAULT_RESYNC_ACTIONS, AmiClient, AmiClientSettings, LinkChange
 from cti.ami.codec import Message
 from cti.calls.events import CallEvent, PbxEvent
@@ -141,6 +148,42 @@ def acd_config_error(exc: AcdStartupError) -> ConfigError:
     return ConfigError(exc.message(key))
 
 
+#: The keys of this process's configuration behind the screen-pop bridge's settings.
+CRM_SETTING_KEYS = {
+    "profile_rules": "key 'crm.rules' (CALLCENTER_CRM__RULES)",
+    "external.url": "key 'crm.external.url' (CALLCENTER_CRM__EXTERNAL__URL)",
+}
+
+
+def crm_settings(settings: Settings, pbx: str | None = None) -> CrmServiceSettings:
+    """The screen-pop bridge's view of the configuration."""
+    crm = settings.crm
+    return CrmServiceSettings(
+        pbx=pbx or settings.pbx,
+        profile_rules=crm.rules,
+        default_region=crm.default_region
+        or region_for_country_code(settings.numbering.country_code),
+        external=crm.external,
+    )
+
+
+def crm_config_error(exc: CrmStartupError) -> ConfigError:
+    """The bridge's start-up error as this process's, naming its key and variable."""
+    if exc.setting is None:
+        return ConfigError(str(exc))
+    key = CRM_SETTING_KEYS.get(exc.setting, f"the screen-pop setting {exc.setting!r}")
+    return ConfigError(exc.message(key))
+
+
+def device_agent(interface: str) -> str | None:
+    """An agent-side device's agent when no ACD configuration says: the device's own name
+    (``PJSIP/6001`` and ``Local/6001@agents`` are agent 6001)."""
+    if "/" not in interface:
+        return None
+    name = interface.split("/", 1)[1].split("@", 1)[0].split("-", 1)[0]
+    return name or None
+
+
 def _channel_of(model: CallModel, call_id: str) -> str | None:
     call = model.calls.get(call_id)
     return call.channel if call is not None else None
@@ -189,6 +232,23 @@ class CallCenter:
         )
         self.ami = AmiClient(client_settings(settings), self, reactor=reactor)
         self.call_events.register_producer(self.ami)
+        #: The screen-pop bridge: customers, profiles, pops, the ACD's tiers.
+        try:
+            self.external_crm: HttpCrm | None = external_crm(
+                settings.crm.external, reactor.seconds
+            )
+            self.crm = CrmBridgeService(
+                crm_settings(settings, self.pbx),
+                reactor=reactor,
+                engine=self.engine,
+                agent_of=self._agent_of,
+                directory=self.external_crm,
+            )
+        except CrmStartupError as exc:
+            raise crm_config_error(exc) from None
+        self.call_events.subscribe(
+            self.crm.on_call_event, max_pending=MAX_PENDING_CALL_EVENTS, name="screen pop"
+        )
         self.link: LinkChange | None = None
         #: The ACD service, when ``acd.queues`` is set.
         self.acd: AcdService | None = None
@@ -200,12 +260,18 @@ class CallCenter:
                     ami=self.ami,
                     caller_channel=lambda call_id: _channel_of(self.model, call_id),
                     engine=self.engine,
+                    tiers=self.crm.tiers,
                 )
             except AcdStartupError as exc:
                 raise acd_config_error(exc) from None
             self.call_events.subscribe(
                 self.acd.on_call_event, max_pending=MAX_PENDING_CALL_EVENTS, name="acd"
             )
+            self.acd.events.subscribe(self.crm.on_acd_event, name="screen pop")
+        acd_config = self.acd.config if self.acd is not None else None
+        self._agents_at = (
+            {acd_config.interface_of(a): a for a in acd_config.agents} if acd_config else {}
+        )
 
     def start(self) -> None:
         log.info(
@@ -217,6 +283,7 @@ class CallCenter:
             self.settings.database.display_url(),
         )
         self._restore_open()
+        self.crm.start()
         self.ami.start()
         if self.acd is not None:
             self.acd.start()
@@ -251,8 +318,8 @@ class CallCenter:
 
     def stop(self) -> Deferred[None]:
         """Close the AMI link, then the histories (both at once: each may spend its grace
-        period on a down database); what they did not write stays in their spools, and
-        ``history_closed`` says what was kept or lost."""
+        period on a down database) and the screen-pop bridge; what the histories did not
+        write stays in their spools, and ``history_closed`` says what was kept or lost."""
         d = self.ami.stop()
         closers = [self.history.close]
         if self.acd is not None:
@@ -261,6 +328,7 @@ class CallCenter:
         return (
             d.addBoth(lambda _: gatherResults([close() for close in closers]))
             .addCallback(self.history_closed.extend)
+            .addBoth(lambda _: self._stop_bridge())
             .addBoth(lambda _: self.engine.dispose())
         )
 
@@ -273,6 +341,17 @@ class CallCenter:
         """Subscribe another consumer to the call events; if it falls ``max_pending`` events
         behind, AMI reading pauses until it catches up."""
         self.call_events.subscribe(consumer, max_pending=max_pending, name=name)
+
+    def _stop_bridge(self) -> Deferred[Any]:
+        stopping = [self.crm.stop()]
+        if self.external_crm is not None:
+            closing = asyncio.ensure_future(self.external_crm.aclose())
+            stopping.append(Deferred.fromFuture(closing))
+        return gatherResults(stopping)
+
+    def _agent_of(self, interface: str) -> str | None:
+        """The agent at an agent-side device: the ACD's configuration, else its name."""
+        return self._agents_at.get(interface) or device_agent(interface)
 
     # -- AmiConsumer ----------------------------------------------------------------------
 
