@@ -318,6 +318,8 @@ class CrmBridgeService:
                 return Identity("unknown", note=f"the CRM did not answer ({exc.reason})")
             except TimeoutError:
                 return Identity("unknown", note="the CRM did not answer in time")
+            except ValueError:  # a number the CRM client refuses (not E.164)
+                return Identity("unknown")
             cards = [external_card(c) for c in answer.customers]
             return Identity.of(cards, note=f"from the CRM ({answer.source})")
 
