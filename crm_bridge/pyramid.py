@@ -32,7 +32,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from crm_bridge.config import PyramidRules
 from crm_bridge.customer import CustomerHistory, within
@@ -45,6 +45,8 @@ __all__ = [
     "TierCutoffs",
     "TierResult",
     "cutoffs_for",
+    "cutoffs_from_json",
+    "cutoffs_to_json",
     "describe",
     "rank_cutoffs",
     "ranked_tier",
@@ -264,4 +266,81 @@ def describe(cutoffs: TierCutoffs) -> str:
         f"VIP (top {percent(cutoffs.vip_percent)}, {count(cutoffs.vip_places, 'place')}) "
         f"{line(cutoffs.vip)}, key (next {percent(cutoffs.key_percent)}, "
         f"{count(cutoffs.top_places - cutoffs.vip_places, 'place')}) {line(cutoffs.key)}"
+    )
+
+
+def cutoffs_to_json(cutoffs: TierCutoffs) -> dict[str, Any]:
+    """``cutoffs`` as JSON-ready data (amounts as decimal strings, exact), for
+    ``tier_runs.cutoffs``; :func:`cutoffs_from_json` reads it back equal."""
+
+    def line(value: Line | None) -> dict[str, str] | None:
+        return None if value is None else {"stay": str(value.stay), "entry": str(value.entry)}
+
+    return {
+        "at": cutoffs.at,
+        "method": cutoffs.method,
+        "window_days": cutoffs.window_days,
+        "vip": line(cutoffs.vip),
+        "key": line(cutoffs.key),
+        "small_below": None if cutoffs.small_below is None else str(cutoffs.small_below),
+        "vip_percent": cutoffs.vip_percent,
+        "key_percent": cutoffs.key_percent,
+        "population": cutoffs.population,
+        "vip_places": cutoffs.vip_places,
+        "top_places": cutoffs.top_places,
+    }
+
+
+def cutoffs_from_json(data: Any) -> TierCutoffs:
+    """The cut-offs :func:`cutoffs_to_json` wrote; :class:`ValueError` names the key when
+    ``data`` is not such a record."""
+    if not isinstance(data, dict):
+        raise ValueError(f"tier cut-offs must be a JSON object, got {type(data).__name__}")
+
+    def field(key: str) -> Any:
+        if key not in data:
+            raise ValueError(f"tier cut-offs: key {key!r} is missing")
+        return data[key]
+
+    def amount(key: str, value: Any) -> Decimal:
+        try:
+            result = Decimal(value)
+        except (ArithmeticError, TypeError, ValueError):
+            raise ValueError(
+                f"tier cut-offs: {key} must be a decimal string, got {value!r}"
+            ) from None
+        if not result.is_finite():
+            raise ValueError(f"tier cut-offs: {key} must be finite, got {value!r}")
+        return result
+
+    def line(key: str) -> Line | None:
+        value = field(key)
+        if value is None:
+            return None
+        if not isinstance(value, dict) or not {"stay", "entry"} <= value.keys():
+            raise ValueError(f"tier cut-offs: {key} must have 'stay' and 'entry', got {value!r}")
+        return Line(amount(f"{key}.stay", value["stay"]), amount(f"{key}.entry", value["entry"]))
+
+    def number(key: str, kind: type[int] | type[float]) -> Any:
+        value = field(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"tier cut-offs: {key} must be a number, got {value!r}")
+        return kind(value)
+
+    method = field("method")
+    if method not in ("rank", "threshold"):
+        raise ValueError(f"tier cut-offs: method must be 'rank' or 'threshold', got {method!r}")
+    small = field("small_below")
+    return TierCutoffs(
+        at=number("at", float),
+        method=method,
+        window_days=number("window_days", int),
+        vip=line("vip"),
+        key=line("key"),
+        small_below=None if small is None else amount("small_below", small),
+        vip_percent=number("vip_percent", float),
+        key_percent=number("key_percent", float),
+        population=number("population", int),
+        vip_places=number("vip_places", int),
+        top_places=number("top_places", int),
     )
