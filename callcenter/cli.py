@@ -5,6 +5,7 @@
   callcenter pbx-sim       the PBX simulator alone (AMI on TCP)
   callcenter migrate       apply the database migrations
   callcenter replay FILE   run a recorded capture (.jsonl/.raw) through the call model
+  callcenter tiers recompute  customers' value tiers and profiles
   callcenter pops --agent U  an agent's screen pops, live
 
 Settings come from --config, else $CALLCENTER_CONFIG, else config/callcenter.yaml when
@@ -193,6 +194,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     pops.add_argument(
         "--duration", type=float, metavar="SECONDS", help="stop after this many seconds"
+    )
+    tiers = command(
+        "tiers",
+        _tiers_recompute,
+        "customer value tiers and profiles",
+        "Customer profiles: value tier, loyalty, lifecycle, lifetime value (README.md,\n"
+        "section Customer tiers).",
+    ).add_subparsers(required=True, metavar="ACTION")
+    recompute = tiers.add_parser(
+        "recompute",
+        help="recompute every customer's profile",
+        description="Fill the contacts from the call history, then profile every customer\n"
+        "against the rules of crm.rules and store a new tier run (a progress bar on stderr).\n"
+        "With --changed-since, only the customers changed in the last SECONDS seconds,\n"
+        "against the latest run (exits 2 when there is none yet).",
+        formatter_class=_HelpFormatter,
+    )
+    recompute.set_defaults(command=_tiers_recompute, command_name="tiers recompute")
+    recompute.add_argument(
+        "--changed-since",
+        type=float,
+        metavar="SECONDS",
+        help="only customers with an order or contact in the last SECONDS seconds",
     )
     return ap
 
@@ -420,6 +444,59 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         print(describe(event))
     connections = len({r.connection for r in records})
     print(replay_summary(messages, connections, events))
+    return 0
+
+
+def _tiers_recompute(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from callcenter.app import open_database
+    from crm_bridge.config import load_profile_rules
+    from crm_bridge.contacts import fill_contacts
+    from crm_bridge.errors import CrmConfigError
+    from crm_bridge.importer import ProgressBar
+    from crm_bridge.pyramid import describe as describe_cutoffs
+    from crm_bridge.recompute import NoTierRun, recompute_all, recompute_changed
+
+    since = args.changed_since
+    if since is not None and since < 0:
+        raise CommandError(f"--changed-since: must be 0 or more seconds, got {since:g}")
+    try:
+        rules = load_profile_rules(settings.crm.rules)
+    except CrmConfigError as exc:
+        key = "key 'crm.rules' (CALLCENTER_CRM__RULES)" if exc.setting else None
+        raise CommandError(exc.message(key)) from None
+    migrated = settings.model_copy(
+        update={"database": settings.database.model_copy(update={"migrate_on_start": True})}
+    )
+    engine = open_database(migrated)
+    bar = ProgressBar(sys.stderr)
+    try:
+        filled = fill_contacts(engine)
+        if filled.added:
+            print(f"{filled.added:,} new contacts from the call history")
+        now = time.time()
+        if since is not None:
+            started = time.monotonic()
+            try:
+                done = recompute_changed(engine, now, rules, since=now - since)
+            except NoTierRun as exc:
+                raise CommandError(str(exc)) from None
+            took = time.monotonic() - started
+            print(f"re-profiled {done:,} customers changed in the last {since:g} s in {took:.1f} s")
+            return 0
+        summary = recompute_all(
+            engine, now, rules, progress=lambda done, total: bar("profiling", done, total)
+        )
+    finally:
+        bar.close()
+        engine.dispose()
+    tiers = ", ".join(f"{tier} {n:,}" for tier, n in summary.tiers.items())
+    print(
+        f"profiled {summary.customers:,} customers in {summary.seconds:.1f} s: {tiers} "
+        f"(tier run {summary.run_id})"
+    )
+    print(describe_cutoffs(summary.cutoffs))
     return 0
 
 
