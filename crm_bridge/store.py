@@ -11,6 +11,7 @@ is :class:`~decimal.Decimal`, stored in cents.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import JSON, Connection, Table, and_, delete, func, insert, select, update
 
 from crm_bridge.customer import Contact, CustomerHistory, Order
 from crm_bridge.errors import DuplicateCustomer, NumberError, UnknownCustomer
@@ -30,6 +31,7 @@ __all__ = [
     "add_customer",
     "add_number",
     "add_order",
+    "bulk_insert",
     "candidates_for",
     "cents",
     "chosen_customer",
@@ -299,6 +301,29 @@ def tier_index(conn: Connection) -> dict[str, str]:
         if held is None or rank.get(tier, len(rank)) < rank.get(held, len(rank)):
             index[number] = tier
     return index
+
+
+def bulk_insert(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Insert ``rows`` (tuples in the order of ``columns``) into ``table``, fast: COPY on
+    PostgreSQL with psycopg (about twice executemany's rate with the indexes in place), a Core
+    executemany elsewhere. Part of the caller's transaction like any other statement."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        as_json = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, JSON)]
+        copy = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+        raw: Any = conn.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(copy) as out:
+            for row in rows:
+                if as_json:  # COPY takes JSON as its text
+                    row = list(row)
+                    for i in as_json:
+                        row[i] = None if row[i] is None else json.dumps(row[i])
+                out.write_row(row)
+        return
+    conn.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in rows])
 
 
 def count_customers(conn: Connection) -> int:
