@@ -5,6 +5,7 @@
   callcenter pbx-sim       the PBX simulator alone (AMI on TCP)
   callcenter migrate       apply the database migrations
   callcenter replay FILE   run a recorded capture (.jsonl/.raw) through the call model
+  callcenter customers import|generate   customers from CSV files, or generated ones
   callcenter tiers recompute  customers' value tiers and profiles
   callcenter pops --agent U  an agent's screen pops, live
 
@@ -218,6 +219,38 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="only customers with an order or contact in the last SECONDS seconds",
     )
+
+    people = command(
+        "customers",
+        _customers_import,
+        "import or generate customers",
+        "Customers, their numbers and orders (README.md, section Customers).",
+    ).add_subparsers(required=True, metavar="ACTION")
+
+    def customers_action(name: str, run: Any, summary: str) -> argparse.ArgumentParser:
+        parser = people.add_parser(
+            name, help=summary.split(",")[0], description=summary, formatter_class=_HelpFormatter
+        )
+        parser.set_defaults(command=run, command_name=f"customers {name}")
+        return parser
+
+    imp = customers_action(
+        "import",
+        _customers_import,
+        "Import customers, and their orders, from CSV files (README.md, section Customers):\n"
+        "all or nothing, every bad row reported with its line. Exits 1 on a bad file.",
+    )
+    imp.add_argument("customers_csv", type=Path, metavar="FILE.csv", help="the customers file")
+    imp.add_argument("--orders", type=Path, metavar="FILE.csv", help="an orders file")
+    gen = customers_action(
+        "generate",
+        _customers_generate,
+        "Generate customers, numbers, orders and contacts, for demos and benchmarks: names\n"
+        "from many countries, every tier, loyalty class and lifecycle stage.",
+    )
+    gen.add_argument("--customers", type=int, required=True, metavar="N")
+    gen.add_argument("--orders", type=int, required=True, metavar="M")
+    gen.add_argument("--seed", type=int, default=1, metavar="S", help="the same data again")
     return ap
 
 
@@ -497,6 +530,86 @@ def _tiers_recompute(args: argparse.Namespace, settings: Settings) -> int:
         f"(tier run {summary.run_id})"
     )
     print(describe_cutoffs(summary.cutoffs))
+    return 0
+
+
+#: Problems of a rejected import shown; the rest are counted.
+SHOWN_PROBLEMS = 50
+
+
+def _customer_region(settings: Settings) -> str:
+    """Where customers' numbers without a country code are from: crm.default_region, else
+    the region of numbering.country_code."""
+    from crm_bridge.numbers import NumberError, check_region, region_for_country_code
+
+    try:
+        if settings.crm.default_region is not None:
+            return check_region(settings.crm.default_region)
+        return region_for_country_code(settings.numbering.country_code)
+    except NumberError as exc:
+        raise ConfigError(
+            f"{exc}; check key 'crm.default_region' (CALLCENTER_CRM__DEFAULT_REGION)"
+        ) from None
+
+
+def _customers_import(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from callcenter.app import open_database
+    from crm_bridge.errors import ImportRejected
+    from crm_bridge.importer import ProgressBar, import_files
+
+    region = _customer_region(settings)
+    engine = open_database(settings)
+    bar = ProgressBar()
+    try:
+        summary = import_files(
+            engine, args.customers_csv, args.orders, region=region, now=time.time(), progress=bar
+        )
+    except ImportRejected as exc:
+        bar.close()
+        shown = exc.problems[:SHOWN_PROBLEMS]
+        rest = len(exc.problems) - len(shown)
+        shown += [f"... and {rest} more"] if rest else []
+        print(
+            f"callcenter customers import: nothing imported, {exc}:\n  " + "\n  ".join(shown),
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        engine.dispose()
+    for note in summary.notes[:SHOWN_PROBLEMS]:
+        print(f"note: {note}")
+    if len(summary.notes) > SHOWN_PROBLEMS:
+        print(f"note: ... and {len(summary.notes) - SHOWN_PROBLEMS} more")
+    print(summary)
+    return 0
+
+
+def _customers_generate(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    from callcenter.app import open_database
+    from crm_bridge.errors import DuplicateCustomer
+    from crm_bridge.generator import generate
+    from crm_bridge.importer import ProgressBar
+
+    if args.customers < 0 or args.orders < 0 or (args.orders and not args.customers):
+        raise CommandError("--customers and --orders: counts from 0, and orders need customers")
+    region = _customer_region(settings)
+    engine = open_database(settings)
+    try:
+        summary = generate(
+            engine, args.customers, args.orders, seed=args.seed, now=time.time(), region=region,
+            progress=ProgressBar(),
+        )  # fmt: skip
+    except DuplicateCustomer as exc:
+        raise CommandError(
+            f"{exc}: seed {args.seed} was generated before; use another --seed"
+        ) from None
+    finally:
+        engine.dispose()
+    print(summary)
     return 0
 
 
