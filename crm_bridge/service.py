@@ -41,8 +41,10 @@ from twisted.python.threadpool import ThreadPool
 from acd.events import AcdEvent
 from crm_bridge import store
 from crm_bridge.config import CrmServiceSettings, load_profile_rules
+from crm_bridge.contacts import fill_contacts
 from crm_bridge.external import CrmUnavailable, CustomerDirectory, ExternalCustomer
 from crm_bridge.pop import Identity, PopDesk, PopError, PopFrame
+from crm_bridge.recompute import NoTierRun, reprofile
 from crm_bridge.schema import customers, pops, tier_runs
 from crm_bridge.tiers import TierIndex
 from cti.calls.events import CallArrived, CallerChanged, PbxEvent
@@ -55,6 +57,10 @@ log = logging.getLogger(__name__)
 MAX_PENDING_AUDIT = 50_000
 #: Seconds between writes of the pops' audit rows.
 AUDIT_EVERY = 1.0
+#: How far back the first contacts pass looks for ended calls (older ones: ``callcenter
+#: tiers recompute`` fills them), and how far each later pass overlaps the one before.
+FILL_LOOKBACK = 86_400.0
+FILL_MARGIN = 3_600.0
 #: Seconds the pop waits for nothing: the external CRM is asked in the background, and
 #: given this long before the pop says it did not answer.
 CRM_BUDGET = 2.0
@@ -168,9 +174,12 @@ class CrmBridgeService:
         self._audit_down = False
         self._writing: Deferred[None] | None = None
         self._tier_mark: tuple[Any, ...] | None = None
+        self._filled_until: float | None = None
+        self._filling: Deferred[None] | None = None
         self._loops = [
             self._loop(self._write_audit, AUDIT_EVERY),
             self._loop(self._refresh_tiers, settings.tier_refresh),
+            self._loop(self._fill_contacts, settings.contacts_every),
         ]
 
     def _loop(self, step: Callable[[], object], interval: float) -> tuple[LoopingCall, float]:
@@ -416,6 +425,46 @@ class CrmBridgeService:
         d = self._in_thread(write).addCallbacks(written, failed).addBoth(idle)
         self._writing = d
         return d
+
+    # -- contacts and incremental profiles ------------------------------------------------
+
+    def _fill_contacts(self) -> Deferred[None] | None:
+        """Contacts for the calls that ended lately, then the profiles of their customers
+        (one pass at a time; a pass the database refuses is tried again next time)."""
+        if self._filling is not None:
+            return None
+        now = self.reactor.seconds()
+        # Calls end hours after they start at most; events written late (a database
+        # outage) keep their PBX time: look back a day on the first pass, a margin after.
+        since = now - FILL_LOOKBACK if self._filled_until is None else (
+            self._filled_until - FILL_MARGIN
+        )
+        d = self._in_thread(self._fill_and_profile, since, now)
+
+        def filled(_: object) -> None:
+            self._filled_until = now
+
+        def idle(_: object) -> None:
+            self._filling = None
+
+        d.addCallbacks(filled, self._log_failure, errbackArgs=("filling contacts",))
+        d.addBoth(idle)
+        self._filling = d
+        return d
+
+    def _fill_and_profile(self, since: float, now: float) -> None:
+        summary = fill_contacts(self.engine, since=since, now=now)
+        if not summary.customers:
+            return
+        try:
+            with self.engine.begin() as conn:
+                reprofile(conn, summary.customers, now, self.rules)
+        except NoTierRun:
+            log.info(
+                "screen pop: %d customers have new contacts; no tier run yet "
+                "(callcenter tiers recompute) to profile them against",
+                len(summary.customers),
+            )
 
     # -- the ACD's tier index -------------------------------------------------------------
 

@@ -291,3 +291,50 @@ def test_withheld_and_non_phone_callers_are_not_looked_up(
         assert agents.got["6001"][1]["caller"]["number"] == "alice"
     finally:
         run(service.stop())
+
+
+def test_ended_calls_become_contacts_and_profile_their_customer_again(
+    engine: Engine, reactor: Any, run: Callable[..., Any]
+) -> None:
+    from crm_bridge.config import ProfileRules
+    from crm_bridge.recompute import recompute_all
+    from cti.calls.events import Agent, CallAnswered
+    from cti.history import call_events
+
+    recompute_all(engine, NOW, ProfileRules())
+    now = reactor.seconds()
+    caller = Caller("+4930123456", "Zoë", "+4930123456")
+    agent = Agent("Local/6001@agents")
+    events = [
+        CallArrived("h1", now - 60, caller=caller, dialled="5000", channel="t/h1"),
+        CallAnswered("h1", now - 50, agent=agent, wait=10.0, queue="support"),
+        CallEnded("h1", now - 5, cause=16, cause_text=None, ended_by="caller", duration=55.0,
+                  talk_time=45.0, answered=True),
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(call_events), [
+            {"pbx": "default", "call_id": "h1", "kind": e.kind, "at": e.at, "recorded_at": e.at,
+             "payload": e.to_record(), "event_id": f"h1-{i}", "fact": e.kind}
+            for i, e in enumerate(events)
+        ])  # fmt: skip
+    service = CrmBridgeService(
+        CrmServiceSettings(contacts_every=0.2), reactor=reactor, engine=engine, agent_of=agent_of
+    )
+    service.start()
+    try:
+
+        def profiled_again() -> bool:
+            with engine.connect() as conn:
+                at = conn.execute(
+                    select(customers.c.profiled_at).where(customers.c.id == "c1")
+                ).scalar()
+                return at is not None and at > NOW
+
+        until(run, profiled_again)
+        with engine.connect() as conn:
+            row = conn.execute(select(contacts).where(contacts.c.call_id == "h1")).one()
+        assert row.customer_id == "c1"
+        assert row.outcome == "answered"
+        assert row.talk == 45.0
+    finally:
+        run(service.stop())
