@@ -17,8 +17,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from fastapi import APIRouter
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,6 +28,7 @@ from twisted.internet.defer import Deferred, gatherResults
 import migrations
 from acd.config import AcdHistorySettings, AcdServiceSettings
 from acd.errors import AcdStartupError
+from acd.http import agent_routes
 from acd.service import AcdService
 from callcenter.settings import ConfigError, Settings, history_spool_dir
 from crm_bridge.config import CrmServiceSettings
@@ -42,8 +44,14 @@ from cti.calls.model import CallModel
 from cti.calls.numbers import NumberingPlan
 from cti.history import CallEventRecorder, Closed, open_calls
 from cti.stream import EventStream
+from web.accounts import Accounts
+from web.api import build_api
+from web.auth import current_account
+from web.server import ApiServer, ListenError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Call events a consumer may lag behind before AMI reading pauses.
 MAX_PENDING_CALL_EVENTS = 5_000
@@ -273,6 +281,16 @@ class CallCenter:
             {acd_config.interface_of(a): a for a in acd_config.agents} if acd_config else {}
         )
 
+        # -- the agent API (web/): accounts, log-in, each domain's routes ---------------------
+        #: The HTTP API (``http.enabled``); served from :meth:`start`, see :meth:`add_router`.
+        self.api: ApiServer | None = None
+        if settings.http.enabled:
+            self.accounts = Accounts(self.engine, token_hours=settings.http.token_hours)
+            routers = [agent_routes(self.acd, account=current_account)] if self.acd else []
+            app = build_api(accounts=self.accounts, routers=routers, title="callcenter")
+            self.api = ApiServer(app, reactor=reactor)
+        # -- end of the agent API -------------------------------------------------------------
+
     def start(self) -> None:
         log.info(
             "connecting to AMI %s:%d as %s (%s auth); call history in %s",
@@ -282,6 +300,7 @@ class CallCenter:
             self.settings.ami.auth,
             self.settings.database.display_url(),
         )
+        self._start_api()  # first: a port already taken stops the start here
         self._restore_open()
         self.crm.start()
         self.ami.start()
@@ -321,6 +340,8 @@ class CallCenter:
         period on a down database) and the screen-pop bridge; what the histories did not
         write stays in their spools, and ``history_closed`` says what was kept or lost."""
         d = self.ami.stop()
+        if self.api is not None:  # the agent API: no more requests, open ones finish
+            d.addBoth(self._stop_api)
         closers = [self.history.close]
         if self.acd is not None:
             self.acd.stop()
@@ -331,6 +352,33 @@ class CallCenter:
             .addBoth(lambda _: self._stop_bridge())
             .addBoth(lambda _: self.engine.dispose())
         )
+
+    # -- the agent API ----------------------------------------------------------------------
+
+    def add_router(self, router: APIRouter) -> None:
+        """Serve a domain's HTTP routes too (before :meth:`start`; without ``http.enabled``,
+        nothing)."""
+        if self.api is not None:
+            self.api.app.include_router(router)
+
+    def _start_api(self) -> None:
+        if self.api is None:
+            return
+        http = self.settings.http
+        try:
+            serving = self.api.start(http.host, http.port)
+        except ListenError as exc:
+            raise ConfigError(
+                f"{exc}; check key 'http.port' (CALLCENTER_HTTP__PORT): another backend may "
+                "be using it, 0 picks any free port"
+            ) from None
+        serving.addErrback(lambda f: log.error("API: cannot serve: %s", f.getTraceback()))
+
+    def _stop_api(self, result: T) -> Deferred[T]:
+        assert self.api is not None
+        return self.api.stop().addBoth(lambda _: result)
+
+    # -- end of the agent API ---------------------------------------------------------------
 
     def watch(
         self,

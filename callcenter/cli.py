@@ -5,6 +5,7 @@
   callcenter pbx-sim       the PBX simulator alone (AMI on TCP)
   callcenter migrate       apply the database migrations
   callcenter replay FILE   run a recorded capture (.jsonl/.raw) through the call model
+  callcenter users add|list  the API's accounts (agents, supervisors, admins)
   callcenter customers import|generate   customers from CSV files, or generated ones
   callcenter tiers recompute  customers' value tiers and profiles
   callcenter pops --agent U  an agent's screen pops, live
@@ -251,6 +252,29 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--customers", type=int, required=True, metavar="N")
     gen.add_argument("--orders", type=int, required=True, metavar="M")
     gen.add_argument("--seed", type=int, default=1, metavar="S", help="the same data again")
+
+    users = command(
+        "users",
+        _users_list,
+        "the API's accounts",
+        "Accounts of the agent and supervisor API, in database.url (migrated first).",
+    ).add_subparsers(required=True, metavar="ACTION")
+    add = users.add_parser(
+        "add",
+        help="add an account",
+        description="Add an account. The password is asked twice (or read from one line of\n"
+        "standard input with --password-stdin): at least 8 characters.",
+        formatter_class=_HelpFormatter,
+    )
+    add.set_defaults(command=_users_add, command_name="users add")
+    add.add_argument("username", metavar="USERNAME")
+    add.add_argument("--role", required=True, choices=["agent", "supervisor", "admin"])
+    add.add_argument("--agent", metavar="AGENT", help="the ACD agent an agent account acts as")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    listed = users.add_parser("list", help="list the accounts", formatter_class=_HelpFormatter)
+    listed.set_defaults(command=_users_list, command_name="users list")
     return ap
 
 
@@ -328,6 +352,7 @@ def _pbx_sim(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     reactor = _install_reactor()
     port = _listen(reactor, settings, args)
+    settings = _demo_api_port(settings)
     host = port.getHost()
     settings = settings.model_copy(
         update={"ami": settings.ami.model_copy(update={"host": host.host, "port": host.port})}
@@ -382,6 +407,8 @@ def _serve(
             figures.clock = reactor
             figures.start(figures_every, now=False)
     app.start()
+    if app.api is not None:
+        print(f"Agent API: http://{app.api.host}:{app.api.port}/api/docs", flush=True)
     reactor.addSystemEventTrigger("before", "shutdown", app.stop)
     if duration is not None:
         reactor.callLater(duration, reactor.stop)
@@ -392,6 +419,28 @@ def _serve(
         flush=True,
     )
     return _history_exit_code(app.history_closed)
+
+
+def _demo_api_port(settings: Settings) -> Settings:
+    """The demo's API port: ``http.port``, or any free one when that is taken (another demo
+    or backend): the demo runs anyway and prints where the API is."""
+    import os
+    import socket
+
+    http = settings.http
+    if not http.enabled or http.port == 0:
+        return settings
+    try:
+        family = socket.AF_INET6 if ":" in http.host else socket.AF_INET
+        socket.create_server((http.host, http.port), family=family).close()
+    except OSError as exc:
+        print(
+            f"HTTP port {http.host}:{http.port} is taken ({os.strerror(exc.errno or 0)}): the API "
+            "listens on a free port instead",
+            flush=True,
+        )
+        return settings.model_copy(update={"http": http.model_copy(update={"port": 0})})
+    return settings
 
 
 def _history_exit_code(closed: list[Any]) -> int:
@@ -444,6 +493,75 @@ def _pops(args: argparse.Namespace, settings: Settings) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _users_add(args: argparse.Namespace, settings: Settings) -> int:
+    from callcenter.app import open_database
+    from web.accounts import AccountError, Accounts
+
+    if args.role == "agent" and settings.acd.queues is not None and args.agent:
+        from acd.config import load_acd_config
+        from acd.errors import AcdConfigError
+
+        try:
+            known = load_acd_config(settings.acd.queues).agents
+        except AcdConfigError:
+            known = None  # the queues file has its own error at start; the account is fine
+        if known is not None and args.agent not in known:
+            raise CommandError(
+                f"--agent: agent {args.agent!r} is not in the ACD configuration "
+                f"({settings.acd.queues}); its agents: {', '.join(sorted(known)) or 'none'}"
+            )
+    password = _new_password(args.password_stdin)
+    engine = open_database(_migrated(settings))
+    try:
+        account = Accounts(engine).add(args.username, password, args.role, args.agent)
+    except AccountError as exc:
+        flag = {"username": "USERNAME", "password": "password"}.get(exc.field, f"--{exc.field}")
+        raise CommandError(f"{flag}: {exc.problem}") from None
+    finally:
+        engine.dispose()
+    acting = f", ACD agent {account.agent}" if account.agent else ""
+    print(f"account {account.username} added (role {account.role}{acting})")
+    return 0
+
+
+def _new_password(from_stdin: bool) -> str:
+    """One line of standard input, or the password typed twice (not echoed)."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != password:
+        raise CommandError("password: the two passwords differ; nothing was added")
+    return password
+
+
+def _users_list(args: argparse.Namespace, settings: Settings) -> int:
+    import datetime
+
+    from callcenter.app import open_database
+    from web.accounts import Accounts
+
+    engine = open_database(_migrated(settings))
+    try:
+        records = Accounts(engine).list()
+    finally:
+        engine.dispose()
+    if not records:
+        print("no accounts: add one with 'callcenter users add USERNAME --role ROLE'")
+    for r in records:
+        created = datetime.datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M")
+        flags = "  disabled" if r.disabled else ""
+        print(f"{r.username:<24} {r.role:<10} {r.agent or '-':<8} {created}{flags}")
+    return 0
+
+
+def _migrated(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={"database": settings.database.model_copy(update={"migrate_on_start": True})}
+    )
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:

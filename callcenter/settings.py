@@ -161,8 +161,10 @@ class RedisSettings(_Section):
 class HttpSettings(_Section):
     """The agent and supervisor API."""
 
+    enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(8080, ge=0, le=65535)  # 0: any free port (the log says which)
+    token_hours: float = Field(12.0, gt=0, le=24 * 90)  # a log-in token is valid this long
 
 
 class CrmSettings(_Section):

@@ -52,6 +52,7 @@ def start_backend(
             "CALLCENTER_AMI__SECRET": SECRET,
             "CALLCENTER_AMI__RECONNECT__MIN_DELAY": "0.1",
             "CALLCENTER_DATABASE__URL": f"sqlite:///{tmp_path / 'cc.sqlite3'}",
+            "CALLCENTER_HTTP__PORT": "0",  # the agent API on a free port, never a fixed one
             **(env or {}),
         },
     )

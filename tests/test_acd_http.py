@@ -326,3 +326,50 @@ def test_the_board_follows_offers_answers_and_the_end_of_calls() -> None:
     assert board.status("6001") == AgentStatus("6001", "wrap_up", None, 40.0, None)
     with pytest.raises(KeyError):
         board.status("6009")
+
+
+def test_the_process_serves_the_agent_api_on_its_loop(
+    reactor: Any, run: Any, tmp_path: Path
+) -> None:
+    """callcenter.app wiring: with ``http`` enabled the backend serves the API from start
+    (port 0: any free one), with the ACD's routes and any a domain adds; an agent's pause
+    through it pauses the ACD's agent; stop closes the port."""
+    from fastapi import APIRouter
+
+    from tests.e2e import start_backend, start_simulator
+
+    queues = tmp_path / "queues.yaml"
+    queues.write_text(yaml.safe_dump(QUEUES), encoding="utf-8")
+    simulator = start_simulator(reactor)
+    env = {"CALLCENTER_ACD__QUEUES": str(queues), "CALLCENTER_ACD__LOGIN_AGENTS": "true"}
+    app = start_backend(reactor, run, simulator, tmp_path, env)
+    try:
+        assert app.api is not None and app.acd is not None and app.api.port
+        extra = APIRouter()
+        extra.add_api_route("/api/v1/extra", lambda: {"added": True})
+        app.add_router(extra)  # as the screen-pop bridge adds its routes
+        app.accounts.add("alice", PASSWORD, "agent", "6001")
+        url = f"http://127.0.0.1:{app.api.port}"
+
+        async def go() -> tuple[int, dict[str, Any], dict[str, Any]]:
+            async with httpx.AsyncClient(base_url=url) as client:
+                session = await client.post(
+                    "/api/v1/session", json={"username": "alice", "password": PASSWORD}
+                )
+                auth = {"Authorization": f"Bearer {session.json()['token']}"}
+                paused = await client.post(
+                    "/api/v1/agent/pause", json={"reason": "training"}, headers=auth
+                )
+                extra = await client.get("/api/v1/extra")
+                return paused.status_code, paused.json(), extra.json()
+
+        status, body, added = in_loop(run, go())
+        assert status == 200 and (body["state"], body["reason"]) == ("paused", "training")
+        assert added == {"added": True}
+        assert app.acd.router.agents.get("6001").state is AgentState.PAUSED
+    finally:
+        port = app.api.port if app.api is not None else None
+        run(app.stop())
+        simulator.stopListening()
+    with pytest.raises(httpx.ConnectError):
+        in_loop(run, httpx.AsyncClient().get(f"http://127.0.0.1:{port}/api/v1/me"))

@@ -57,6 +57,7 @@ class Backend:
             "CALLCENTER_ACD__QUEUES": str(queues),
             "CALLCENTER_ACD__LOGIN_AGENTS": "true",
             "CALLCENTER_HISTORY__SPOOL_DIR": str(tmp / "spool"),
+            "CALLCENTER_HTTP__PORT": "0",  # the agent API on any free port
         }
         self.proc: subprocess.Popen[bytes] | None = None
 

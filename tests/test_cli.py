@@ -34,7 +34,7 @@ def _cli(*args: str, cwd: Path, env: dict[str, str] | None = None, **kw: Any) ->
     return subprocess.run(
         [sys.executable, "-m", "callcenter.cli", "--config", CONFIG, *args],
         cwd=cwd,
-        env={**clean, **(env or {})},
+        env={**clean, "CALLCENTER_HTTP__PORT": "0", **(env or {})},  # API: any free port
         capture_output=True,
         text=True,
         timeout=60,
@@ -118,6 +118,7 @@ def test_run_with_the_login_refused_warns_once_and_the_figures_say_why(
         "CALLCENTER_AMI__USERNAME": "cti",
         "CALLCENTER_AMI__SECRET": "not-the-secret",
         "CALLCENTER_AMI__RECONNECT__MIN_DELAY": "0.2",
+        "CALLCENTER_HTTP__PORT": "0",  # the agent API on any free port
     }
     cmd = [sys.executable, "-m", "callcenter.cli", "--config", CONFIG, "run"]
     with out.open("w") as stdout, err.open("w") as stderr:

@@ -60,6 +60,7 @@ def _callcenter(tmp_path: Path, redis_url: str) -> subprocess.CompletedProcess[s
         "CALLCENTER_REDIS__URL": redis_url,
         "CALLCENTER_DATABASE__URL": f"sqlite:///{tmp_path / 'cc.sqlite3'}",
         "CALLCENTER_AMI__PORT": str(_free_port()),
+        "CALLCENTER_HTTP__PORT": "0",  # the agent API on any free port
     }
     return subprocess.run(
         [sys.executable, "-m", "callcenter.cli", "run", "--duration", "5"],

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -228,3 +231,70 @@ def test_migration_0005_up_and_down(database_url: str) -> None:
     migrations.upgrade(database_url)
     assert Accounts(engine).list() == []
     engine.dispose()
+
+
+# -- callcenter users add / list ----------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _users(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "callcenter.cli", "--config", str(ROOT / "config/callcenter.yaml"),
+         "--log-level", "WARNING", "users", *args],
+        cwd=tmp_path,
+        env={**clean, "CALLCENTER_DATABASE__URL": f"sqlite:///{tmp_path / 'cc.sqlite3'}"},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+
+
+def test_users_add_and_list_from_the_command_line(tmp_path: Path) -> None:
+    added = _users(
+        tmp_path, "add", "alice", "--role", "agent", "--agent", "6001", "--password-stdin",
+        stdin="s3cret-pass\n",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert added.stdout == "account alice added (role agent, ACD agent 6001)\n"
+    sam = _users(tmp_path, "add", "sam", "--role", "supervisor", "--password-stdin",
+                 stdin="super-visor\n")  # fmt: skip
+    assert sam.returncode == 0, sam.stderr
+    listed = _users(tmp_path, "list")
+    assert listed.returncode == 0
+    rows = [line.split()[:3] for line in listed.stdout.splitlines()]
+    assert rows == [["alice", "agent", "6001"], ["sam", "supervisor", "-"]]
+    engine = create_engine(f"sqlite:///{tmp_path / 'cc.sqlite3'}")
+    assert Accounts(engine).authenticate("alice", "s3cret-pass") == Account(
+        "alice", "agent", "6001"
+    )  # the newline ending the line is not part of the password
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["add", "alice", "--role", "agent", "--agent", "6001"], "s3cret-pass\n",
+         "USERNAME: 'alice' already exists"),
+        (["add", "bob", "--role", "supervisor"], "short\n",
+         "password: too short: at least 8 characters"),
+        (["add", "bob", "--role", "agent"], "s3cret-pass\n",
+         "--agent: an agent account needs the ACD agent it acts as"),
+        (["add", "bob", "--role", "agent", "--agent", "9999"], "s3cret-pass\n",
+         "--agent: agent '9999' is not in the ACD configuration"),
+        (["add", "bob", "--role", "root"], "s3cret-pass\n",
+         "argument --role: invalid choice: 'root'"),
+    ],
+)  # fmt: skip
+def test_users_add_refuses_with_a_clear_error_and_adds_nothing(
+    tmp_path: Path, args: list[str], stdin: str, message: str
+) -> None:
+    first = _users(tmp_path, "add", "alice", "--role", "agent", "--agent", "6001",
+                   "--password-stdin", stdin="s3cret-pass\n")  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    refused = _users(tmp_path, *args, "--password-stdin", stdin=stdin)
+    assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert [line.split()[0] for line in _users(tmp_path, "list").stdout.splitlines()] == ["alice"]

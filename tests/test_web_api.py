@@ -252,3 +252,35 @@ def test_the_loop_keeps_running_while_a_log_in_hashes(served: Served, run: Any) 
     assert in_loop(run, log_in_while_ticking()) == 4
     gaps = [b - a for a, b in itertools.pairwise(ticks)]
     assert len(ticks) > 10 and max(gaps) < 0.05, max(gaps)
+
+
+def test_the_demo_serves_the_api_on_a_free_port_when_its_port_is_taken(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_")}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "callcenter.cli", "--config",
+             str(root / "config/callcenter.yaml"), "demo", "--port", "0", "--duration", "2",
+             "--figures-every", "0", "--calls-per-minute", "0"],
+            cwd=tmp_path,
+            env={**clean, "CALLCENTER_HTTP__PORT": str(port)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (
+        f"HTTP port 127.0.0.1:{port} is taken (Address already in use): the API listens on a "
+        "free port instead"
+    ) in proc.stdout
+    [line] = [x for x in proc.stdout.splitlines() if x.startswith("Agent API: ")]
+    served = int(line.removeprefix("Agent API: http://127.0.0.1:").removesuffix("/api/docs"))
+    assert served not in (0, port)
+    assert "API: stopped" in proc.stderr and "Traceback" not in proc.stderr

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -182,9 +183,12 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-# Verified against when the username is unknown, so that an unknown user costs what a wrong
-# password does and the answer's timing does not tell which usernames exist.
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the username is unknown, so that an unknown user costs what a
+    wrong password does and the answer's timing does not tell which usernames exist (made
+    on first use: importing this module costs no scrypt)."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 class Accounts:
@@ -274,7 +278,7 @@ class Accounts:
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         if row is None:
-            verify_password(password, _DUMMY_HASH)
+            verify_password(password, _dummy_hash())
             return None
         if not verify_password(password, row.password_hash) or row.disabled:
             return None

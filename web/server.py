@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from typing import Any
 
@@ -57,7 +58,8 @@ class ApiServer:
         try:
             sock = socket.create_server((host, port), family=family)
         except OSError as exc:
-            reason = exc.strerror or str(exc)
+            # create_server's strerror repeats the address: the errno's text says it all.
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise ListenError(f"the API cannot listen on {host}:{port} ({reason})") from None
         sock.setblocking(False)
         self._socket, self.host, self.port = sock, host, sock.getsockname()[1]
