@@ -35,6 +35,7 @@ from crm_bridge.config import CrmServiceSettings
 from crm_bridge.errors import CrmStartupError
 from crm_bridge.external import HttpCrm
 from crm_bridge.external import from_settings as external_crm
+from crm_bridge.http import pop_routes
 from crm_bridge.numbers import region_for_country_code
 from crm_bridge.service import CrmBridgeService
 from cti.ami.client import DEFAULT_RESYNC_ACTIONS, AmiClient, AmiClientSettings, LinkChange
@@ -287,6 +288,7 @@ class CallCenter:
         if settings.http.enabled:
             self.accounts = Accounts(self.engine, token_hours=settings.http.token_hours)
             routers = [agent_routes(self.acd, account=current_account)] if self.acd else []
+            routers.append(pop_routes(self.crm, self.crm.settings.default_region))
             app = build_api(accounts=self.accounts, routers=routers, title="callcenter")
             self.api = ApiServer(app, reactor=reactor)
         # -- end of the agent API -------------------------------------------------------------
