@@ -47,6 +47,10 @@ MAX_QUEUED = 256
 
 T = TypeVar("T")
 
+# Module-level: the routes' annotations are strings (PEP 563), resolved in this module.
+agent_only = require_role("agent")
+staff = require_role("agent", "supervisor", "admin")
+
 
 class Choice(BaseModel):
     """A customer picked for the call."""
@@ -65,8 +69,6 @@ def pop_routes(service: CrmBridgeService, default_region: str) -> APIRouter:
     """The pop routes of ``service``; ``default_region`` reads numbers given without a
     country code in look-ups."""
     router = APIRouter(prefix="/api/v1", tags=["screen pop"])
-    agent_only = require_role("agent")
-    staff = require_role("agent", "supervisor", "admin")
 
     def agent_of(account: Account) -> str:
         if account.agent is None:
@@ -209,7 +211,7 @@ async def _drain(socket: WebSocket) -> None:
 
 
 async def _close_quietly(socket: WebSocket, code: int, reason: str) -> None:
-    with suppress(RuntimeError):  # already closed by the client
+    with suppress(RuntimeError, WebSocketDisconnect):  # the client is gone already
         await socket.close(code, reason)
 
 

@@ -1,0 +1,172 @@
+"""Screen pops end to end: a known customer calls through the PBX simulator (real AMI over
+TCP), the product's ACD rings agents, and each agent's authenticated WebSocket gets the pop
+of the call ringing at their phone — before answer, nobody else's — which follows the call
+to the agent who answers, is given again on reconnect, ends with the call and is audited."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+import yaml
+from sqlalchemy import select, update
+from twisted.internet.defer import Deferred
+
+from crm_bridge import store
+from crm_bridge.schema import customers, pops
+from tests.e2e import caller, start_backend, start_simulator, until
+
+QUEUES = {
+    "agent_interface": "Local/{agent}@agents",
+    "queues": {"sales": {"lanes": ["external"], "ring_timeout": 2, "wrap_up": 1}},
+    "agents": {
+        # Penalty 0: rung first; never answers, so the pop moves on.
+        "6101": {"name": "Nobody", "interface": "Local/6101@agents-noanswer",
+                 "queues": {"sales": 0}},
+        "6001": {"name": "Alice", "queues": {"sales": 1}},
+    },
+}  # fmt: skip
+NUMBER = "+302101234567"
+PROFILE = {"tier": {"tier": "vip", "reason": "VIP: top 1% by 365-day revenue"},
+           "next_step": {"code": "referral", "step": "Thank them; ask for a referral"}}  # fmt: skip
+
+
+class PopClient:
+    """One agent's pop feed, as a page would hold it."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url, token
+        self.messages: list[dict[str, Any]] = []
+        self.close_code: int | None = None
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        async with websockets.connect(self.url) as socket:
+            await socket.send(json.dumps({"token": self.token}))
+            try:
+                async for raw in socket:
+                    self.messages.append(json.loads(raw))
+            except websockets.ConnectionClosed:
+                pass
+            self.close_code = socket.close_code
+
+    @property
+    def pops(self) -> list[dict[str, Any]]:
+        return [m["pop"] for m in self.messages if m["type"] == "pop"]
+
+    def kinds(self) -> list[str]:
+        return [p["kind"] for p in self.pops]
+
+    def stop(self) -> None:
+        self.task.cancel()
+
+
+@pytest.fixture
+def center(reactor: Any, run: Any, tmp_path: Path) -> Any:
+    queues = tmp_path / "queues.yaml"
+    queues.write_text(yaml.safe_dump(QUEUES))
+    simulator = start_simulator(reactor)
+    app = start_backend(reactor, run, simulator, tmp_path, {
+        "CALLCENTER_ACD__QUEUES": str(queues), "CALLCENTER_ACD__LOGIN_AGENTS": "true",
+    })  # fmt: skip
+    with app.engine.begin() as conn:
+        store.add_customer(conn, "k1", "Ελένη Παππά", [NUMBER], source="test", now=0.0)
+        conn.execute(update(customers).values(tier="vip", profile=PROFILE, profiled_at=1.0))
+    for agent in ("6101", "6001"):
+        app.accounts.add(agent, "pop-test-password", "agent", agent=agent)
+    app.accounts.add("sup", "pop-test-password", "supervisor")
+    yield app
+    run(app.stop())
+    simulator.stopListening()
+
+
+def token(app: Any, username: str) -> str:
+    account = app.accounts.authenticate(username, "pop-test-password")
+    return str(app.accounts.issue_token(account).token)
+
+
+def feed_url(app: Any) -> str:
+    return f"ws://127.0.0.1:{app.api.port}/api/v1/pops"
+
+
+def test_the_pop_reaches_the_rung_agent_before_answer_and_follows_the_call(
+    center: Any, run: Any
+) -> None:
+    app = center
+    nobody = PopClient(feed_url(app), token(app, "6101"))
+    alice = PopClient(feed_url(app), token(app, "6001"))
+    late: list[PopClient] = []
+
+    async def go() -> None:
+        await until(lambda: bool(nobody.messages) and bool(alice.messages))
+        assert nobody.messages[0] == {"type": "hello", "agent": "6101"}
+        await app.ami.send_action("Originate", caller(NUMBER, "Eleni", "5003", 8))
+        await until(lambda: "answered" in alice.kinds(), timeout=20)
+        # A second tab (or a reconnect) gets the pop of the call in progress at once.
+        late.append(PopClient(feed_url(app), token(app, "6001")))
+        await until(lambda: bool(late[0].pops))
+        await until(lambda: "ended" in alice.kinds(), timeout=20)
+
+    try:
+        run(go(), timeout=45)
+    finally:
+        for client in (nobody, alice, *late):
+            client.stop()
+    # The agent who never answers was rung first: the pop came, then went.
+    assert nobody.kinds()[0] == "ring" and nobody.kinds()[-1] == "withdrawn"
+    assert "answered" not in nobody.kinds()
+    # The agent who answered: ring (the customer known before answer), answered, ended.
+    kinds = [k for k in alice.kinds() if k != "update"]
+    assert kinds == ["ring", "answered", "ended"]
+    ring = next(p for p in alice.pops if p["kind"] == "ring")
+    shown = next(p for p in alice.pops if p["customer"] is not None)
+    assert alice.pops.index(shown) < alice.kinds().index("answered")
+    assert shown["customer"]["id"] == "k1"
+    assert shown["customer"]["name"] == "Ελένη Παππά"
+    assert shown["customer"]["profile"]["tier"]["reason"].startswith("VIP")
+    assert ring["caller"]["number"] == NUMBER and ring["queue"] == "sales"
+    assert {p["call_id"] for p in alice.pops} == {ring["call_id"]}
+    assert late[0].pops[0]["kind"] == "answered" and late[0].pops[0]["customer"]["id"] == "k1"
+    # Every frame sent is audited with the call.
+    run(app.crm._write_audit())
+    with app.engine.connect() as conn:
+        audited = conn.execute(
+            select(pops.c.agent, pops.c.kind).where(pops.c.call_id == ring["call_id"])
+        ).all()
+    assert ("6001", "ring") in audited and ("6101", "withdrawn") in audited
+
+
+def test_pop_feeds_and_routes_refuse_strangers(center: Any, run: Any) -> None:
+    app = center
+    stranger = PopClient(feed_url(app), "not-a-token")
+    supervisor = PopClient(feed_url(app), token(app, "sup"))
+    base = f"http://127.0.0.1:{app.api.port}/api/v1"
+
+    run(until(lambda: stranger.close_code is not None and supervisor.close_code is not None))
+
+    async def go() -> dict[str, int]:
+        async with httpx.AsyncClient() as http:
+            alice = {"Authorization": f"Bearer {token(app, '6001')}"}
+            return {
+                "no token": (await http.get(f"{base}/pops/current")).status_code,
+                "none yet": (await http.get(f"{base}/pops/current", headers=alice)).status_code,
+                "not theirs": (
+                    await http.get(f"{base}/calls/123.4/pop", headers=alice)
+                ).status_code,
+                "bad body": (
+                    await http.post(f"{base}/calls/123.4/customer", headers=alice, json={})
+                ).status_code,
+                "bad number": (
+                    await http.get(f"{base}/customers", params={"number": "12ab"}, headers=alice)
+                ).status_code,
+            }
+
+    statuses = run(Deferred.fromFuture(asyncio.ensure_future(go())), timeout=20)
+    assert stranger.close_code == 4401 and supervisor.close_code == 4403
+    assert statuses == {"no token": 401, "none yet": 200, "not theirs": 404, "bad body": 422,
+                        "bad number": 422}  # fmt: skip
