@@ -298,3 +298,19 @@ def test_users_add_refuses_with_a_clear_error_and_adds_nothing(
     assert refused.returncode == 2 and message in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
     assert [line.split()[0] for line in _users(tmp_path, "list").stdout.splitlines()] == ["alice"]
+
+
+def test_a_new_password_replaces_the_old_one_and_is_checked_like_any(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'pw.sqlite3'}"
+    migrations.upgrade(url)
+    accounts = Accounts(create_engine(url))
+    accounts.add("6001", "first-password", "agent", agent="6001")
+    accounts.set_password("6001", "second-password")
+    assert accounts.authenticate("6001", "first-password") is None
+    assert accounts.authenticate("6001", "second-password") is not None
+    with pytest.raises(AccountError) as weak:
+        accounts.set_password("6001", "short")
+    assert weak.value.field == "password"
+    with pytest.raises(AccountError) as unknown:
+        accounts.set_password("nobody", "second-password")
+    assert unknown.value.field == "username"

@@ -41,6 +41,7 @@ from sqlalchemy import (
     delete,
     insert,
     select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -191,6 +192,18 @@ def _dummy_hash() -> str:
     return hash_password(secrets.token_urlsafe(16))
 
 
+def _check_password(password: str) -> None:
+    """:class:`AccountError` (field ``password``) unless ``password`` is strong enough."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError("password", f"too short: at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise AccountError("password", f"too long: at most {MAX_PASSWORD_LENGTH} characters")
+    if password.strip() != password or len(set(password)) < 3:
+        raise AccountError(
+            "password", "weak: no leading or trailing spaces, at least 3 different characters"
+        )
+
+
 class Accounts:
     """The accounts and tokens in the database at ``engine``.
 
@@ -230,14 +243,7 @@ class Accounts:
             raise AccountError("agent", f"only agent accounts act as an ACD agent, not {role}")
         if agent is not None and not _AGENT.fullmatch(agent):
             raise AccountError("agent", f"{agent!r} is not an ACD agent name (e.g. 6001)")
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise AccountError("password", f"too short: at least {MIN_PASSWORD_LENGTH} characters")
-        if len(password) > MAX_PASSWORD_LENGTH:
-            raise AccountError("password", f"too long: at most {MAX_PASSWORD_LENGTH} characters")
-        if password.strip() != password or len(set(password)) < 3:
-            raise AccountError(
-                "password", "weak: no leading or trailing spaces, at least 3 different characters"
-            )
+        _check_password(password)
         row = {
             "username": username,
             "password_hash": hash_password(password),
@@ -256,6 +262,19 @@ class Accounts:
         except IntegrityError:  # added by someone else between the check and the insert
             raise AccountError("username", f"{username!r} already exists") from None
         return Account(username, role, agent)
+
+    def set_password(self, username: str, password: str) -> None:
+        """Give ``username`` a new password; its tokens stay valid until they expire or are
+        revoked. :class:`AccountError` for an unknown username or a weak password."""
+        _check_password(password)
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(accounts)
+                .where(accounts.c.username == username)
+                .values(password_hash=hash_password(password))
+            ).rowcount
+        if not changed:
+            raise AccountError("username", f"no account {username!r}")
 
     def list(self) -> list[AccountRecord]:
         """Every account, by username."""
