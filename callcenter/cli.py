@@ -187,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
         _pops,
         "an agent's screen pops, live",
         "Log in to the API as an agent and print each screen pop the agent gets, live (the\n"
-        "pop of the call in progress first). The password is read from $CALLCENTER_PASSWORD,\n"
+        "pop of the call in progress first). The password is read from $AGENT_PASSWORD,\n"
         "else asked for. Reconnects by itself while the backend is away.",
     )
     pops.add_argument("--agent", required=True, metavar="USER", help="the agent's user name")
@@ -364,7 +364,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         "Live call events follow; Ctrl-C stops.",
         flush=True,
     )
-    return _serve(reactor, settings, args.duration, args.figures_every)
+    return _serve(reactor, settings, args.duration, args.figures_every, demo=True)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -373,7 +373,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(
-    reactor: Any, settings: Settings, duration: float | None, figures_every: float = FIGURES_EVERY
+    reactor: Any,
+    settings: Settings,
+    duration: float | None,
+    figures_every: float = FIGURES_EVERY,
+    *,
+    demo: bool = False,
 ) -> int:
     from twisted.internet.task import LoopingCall
 
@@ -406,9 +411,11 @@ def _serve(
             figures = LoopingCall(show_figures)
             figures.clock = reactor
             figures.start(figures_every, now=False)
+    logins = _demo_data(app) if demo else []
     app.start()
     if app.api is not None:
         print(f"Agent API: http://{app.api.host}:{app.api.port}/api/docs", flush=True)
+        _print_logins(logins, f"http://{app.api.host}:{app.api.port}")
     reactor.addSystemEventTrigger("before", "shutdown", app.stop)
     if duration is not None:
         reactor.callLater(duration, reactor.stop)
@@ -419,6 +426,38 @@ def _serve(
         flush=True,
     )
     return _history_exit_code(app.history_closed)
+
+
+def _demo_data(app: Any) -> list[Any]:
+    """The demo's customers (the first time) and its sample log-ins (see callcenter.demo)."""
+    from callcenter.demo import demo_logins, seed_customers
+    from pbx_simulator.traffic import load_customers
+
+    callers = [(c.name, c.number) for c in load_customers(app.settings.simulator.traffic.customers)]
+    written = seed_customers(
+        app.engine, callers, region=app.crm.settings.default_region, rules=app.crm.rules
+    )
+    if written:
+        print(f"Demo customers: {written:,} generated, profiles computed", flush=True)
+    if app.api is None or app.acd is None:
+        return []
+    return demo_logins(app.accounts, app.acd.config.agents)
+
+
+def _print_logins(logins: list[Any], url: str) -> None:
+    """The sample log-ins, and the command that shows an agent's pops live."""
+    if not logins:
+        return
+    print("Log-ins for this run (passwords are new each run):", flush=True)
+    for login in logins:
+        print(f"  {login.role:<10} {login.username:<11} password {login.password}", flush=True)
+    agent = next(login for login in logins if login.role == "agent")
+    print(
+        f"Screen pops of agent {agent.username}, live, in another terminal:\n"
+        f"  AGENT_PASSWORD='{agent.password}' .venv/bin/callcenter pops "
+        f"--agent {agent.username} --url {url}",
+        flush=True,
+    )
 
 
 def _demo_api_port(settings: Settings) -> Settings:
@@ -472,10 +511,17 @@ def _pops(args: argparse.Namespace, settings: Settings) -> int:
 
     from callcenter.pops import PopClientError, describe_pop, follow_pops, log_in
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
+
     url = (args.url or f"http://{settings.http.host}:{settings.http.port}").rstrip("/")
-    password = os.environ.get("CALLCENTER_PASSWORD") or getpass.getpass(
-        f"password of {args.agent}: "
-    )
+    password = os.environ.get("AGENT_PASSWORD")
+    if not password:
+        try:
+            password = getpass.getpass(f"password of {args.agent}: ")
+        except EOFError:
+            raise CommandError(
+                "no password: set AGENT_PASSWORD or run it in a terminal to be asked"
+            ) from None
 
     def show(pop: Any) -> None:
         if pop.get("kind") == "connected":
