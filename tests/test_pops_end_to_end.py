@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from twisted.internet.defer import Deferred
 
 from crm_bridge import store
 from crm_bridge.schema import customers, pops
+from tests.conftest import sleep
 from tests.e2e import caller, start_backend, start_simulator, until
 
 QUEUES = {
@@ -170,3 +174,29 @@ def test_pop_feeds_and_routes_refuse_strangers(center: Any, run: Any) -> None:
     assert stranger.close_code == 4401 and supervisor.close_code == 4403
     assert statuses == {"no token": 401, "none yet": 200, "not theirs": 404, "bad body": 422,
                         "bad number": 422}  # fmt: skip
+
+
+def test_callcenter_pops_prints_the_agents_pops_live(center: Any, run: Any) -> None:
+    app = center
+    env = {**os.environ, "AGENT_PASSWORD": "pop-test-password", "CALLCENTER_HTTP__PORT": "0"}
+    command = [sys.executable, "-m", "callcenter.cli", "pops", "--agent", "6001",
+               "--url", f"http://127.0.0.1:{app.api.port}", "--duration", "20"]  # fmt: skip
+    client = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        run(until(lambda: app.crm.sessions.connected("6001") == 1, timeout=15))
+        run(app.ami.send_action("Originate", caller(NUMBER, "Eleni", "5003", 3)))
+        run(until(lambda: _ended(app), timeout=25), timeout=30)
+        run(sleep(0.5))  # the "ended" frame's way to the client
+    finally:
+        client.terminate()
+        out, _ = client.communicate(timeout=10)
+    lines = out.splitlines()
+    assert lines[0].startswith("connected to http://127.0.0.1:")
+    ring = next(line for line in lines if " ring " in line)
+    assert f"from {NUMBER}" in ring
+    shown = next(line for line in lines if "Ελένη Παππά [k1]" in line)
+    assert "VIP: top 1%" in shown and "next: Thank them; ask for a referral" in shown
+
+
+def _ended(app: Any) -> bool:
+    return any(e.kind == "ended" for e in app.seen)
