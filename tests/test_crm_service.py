@@ -338,3 +338,36 @@ def test_ended_calls_become_contacts_and_profile_their_customer_again(
         assert row.talk == 45.0
     finally:
         run(service.stop())
+
+
+def test_a_new_order_profiles_its_customer_again(
+    engine: Engine, reactor: Any, run: Callable[..., Any]
+) -> None:
+    from decimal import Decimal
+
+    from crm_bridge.config import ProfileRules
+    from crm_bridge.recompute import recompute_all
+
+    recompute_all(engine, NOW, ProfileRules())
+    service = CrmBridgeService(
+        CrmServiceSettings(contacts_every=0.2), reactor=reactor, engine=engine, agent_of=agent_of
+    )
+    service.start()
+    try:
+        run(sleep(0.3))  # the first pass
+        with engine.begin() as conn:
+            now = reactor.seconds()
+            store.add_order(conn, "c2", now - 10, Decimal("99.00"), "books", now=now)
+
+        def profiled() -> dict[str, Any] | None:
+            with engine.connect() as conn:
+                row = conn.execute(
+                    select(customers.c.profile, customers.c.profiled_at)
+                    .where(customers.c.id == "c2")
+                ).one()  # fmt: skip
+            return row.profile if row.profiled_at > NOW else None
+
+        until(run, lambda: profiled() is not None)
+        assert (profiled() or {})["lifecycle"]["stage"] == "development"
+    finally:
+        run(service.stop())
