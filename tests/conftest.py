@@ -95,6 +95,27 @@ def postgres_url() -> str:
     return url
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind the product runs on: a SQLite file, then PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.sqlite3'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def migrated_engine(database_url: str) -> Iterator[Any]:
+    """An engine on ``database_url`` with every migration applied (disposed after)."""
+    from sqlalchemy import create_engine
+
+    import migrations
+
+    migrations.upgrade(database_url)
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
 def redis_url() -> str:
     """A real redis-server (database flushed)."""

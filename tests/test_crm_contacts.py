@@ -3,14 +3,12 @@ SQLite and PostgreSQL: one contact per ended call, once, with its customer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, insert, select
+from sqlalchemy import Engine, insert, select
 
-import migrations
 from acd.events import (
     AcdEvent,
     CallerAbandoned,
@@ -44,17 +42,9 @@ ALICE = "+4930111111"
 SHARED = "+4930222222"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'crm.sqlite3'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    migrations.upgrade(database_url)
-    engine = create_engine(database_url)
+def engine(migrated_engine: Engine) -> Engine:
+    engine = migrated_engine
     with engine.begin() as conn:
         conn.execute(
             insert(customers),
@@ -72,8 +62,7 @@ def engine(database_url: str) -> Iterator[Engine]:
                 {"customer_id": "carol", "number": SHARED},
             ],
         )
-    yield engine
-    engine.dispose()
+    return engine
 
 
 def _end(call_id: str, at: float, *, talk: float | None = None) -> CallEnded:

@@ -33,13 +33,6 @@ k3,,2025-01-01 08:00,1200,garden
 """
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'crm.sqlite3'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 @pytest.fixture
 def config(tmp_path: Path, database_url: str) -> Path:
     path = tmp_path / "callcenter.yaml"

@@ -3,15 +3,12 @@ populations whose classes are known, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, func, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 
-import migrations
 from crm_bridge import store
 from crm_bridge.config import ProfileRules, PyramidRules
 from crm_bridge.customer import DAY, Contact, CustomerHistory, Order
@@ -34,19 +31,9 @@ THRESHOLD = ProfileRules(
 )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'crm.sqlite3'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    migrations.upgrade(database_url)
-    engine = create_engine(database_url)
-    yield engine
-    engine.dispose()
+def engine(migrated_engine: Engine) -> Engine:
+    return migrated_engine
 
 
 def _monthly(amount: int, months: int, category: str = "garden", *, skip: int = 0) -> list[Order]:

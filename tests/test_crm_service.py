@@ -6,14 +6,13 @@ the ACD's tier index comes from the stored profiles, every frame sent is audited
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, insert, select, update
 
-import migrations
 from acd.events import CallerConnected, CallerOffered
 from crm_bridge import store
 from crm_bridge.config import CrmServiceSettings
@@ -31,17 +30,9 @@ PROFILE = {
 }
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'crm.sqlite3'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    migrations.upgrade(database_url)
-    engine = create_engine(database_url)
+def engine(migrated_engine: Engine) -> Engine:
+    engine = migrated_engine
     with engine.begin() as conn:
         store.add_customer(conn, "c1", "Zoë Müller", ["+4930123456"], source="test", now=NOW)
         store.add_customer(conn, "c2", "Jürgen Groß", ["+4930777777"], source="test", now=NOW)
@@ -56,8 +47,7 @@ def engine(database_url: str) -> Iterator[Engine]:
             at=NOW - 86400, queue="support", agent="6002", wait=30.0, talk=200.0,
             outcome="answered", ivr_path=[], complaint=True,
         ))  # fmt: skip
-    yield engine
-    engine.dispose()
+    return engine
 
 
 class Agents:

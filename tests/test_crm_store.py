@@ -4,14 +4,11 @@ that bump the customer, call choices, the ACD's tier index, unknown ids."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, insert, select, update
+from sqlalchemy import Engine, insert, select, update
 
-import migrations
 from crm_bridge import store
 from crm_bridge.customer import Contact, CustomerHistory, Order
 from crm_bridge.errors import DuplicateCustomer, NumberError, UnknownCustomer
@@ -20,25 +17,16 @@ from crm_bridge.schema import contacts, customers, orders
 NOW = 1_780_000_000.0
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'crm.sqlite3'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    migrations.upgrade(database_url)
-    engine = create_engine(database_url)
+def engine(migrated_engine: Engine) -> Engine:
+    engine = migrated_engine
     with engine.begin() as conn:
         store.add_customer(conn, "c1", "Jürgen Müller", ["+49301234567", "+4915123456789"],
                            email="jm@example.de", first_seen=NOW - 400 * 86400, source="test",
                            now=NOW)  # fmt: skip
         store.add_customer(conn, "c2", "Élodie Dubois", ["+49301234567"], source="test", now=NOW)
         store.add_customer(conn, "c3", "王伟", ["+8613123456789"], source="test", now=NOW)
-    yield engine
-    engine.dispose()
+    return engine
 
 
 def _contact(customer_id: str, call_id: str, at: float, **kw: object) -> dict[str, object]:

@@ -43,13 +43,6 @@ from tests.conftest import sleep
 from web.accounts import metadata as web_metadata
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'history.sqlite3'}"
-    return request.getfixturevalue("postgres_url")
-
-
 def _events(call_id: str, n: int) -> list[Any]:
     """``arrived``, ``n`` digits (a kind that may repeat), ``answered``, ``ended``."""
     caller = Caller(number="+302101234567", name="Ελένη Παππά", raw_number="+302101234567")

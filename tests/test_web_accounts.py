@@ -32,13 +32,6 @@ from web.accounts import accounts as accounts_table
 from web.auth import LoginThrottle
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'accounts.sqlite3'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 class Clock:
     def __init__(self, now: float = 1_800_000_000.0) -> None:
         self.now = now
