@@ -56,6 +56,19 @@ metadata = MetaData()
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
+
+def _customer_ref(
+    ondelete: str, *, nullable: bool = False, primary_key: bool = False
+) -> Column[str]:
+    """A ``customer_id`` column referring to ``customers.id``."""
+    return Column(
+        "customer_id",
+        String(64),
+        ForeignKey("customers.id", ondelete=ondelete),
+        nullable=nullable,
+        primary_key=primary_key,
+    )
+
 customers = Table(
     "customers",
     metadata,
@@ -76,12 +89,7 @@ customers = Table(
 customer_numbers = Table(
     "customer_numbers",
     metadata,
-    Column(
-        "customer_id",
-        String(64),
-        ForeignKey("customers.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    _customer_ref("CASCADE", primary_key=True),
     Column("number", String(32), primary_key=True),
     Column("label", String(32), nullable=True),
     Index("ix_customer_numbers_number", "number"),
@@ -91,12 +99,7 @@ orders = Table(
     "orders",
     metadata,
     Column("id", _ID, primary_key=True, autoincrement=True),
-    Column(
-        "customer_id",
-        String(64),
-        ForeignKey("customers.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _customer_ref("CASCADE"),
     Column("ref", String(64), nullable=True),
     Column("at", Float(precision=53), nullable=False),
     Column("amount_cents", BigInteger(), nullable=False),
@@ -110,12 +113,7 @@ contacts = Table(
     metadata,
     Column("pbx", String(64), primary_key=True),
     Column("call_id", String(128), primary_key=True),
-    Column(
-        "customer_id",
-        String(64),
-        ForeignKey("customers.id", ondelete="SET NULL"),
-        nullable=True,
-    ),
+    _customer_ref("SET NULL", nullable=True),
     Column("number", String(32), nullable=True),
     Column("at", Float(precision=53), nullable=False),
     Column("queue", String(64), nullable=True),
@@ -144,12 +142,7 @@ call_customers = Table(
     metadata,
     Column("pbx", String(64), primary_key=True),
     Column("call_id", String(128), primary_key=True),
-    Column(
-        "customer_id",
-        String(64),
-        ForeignKey("customers.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _customer_ref("CASCADE"),
     Column("chosen_by", String(64), nullable=True),
     Column("at", Float(precision=53), nullable=False),
 )

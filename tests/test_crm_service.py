@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,14 @@ from sqlalchemy import Engine, create_engine, insert, select, update
 
 from acd.events import CallerConnected, CallerOffered
 from crm_bridge import store
-from crm_bridge.config import CrmServiceSettings
+from crm_bridge.config import CrmServiceSettings, ProfileRules
 from crm_bridge.external import CrmAnswer, CrmUnavailable, ExternalCustomer
 from crm_bridge.pop import PopError
+from crm_bridge.recompute import recompute_all
 from crm_bridge.schema import call_customers, contacts, customers, pops, tier_runs
 from crm_bridge.service import CrmBridgeService
-from cti.calls.events import CallArrived, CallEnded, Caller
+from cti.calls.events import Agent, CallAnswered, CallArrived, CallEnded, Caller
+from cti.history import call_events
 from tests.conftest import sleep
 
 NOW = 1_780_000_000.0
@@ -66,13 +69,29 @@ def agent_of(interface: str) -> str | None:
     return interface.removeprefix("PJSIP/") if interface.startswith("PJSIP/") else None
 
 
-def started(engine: Engine, reactor: Any, run: Callable[..., Any], **kw: Any) -> CrmBridgeService:
+def started(
+    engine: Engine, reactor: Any, run: Callable[..., Any], *, profiled: bool = False, **kw: Any
+) -> CrmBridgeService:
+    """A started service, quick to refresh tiers and fill contacts; ``profiled``: after a
+    bulk tier recompute of the customers as they are."""
+    if profiled:
+        recompute_all(engine, NOW, ProfileRules())
     service = CrmBridgeService(
-        CrmServiceSettings(tier_refresh=0.2), reactor=reactor, engine=engine, agent_of=agent_of,
-        **kw,
+        CrmServiceSettings(tier_refresh=0.2, contacts_every=0.2), reactor=reactor,
+        engine=engine, agent_of=agent_of, **kw,
     )  # fmt: skip
     service.start()
     return service
+
+
+def profiled_after(engine: Engine, customer_id: str) -> dict[str, Any] | None:
+    """The customer's profile if it was computed again after the bulk run at NOW."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(customers.c.profile, customers.c.profiled_at)
+            .where(customers.c.id == customer_id)
+        ).one()  # fmt: skip
+    return row.profile if row.profiled_at is not None and row.profiled_at > NOW else None
 
 
 def arrive(service: CrmBridgeService, call_id: str, number: str | None, at: float) -> None:
@@ -286,12 +305,6 @@ def test_withheld_and_non_phone_callers_are_not_looked_up(
 def test_ended_calls_become_contacts_and_profile_their_customer_again(
     engine: Engine, reactor: Any, run: Callable[..., Any]
 ) -> None:
-    from crm_bridge.config import ProfileRules
-    from crm_bridge.recompute import recompute_all
-    from cti.calls.events import Agent, CallAnswered
-    from cti.history import call_events
-
-    recompute_all(engine, NOW, ProfileRules())
     now = reactor.seconds()
     caller = Caller("+4930123456", "Zoë", "+4930123456")
     agent = Agent("Local/6001@agents")
@@ -307,20 +320,9 @@ def test_ended_calls_become_contacts_and_profile_their_customer_again(
              "payload": e.to_record(), "event_id": f"h1-{i}", "fact": e.kind}
             for i, e in enumerate(events)
         ])  # fmt: skip
-    service = CrmBridgeService(
-        CrmServiceSettings(contacts_every=0.2), reactor=reactor, engine=engine, agent_of=agent_of
-    )
-    service.start()
+    service = started(engine, reactor, run, profiled=True)
     try:
-
-        def profiled_again() -> bool:
-            with engine.connect() as conn:
-                at = conn.execute(
-                    select(customers.c.profiled_at).where(customers.c.id == "c1")
-                ).scalar()
-                return at is not None and at > NOW
-
-        until(run, profiled_again)
+        until(run, lambda: profiled_after(engine, "c1") is not None)
         with engine.connect() as conn:
             row = conn.execute(select(contacts).where(contacts.c.call_id == "h1")).one()
         assert row.customer_id == "c1"
@@ -333,31 +335,14 @@ def test_ended_calls_become_contacts_and_profile_their_customer_again(
 def test_a_new_order_profiles_its_customer_again(
     engine: Engine, reactor: Any, run: Callable[..., Any]
 ) -> None:
-    from decimal import Decimal
-
-    from crm_bridge.config import ProfileRules
-    from crm_bridge.recompute import recompute_all
-
-    recompute_all(engine, NOW, ProfileRules())
-    service = CrmBridgeService(
-        CrmServiceSettings(contacts_every=0.2), reactor=reactor, engine=engine, agent_of=agent_of
-    )
-    service.start()
+    service = started(engine, reactor, run, profiled=True)
     try:
         run(sleep(0.3))  # the first pass
         with engine.begin() as conn:
             now = reactor.seconds()
             store.add_order(conn, "c2", now - 10, Decimal("99.00"), "books", now=now)
 
-        def profiled() -> dict[str, Any] | None:
-            with engine.connect() as conn:
-                row = conn.execute(
-                    select(customers.c.profile, customers.c.profiled_at)
-                    .where(customers.c.id == "c2")
-                ).one()  # fmt: skip
-            return row.profile if row.profiled_at > NOW else None
-
-        until(run, lambda: profiled() is not None)
-        assert (profiled() or {})["lifecycle"]["stage"] == "development"
+        until(run, lambda: profiled_after(engine, "c2") is not None)
+        assert (profiled_after(engine, "c2") or {})["lifecycle"]["stage"] == "development"
     finally:
         run(service.stop())
