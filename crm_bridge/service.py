@@ -177,29 +177,37 @@ class CrmBridgeService:
         self._filled_until: float | None = None
         self._no_run_told = False
         self._filling: Deferred[None] | None = None
+        # (timer, interval, run at once): the tier index is read at start already.
         self._loops = [
-            self._loop(self._write_audit, AUDIT_EVERY),
-            self._loop(self._refresh_tiers, settings.tier_refresh),
-            self._loop(self._fill_contacts, settings.contacts_every),
+            self._loop(self._write_audit, AUDIT_EVERY, True),
+            self._loop(self._refresh_tiers, settings.tier_refresh, False),
+            self._loop(self._fill_contacts, settings.contacts_every, True),
         ]
 
-    def _loop(self, step: Callable[[], object], interval: float) -> tuple[LoopingCall, float]:
+    def _loop(
+        self, step: Callable[[], object], interval: float, now: bool
+    ) -> tuple[LoopingCall, float, bool]:
         loop = LoopingCall(step)
         loop.clock = self.reactor
-        return loop, interval
+        return loop, interval, now
 
     # -- life cycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the thread pool, load the tier index, start the audit writer and the
-        tier-index refresh."""
+        """Load the tier index (before the AMI link starts, so callers the first snapshot
+        restores rejoin with their tier), start the thread pool, the audit writer, the
+        tier-index refresh and the contacts pass."""
+        try:
+            self._tiers_read(self._read_tiers(None))
+        except SQLAlchemyError as exc:
+            self._tiers_failed(Failure(exc))
         self._pool.start()
-        for loop, interval in self._loops:
-            loop.start(interval, now=True)
+        for loop, interval, now in self._loops:
+            loop.start(interval, now=now)
 
     def stop(self) -> Deferred[None]:
         """Stop the timers, write what audit rows the database takes, stop the pool."""
-        for loop, _ in self._loops:
+        for loop, _, _ in self._loops:
             if loop.running:
                 loop.stop()
         d = self._write_audit()

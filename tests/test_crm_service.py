@@ -115,8 +115,9 @@ def test_a_known_caller_pops_with_profile_and_last_contacts_at_the_rung_agent_on
     service = started(engine, reactor, run)
     agents = Agents(service, "6001", "6002")
     try:
-        # The tier index is loaded from the stored profiles: the ACD reads it from memory.
-        until(run, lambda: service.tiers.tier_of("+4930123456") == "vip")
+        # The tier index is loaded from the stored profiles at start, before the AMI link
+        # (restored callers rejoin with their tier): the ACD reads it from memory.
+        assert service.tiers.tier_of("+4930123456") == "vip"
         assert service.tiers.tier_of("+4930777777") == "ordinary"
         now = reactor.seconds()
         arrive(service, "k1", "+4930123456", now)
