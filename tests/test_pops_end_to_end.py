@@ -17,9 +17,10 @@ import httpx
 import pytest
 import websockets
 import yaml
-from sqlalchemy import select, update
+from sqlalchemy import create_engine, select, update
 from twisted.internet.defer import Deferred
 
+import migrations
 from crm_bridge import store
 from crm_bridge.schema import customers, pops
 from tests.conftest import sleep
@@ -74,13 +75,18 @@ class PopClient:
 def center(reactor: Any, run: Any, tmp_path: Path) -> Any:
     queues = tmp_path / "queues.yaml"
     queues.write_text(yaml.safe_dump(QUEUES))
+    # The customer is known before the backend starts: its tier reaches the ACD too.
+    url = f"sqlite:///{tmp_path / 'cc.sqlite3'}"  # the database start_backend uses
+    migrations.upgrade(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        store.add_customer(conn, "k1", "Ελένη Παππά", [NUMBER], source="test", now=0.0)
+        conn.execute(update(customers).values(tier="vip", profile=PROFILE, profiled_at=1.0))
+    engine.dispose()
     simulator = start_simulator(reactor)
     app = start_backend(reactor, run, simulator, tmp_path, {
         "CALLCENTER_ACD__QUEUES": str(queues), "CALLCENTER_ACD__LOGIN_AGENTS": "true",
     })  # fmt: skip
-    with app.engine.begin() as conn:
-        store.add_customer(conn, "k1", "Ελένη Παππά", [NUMBER], source="test", now=0.0)
-        conn.execute(update(customers).values(tier="vip", profile=PROFILE, profiled_at=1.0))
     for agent in ("6101", "6001"):
         app.accounts.add(agent, "pop-test-password", "agent", agent=agent)
     app.accounts.add("sup", "pop-test-password", "supervisor")
@@ -134,6 +140,7 @@ def test_the_pop_reaches_the_rung_agent_before_answer_and_follows_the_call(
     assert shown["customer"]["name"] == "Ελένη Παππά"
     assert shown["customer"]["profile"]["tier"]["reason"].startswith("VIP")
     assert ring["caller"]["number"] == NUMBER and ring["queue"] == "sales"
+    assert ring["tier"] == "vip"  # the ACD routed the caller with the computed tier
     assert {p["call_id"] for p in alice.pops} == {ring["call_id"]}
     assert late[0].pops[0]["kind"] == "answered" and late[0].pops[0]["customer"]["id"] == "k1"
     # Every frame sent is audited with the call.
