@@ -69,6 +69,8 @@ class ApiServer:
             access_log=False,
             log_config=None,
             timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN),
+            # Pops are small JSON frames: compressing each costs more CPU than it saves.
+            ws_per_message_deflate=False,
         )
         config.load()
         self.server = uvicorn.Server(config)
