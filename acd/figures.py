@@ -372,7 +372,7 @@ class LiveFigures:
             today=day,
             window=window,
             estimated_wait=self._estimate(
-                len(book.waiting) + 1, available + busy, available, window, day
+                len(book.waiting) + 1, available + busy, available, window.aht, day.aht
             ),
         )
 
@@ -380,21 +380,29 @@ class LiveFigures:
         """Expected remaining wait of the caller at ``position`` (1 = next) of ``queue``, by
         the position method of :func:`acd.estimate.estimated_wait` with the observed AHT
         (window, else today, else ``rules.fallback_aht``)."""
-        figures = self.figures(queue, now)
-        staffed = figures.agents_available + figures.agents_busy
-        return self._estimate(
-            position, staffed, figures.agents_available, figures.window, figures.today
-        )
+        # On every caller's arrival: only what the estimate reads (agents' states and the
+        # handle times), not every agent's occupancy as :meth:`figures` computes it.
+        at = _us(now)
+        book = self._queues.get(queue) or _Queue()
+        book.evict(at - self._window)
+        today = self._calendar.day(at)
+        day_tally = book.today if book.day == today.day else _Tally()
+        states = [
+            (self._agents.get(a) or _Agent()).state for a in self._members.get(queue, ())
+        ]
+        available = states.count("available")
+        staffed = available + sum(s in BUSY for s in states)
+        return self._estimate(position, staffed, available, _aht(book.window), _aht(day_tally))
 
     def _estimate(
         self,
         position: int,
         staffed: int,
         available: int,
-        window: PeriodFigures,
-        today: PeriodFigures,
+        window_aht: float | None,
+        today_aht: float | None,
     ) -> WaitEstimate:
-        aht = window.aht if window.aht is not None else today.aht
+        aht = window_aht if window_aht is not None else today_aht
         return estimated_wait(
             position, staffed, aht, agents_available=available, fallback_aht=self.rules.fallback_aht
         )
@@ -435,7 +443,7 @@ class LiveFigures:
             completed=tally.completed,
             service_level=self._service_level(tally),
             asa=_ratio(tally.answer_wait / _US, tally.answered),
-            aht=_ratio((tally.talk + tally.wrap_up) / _US, tally.completed),
+            aht=_aht(tally),
             abandonment_rate=_ratio(tally.abandoned, handled),
             occupancy=_ratio(occupied, staffed),
             callbacks_failed=tally.callbacks_failed,
@@ -452,6 +460,11 @@ class LiveFigures:
                 return _ratio(t.answered_in_time, t.answered)
             case ServiceLevelFormula.ABANDONS_IN_TIME_MET:
                 return _ratio(t.answered_in_time + t.abandoned_in_time, t.answered + t.abandoned)
+
+
+def _aht(tally: _Tally) -> float | None:
+    """Average handle time (talk and wrap-up per completed call), seconds."""
+    return _ratio((tally.talk + tally.wrap_up) / _US, tally.completed)
 
 
 def _ratio(part: float, whole: float) -> float | None:

@@ -349,6 +349,10 @@ def test_figures_stay_in_range(call_specs: list, agent_changes: list, later: int
         figures.agents_logged_in
     )
     assert figures.estimated_wait.seconds is None or figures.estimated_wait.seconds >= 0
+    # The arriving caller's estimate (read on every join, without the occupancy) is the
+    # figures' estimate for the next place in line.
+    place = figures.calls_waiting + 1
+    assert live.estimated_wait("q", figures.at, place) == figures.estimated_wait
 
 
 @settings(max_examples=60, deadline=None)
