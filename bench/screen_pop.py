@@ -12,28 +12,40 @@ migrated, filled by :func:`crm_bridge.generator.generate` and profiled
 customers are there and profiled already (the tier recompute has its own benchmark,
 ``bench.tier_recompute``).
 
-Everything runs in one process, on Twisted's asyncio reactor as ``callcenter run`` does: the
-PBX simulator on a loopback port, an unmodified :class:`~callcenter.app.CallCenter` logged in
-to it over TCP AMI (call model, ACD in memory, screen-pop bridge, history writers, the agent
-API on a free port), and one ``websockets`` client per agent logged in to ``WS
-/api/v1/pops``. Callers are customers drawn at random (numbers only one customer has, so the
-pop has one customer to show), placed by the simulator itself on the ACD's holding DID at
-``--rate`` a second for ``--seconds``; ``--agents`` agents answer after the simulator's 1 s
-ring and the caller hangs up ``--talk`` seconds after being parked.
+Two processes, so that the system under test runs alone as in production (where Asterisk
+and the agents' browsers are other machines):
 
-What is timed, per offer (``time.perf_counter``):
+* this one, the backend under test, on Twisted's asyncio reactor as ``callcenter run`` does:
+  an unmodified :class:`~callcenter.app.CallCenter` logged in over TCP AMI to the child's
+  simulator (call model, ACD in memory, screen-pop bridge, history writers, the agent API
+  on a free port), instrumented to note when the AMI read that led to each offer came and
+  which agents each call was offered to;
+* a child, ``python -m bench.screen_pop_world`` (:mod:`bench.screen_pop_world`, same
+  interpreter), the world around it: the PBX simulator on a free loopback port, the callers
+  it places, one ``websockets`` client per agent logged in to ``WS /api/v1/pops`` (no
+  compression); it notes when each call's frames arrive and hands its records back as
+  JSON when done.
 
-* **start**: the AMI read that carried the event whose handling made the ACD offer the call
-  (``AmiProtocol.dataReceived`` entered; the event is found by noting, while
+Callers are customers drawn at random (numbers only one customer has, so the pop has one
+customer to show), placed by the simulator on the ACD's holding DID at ``--rate`` a second
+for ``--seconds``; ``--agents`` agents answer after the simulator's 1 s ring and the caller
+hangs up ``--talk`` seconds after being parked. Both processes stamp with ``time.time()``:
+the same host, so one clock. The child's own event-loop lag while placing is printed too:
+a frame is stamped when that loop gets to it, so a lagging world inflates the figures.
+
+What is timed, per offer (``time.time()``, in the process named):
+
+* **start** (backend): the AMI read that carried the event whose handling made the ACD
+  offer the call (``AmiProtocol.dataReceived`` entered; the event is found by noting, while
   ``CallCenter.on_message`` runs, which read it came from, and reading that note when the
   ACD publishes ``caller_offered`` — routing runs inline there, in memory). For a caller
   parked while an agent is free that is the ``UserEvent CtiParked``; when every agent is
   busy it is the event that freed one. Timing from the read rather than from
   ``on_message`` counts the parse and the frames ahead in the same read; both are printed.
-* **ring**: the agent's client received the ``ring`` frame of that call;
-* **customer**: the agent's client received the first frame of that call whose pop shows
-  the customer (``pop["customer"]`` set: the ring itself when the look-up, started when the
-  call arrived, was done by then, else the ``update`` after it).
+* **ring** (world): the agent's client received the ``ring`` frame of that call;
+* **customer** (world): the agent's client received the first frame of that call whose
+  pop shows the customer (``pop["customer"]`` set: the ring itself when the look-up,
+  started when the call arrived, was done by then, else the ``update`` after it).
 
 Errors: an offered call whose ring did not reach the agent offered, a pop that never showed
 the customer, a wrong customer, a pop frame at an agent the call was never offered to.
@@ -66,6 +78,15 @@ import yaml
 from sqlalchemy import Engine, create_engine, func, select, text
 
 import migrations
+from bench.screen_pop_world import (
+    AMI_SECRET,
+    AMI_USERNAME,
+    DRAIN,
+    Caller,
+    Load,
+    WorldRecords,
+    write_spec,
+)
 from crm_bridge import store
 from crm_bridge.config import CrmServiceSettings, ProfileRules
 from crm_bridge.generator import generate
@@ -80,8 +101,6 @@ QUEUE = "sales"
 #: The agents' first extension (6001, 6002, ...), their accounts' password.
 FIRST_AGENT = 6001
 PASSWORD = "bench-pop-secret"
-#: Seconds after the last caller for the last pops to arrive.
-DRAIN = 5.0
 
 
 # -- the data ------------------------------------------------------------------------------
@@ -123,15 +142,6 @@ def prepare(
     summary = recompute_all(engine, NOW, ProfileRules())
     say(f"data: tier recompute of {summary.customers:,} customers in {summary.seconds:.1f} s")
     return engine
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """A customer who calls from a number only they have."""
-
-    number: str
-    customer_id: str
-    name: str
 
 
 def numbers_by_owner(engine: Engine) -> dict[str, list[str]]:
@@ -202,21 +212,12 @@ HEADER = f"{'':<34}{'n':>7}{'median':>10}{'p95':>10}{'p99':>10}{'max':>10}  (ms)
 # -- the live run --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Load:
-    """The traffic: ``rate`` callers a second for ``seconds``, ``agents`` agents; a caller
-    hangs up ``talk`` seconds after being parked (an agent rings 1 s, then talks)."""
-
-    rate: float = 50.0
-    seconds: float = 60.0
-    agents: int = 200
-    talk: float = 2.5
-
-
 @dataclass(slots=True)
 class Offer:
     """The ACD offered ``call_id`` to ``agent``: ``read_at`` the AMI read whose event made
-    it, ``handled_at`` when ``on_message`` took that event (None: not during an AMI event)."""
+    it, ``handled_at`` when ``on_message`` took that event (None: not during an AMI event);
+    then what that agent's client saw (from the world's records). Times are ``time.time()``
+    of this host, in both processes."""
 
     call_id: str
     agent: str
@@ -232,7 +233,8 @@ class Offer:
 @dataclass(slots=True)
 class LiveResult:
     """What the live run saw: the offers (one per call and agent rung), the callers placed
-    by number, and what went wrong (each a sentence)."""
+    by number, and what went wrong (each a sentence); ``world_lag_p99``/``_max``: the world
+    process's event-loop lag while placing (ms), which delays its frame stamps."""
 
     load: Load
     placed: Counter[str]
@@ -242,6 +244,8 @@ class LiveResult:
     frames: int = 0
     connected: int = 0
     not_from_ami: int = 0
+    world_lag_p99: float = 0.0
+    world_lag_max: float = 0.0
 
     def spreads(self) -> dict[str, Spread]:
         from_ami = [o for o in self.offers if o.read_at is not None and o.handled_at is not None]
@@ -260,34 +264,39 @@ class LiveResult:
             ),
         }
 
-
-class PopClient:
-    """One agent's pop feed (``websockets``), noting when each call's frames arrive."""
-
-    def __init__(self, url: str, token: str, agent: str, frames: Callable[..., None]) -> None:
-        self.url, self.token, self.agent = url, token, agent
-        self._frame = frames
-        self.hello = asyncio.get_running_loop().create_future()
-        self.task = asyncio.ensure_future(self._run())
-
-    async def _run(self) -> None:
-        import websockets
-
-        async with websockets.connect(self.url, max_queue=None) as socket:
-            await socket.send(json.dumps({"token": self.token}))
-            hello = json.loads(await socket.recv())
-            self.hello.set_result(hello)
-            try:
-                async for raw in socket:
-                    at = time.perf_counter()
-                    message = json.loads(raw)
-                    if message.get("type") == "pop":
-                        self._frame(self.agent, at, message["pop"])
-            except websockets.ConnectionClosed:
-                pass
-
-    def stop(self) -> None:
-        self.task.cancel()
+    def merge(self, world: WorldRecords, owners: dict[str, list[str]], total: int) -> None:
+        """Join the world's pops to the offers made here and check them: every caller placed
+        offered, every offer's ring at its agent, showing the caller's only customer; no
+        pop at an agent the call was never offered to."""
+        self.placed, self.frames, self.wall = world.placed, world.frames, world.wall
+        self.world_lag_p99, self.world_lag_max = world.lag_p99, world.lag_max
+        self.errors.extend(world.errors)
+        by_key = {(o.call_id, o.agent): o for o in self.offers}
+        for pop in world.pops:
+            offer = by_key.get((pop.call_id, pop.agent))
+            if offer is None:
+                self.errors.append(f"agent {pop.agent} got a pop of call {pop.call_id}, "
+                                   "never offered to them")  # fmt: skip
+                continue
+            offer.number, offer.ring_at = pop.number, pop.ring_at
+            offer.customer_at, offer.customer = pop.customer_at, pop.customer
+        offered_calls = {o.call_id for o in self.offers}
+        if len(offered_calls) < total:
+            self.errors.append(f"{total - len(offered_calls)} of {total} callers placed were "
+                               "never offered to an agent")  # fmt: skip
+        for o in self.offers:
+            if o.ring_at is None:
+                self.errors.append(f"call {o.call_id}: no ring pop reached agent {o.agent}")
+            if o.number is not None and o.number not in self.placed:
+                self.errors.append(f"call {o.call_id}: the pop shows number {o.number}, "
+                                   "which no caller placed had")  # fmt: skip
+            expected = owners.get(o.number or "", [])
+            if o.customer_at is None:
+                self.errors.append(f"call {o.call_id}: the pop at agent {o.agent} never "
+                                   f"showed customer {expected}")  # fmt: skip
+            elif [o.customer] != expected:
+                self.errors.append(f"call {o.call_id}: the pop showed customer {o.customer}, "
+                                   f"not {expected}")  # fmt: skip
 
 
 def queues_yaml(agents: int) -> dict[str, Any]:
@@ -310,6 +319,49 @@ def queues_yaml(agents: int) -> dict[str, Any]:
     }
 
 
+class World:
+    """The child process ``python -m bench.screen_pop_world`` (same interpreter, this
+    checkout), spoken to one JSON line at a time (its module docstring has the steps)."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @staticmethod
+    async def start(spec: Path) -> World:
+        root = Path(__file__).resolve().parents[1]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.screen_pop_world", str(spec),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            cwd=root, env=env, limit=2**24,
+        )  # fmt: skip
+        return World(process)
+
+    async def hear(self, what: str, timeout: float) -> Any:
+        """The value of ``what`` in the world's next line."""
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        if not line:
+            code = await self.process.wait()
+            raise RuntimeError(f"the world process ended (exit {code}) before saying {what!r}")
+        return json.loads(line)[what]
+
+    def tell(self, **message: Any) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+
+    async def stop(self) -> None:
+        """Close its stdin (it stops) and wait for it; killed after 30 s."""
+        if self.process.stdin is not None and not self.process.stdin.is_closing():
+            self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), 30)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+
 async def run_live(
     reactor: Any,
     database_url: str,
@@ -319,111 +371,93 @@ async def run_live(
     workdir: Path,
     say: Callable[[str], None] = print,
 ) -> LiveResult:
-    """Simulator + backend + one pop client per agent; ``callers`` placed in turn at
-    ``load.rate`` a second for ``load.seconds`` (``owners``: number -> customer ids, the
-    right answer)."""
-    import pbx_simulator
+    """The backend here, the world (simulator, callers, one pop client per agent) in a child
+    process; ``callers`` placed in turn at ``load.rate`` a second for ``load.seconds``
+    (``owners``: number -> customer ids, the right answer)."""
     from callcenter.app import CallCenter
     from callcenter.settings import Settings
     from cti.ami.client import AmiProtocol
     from cti.ami.codec import Message
-    from pbx_simulator.traffic import caller_originate
     from web.accounts import Account
 
     if load.agents > 999 - (FIRST_AGENT - 6000):
         raise ValueError("--agents: the simulator's agents are extensions 6001-6999")
-    simulator: Any = pbx_simulator.serve(
-        reactor, pbx_simulator.Settings(port=0, username="pop-bench", secret="pop-bench-s3cret")
-    )
-    queues = workdir / "queues.yaml"
-    queues.write_text(yaml.safe_dump(queues_yaml(load.agents)))
-    settings = Settings.model_validate({
-        "ami": {"port": simulator.getHost().port, "username": "pop-bench",
-                "secret": "pop-bench-s3cret"},
-        "acd": {"queues": str(queues), "login_agents": True},
-        "database": {"url": database_url, "migrate_on_start": False},
-        "history": {"spool_dir": str(workdir / "spool")},
-        "crm": {"default_region": REGION},
-        "http": {"port": 0},
-        "pbx": "pop-bench",
-        "log_level": "WARNING",
-    })  # fmt: skip
-    app = CallCenter(settings, reactor)
-    assert app.acd is not None and app.api is not None
-
-    # -- where each event came from: the AMI read, then on_message --------------------------
-    read_at: float | None = None
-    stamped: dict[int, float] = {}
-    now_handling: tuple[float, float] | None = None
+    total = min(len(callers), round(load.rate * load.seconds))
+    spec, records = workdir / "world.json", workdir / "world-records.json"
+    write_spec(spec, list(callers[:total]), load, records)
+    world = await World.start(spec)
+    app: CallCenter | None = None
     data_received = AmiProtocol.dataReceived
-
-    def timed_read(protocol: Any, data: bytes) -> None:
-        nonlocal read_at
-        read_at = time.perf_counter()
-        try:
-            data_received(protocol, data)
-        finally:
-            read_at = None
-
-    publish = app.ami.stream.publish
-
-    def stamp(item: Any) -> None:
-        stamped[id(item)] = read_at if read_at is not None else time.perf_counter()
-        publish(item)
-
-    on_message, on_resync = app.on_message, app.on_resync
-
-    def timed_message(message: Message) -> None:
-        nonlocal now_handling
-        handled = time.perf_counter()
-        now_handling = (stamped.pop(id(message), handled), handled)
-        try:
-            on_message(message)
-        finally:
-            now_handling = None
-
-    def resync(results: Any, now: float) -> None:
-        stamped.clear()  # the snapshot's id must not be mistaken for a later message's
-        on_resync(results, now)
-
-    # -- offers and the frames that answer them ---------------------------------------------
-    offers: dict[tuple[str, str], Offer] = {}
     result = LiveResult(load, Counter(), [], [], 0.0)
-
-    def offered(event: Any) -> None:
-        if event.kind != "caller_offered":
-            return
-        at = time.perf_counter()
-        read, handled = now_handling or (None, None)
-        result.not_from_ami += now_handling is None
-        for agent in event.agents:
-            if (event.call_id, agent) not in offers:
-                offers[(event.call_id, agent)] = Offer(event.call_id, agent, read, handled, at)
-
-    def frame(agent: str, at: float, pop: dict[str, Any]) -> None:
-        result.frames += 1
-        offer = offers.get((pop["call_id"], agent))
-        if offer is None:
-            result.errors.append(f"agent {agent} got a {pop['kind']} pop of call "
-                                 f"{pop['call_id']}, never offered to them")  # fmt: skip
-            return
-        if pop["agent"] != agent:
-            result.errors.append(f"agent {agent}'s socket got agent {pop['agent']}'s pop")
-        offer.number = offer.number or pop["caller"]["number"]
-        if pop["kind"] == "ring" and offer.ring_at is None:
-            offer.ring_at = at
-        customer = pop.get("customer")
-        if customer is not None and offer.customer_at is None:
-            offer.customer_at, offer.customer = at, str(customer["id"])
-
-    AmiProtocol.dataReceived = timed_read  # type: ignore[method-assign,assignment]
-    app.ami.stream.publish = stamp  # type: ignore[method-assign]
-    app.on_message = timed_message  # type: ignore[method-assign]
-    app.on_resync = resync  # type: ignore[method-assign]
-    app.acd.events.subscribe(offered, name="bench")
-    clients: list[PopClient] = []
+    offers: dict[tuple[str, str], Offer] = {}
     try:
-        # -- accounts, start, one pop client per agent --------------------------------------
+        port = await world.hear("port", 60)
+        queues = workdir / "queues.yaml"
+        queues.write_text(yaml.safe_dump(queues_yaml(load.agents)))
+        settings = Settings.model_validate({
+            "ami": {"port": port, "username": AMI_USERNAME, "secret": AMI_SECRET},
+            "acd": {"queues": str(queues), "login_agents": True},
+            "database": {"url": database_url, "migrate_on_start": False},
+            "history": {"spool_dir": str(workdir / "spool")},
+            "crm": {"default_region": REGION},
+            "http": {"port": 0},
+            "pbx": "pop-bench",
+            "log_level": "WARNING",
+        })  # fmt: skip
+        app = CallCenter(settings, reactor)
+        assert app.acd is not None and app.api is not None
+
+        # -- where each event came from: the AMI read, then on_message ----------------------
+        read_at: float | None = None
+        stamped: dict[int, float] = {}
+        now_handling: tuple[float, float] | None = None
+
+        def timed_read(protocol: Any, data: bytes) -> None:
+            nonlocal read_at
+            read_at = time.time()
+            try:
+                data_received(protocol, data)
+            finally:
+                read_at = None
+
+        publish = app.ami.stream.publish
+
+        def stamp(item: Any) -> None:
+            stamped[id(item)] = read_at if read_at is not None else time.time()
+            publish(item)
+
+        on_message, on_resync = app.on_message, app.on_resync
+
+        def timed_message(message: Message) -> None:
+            nonlocal now_handling
+            handled = time.time()
+            now_handling = (stamped.pop(id(message), handled), handled)
+            try:
+                on_message(message)
+            finally:
+                now_handling = None
+
+        def resync(results: Any, now: float) -> None:
+            stamped.clear()  # the snapshot's id must not be mistaken for a later message's
+            on_resync(results, now)
+
+        def offered(event: Any) -> None:
+            if event.kind != "caller_offered":
+                return
+            at = time.time()
+            read, handled = now_handling or (None, None)
+            result.not_from_ami += now_handling is None
+            for agent in event.agents:
+                if (event.call_id, agent) not in offers:
+                    offers[(event.call_id, agent)] = Offer(event.call_id, agent, read, handled, at)
+
+        AmiProtocol.dataReceived = timed_read  # type: ignore[method-assign,assignment]
+        app.ami.stream.publish = stamp  # type: ignore[method-assign]
+        app.on_message = timed_message  # type: ignore[method-assign]
+        app.on_resync = resync  # type: ignore[method-assign]
+        app.acd.events.subscribe(offered, name="bench")
+
+        # -- accounts, start, the world's pop clients ---------------------------------------
         tokens = {}
         have = {a.username for a in app.accounts.list()}  # from an earlier run: kept
         for agent in app.acd.config.agents:
@@ -435,67 +469,22 @@ async def run_live(
         await app.ami.when_ready().asFuture(asyncio.get_running_loop())
         while not len(app.crm.tiers):  # the tier index, loaded at start in the background
             await asyncio.sleep(0.1)
-        url = f"ws://127.0.0.1:{app.api.port}/api/v1/pops"
-        clients = [PopClient(url, tokens[a], a, frame) for a in app.acd.config.agents]
-        await asyncio.wait_for(asyncio.gather(*(c.hello for c in clients)), 30)
+        world.tell(url=f"ws://127.0.0.1:{app.api.port}/api/v1/pops", tokens=tokens)
+        await world.hear("connected", 60)
         result.connected = sum(app.crm.sessions.connected(a) for a in app.acd.config.agents)
-        say(f"live: {len(clients)} agents connected, tier index {len(app.crm.tiers):,} numbers; "
-            f"placing {load.rate:g} callers/s for {load.seconds:g} s")  # fmt: skip
-
-        # -- the callers ---------------------------------------------------------------------
-        core = simulator.factory.core
-        total = min(len(callers), round(load.rate * load.seconds))
-        started = time.perf_counter()
-
-        def place(caller: Caller) -> None:
-            fields = caller_originate(
-                "5003", f"{caller.name} <{caller.number}>", "hangup-after",
-                [("Variable", f"LAB_WAIT={load.talk}")],
-            )  # fmt: skip
-            result.placed[caller.number] += 1
-            simulator.factory.inside(lambda: core.originate(Message([("Action", "Originate"),
-                                                                     *fields])))
-
-        for i, caller in enumerate(callers[:total]):
-            reactor.callLater(i / load.rate, place, caller)
-        deadline = started + load.seconds + DRAIN
-
-        def settled() -> bool:
-            return sum(result.placed.values()) == total and len(offers) >= total and all(
-                o.ring_at is not None and o.customer_at is not None for o in offers.values()
-            )
-
-        while time.perf_counter() < deadline and not settled():
-            await asyncio.sleep(0.1)
-        result.wall = time.perf_counter() - started
+        say(f"live: {len(tokens)} agents connected, tier index {len(app.crm.tiers):,} numbers; "
+            f"placing {load.rate:g} callers/s for {load.seconds:g} s (world pid "
+            f"{world.process.pid}, backend pid {os.getpid()})")  # fmt: skip
+        await world.hear("done", load.seconds + DRAIN + 60)
     finally:
         AmiProtocol.dataReceived = data_received  # type: ignore[method-assign]
-        for client in clients:
-            client.stop()
-        await app.stop().asFuture(asyncio.get_running_loop())
-        stopped = simulator.stopListening()
-        if stopped is not None:
-            await stopped.asFuture(asyncio.get_running_loop())
+        if app is not None:
+            await app.stop().asFuture(asyncio.get_running_loop())
+        await world.stop()
 
-    # -- the checks ----------------------------------------------------------------------------
     result.offers = list(offers.values())
-    offered_calls = {o.call_id for o in result.offers}
-    if len(offered_calls) < total:
-        result.errors.append(f"{total - len(offered_calls)} of {total} callers placed were "
-                             "never offered to an agent")  # fmt: skip
-    for o in result.offers:
-        if o.ring_at is None:
-            result.errors.append(f"call {o.call_id}: no ring pop reached agent {o.agent}")
-        if o.number is not None and o.number not in result.placed:
-            result.errors.append(f"call {o.call_id}: the pop shows number {o.number}, "
-                                 "which no caller placed had")  # fmt: skip
-        expected = owners.get(o.number or "", [])
-        if o.customer_at is None:
-            result.errors.append(f"call {o.call_id}: the pop at agent {o.agent} never showed "
-                                 f"customer {expected}")  # fmt: skip
-        elif [o.customer] != expected:
-            result.errors.append(f"call {o.call_id}: the pop showed customer {o.customer}, "
-                                 f"not {expected}")  # fmt: skip
+    world_records = WorldRecords.from_json(json.loads(records.read_text(encoding="utf-8")))
+    result.merge(world_records, owners, total)
     return result
 
 
@@ -577,7 +566,8 @@ def report(live: LiveResult, lookups: dict[str, Spread], wrong_lookups: list[str
         f"({load.agents} agents, {live.connected} pop sockets, talk {load.talk:g} s); "
         f"{calls:,} calls offered, {len(live.offers):,} offers, {live.frames:,} pop frames "
         f"received in {live.wall:.1f} s; {live.not_from_ami} offers made outside an AMI "
-        "event (not timed)",
+        "event (not timed); the world process's loop lag while placing (stamps late by "
+        f"up to that): p99 {live.world_lag_p99:.1f} ms, max {live.world_lag_max:.1f} ms",
         "",
         HEADER,
         *(spread.row(what) for what, spread in spreads.items()),
@@ -602,13 +592,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default=os.environ.get("CALLCENTER_BENCH_POSTGRES_URL"))
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--orders", type=int, default=1_000_000)
-    parser.add_argument("--reuse", action="store_true",
-                        help="keep the customers already there (no generation, no recompute)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the customers already there (no generation, no recompute)",
+    )
     parser.add_argument("--rate", type=float, default=50.0, help="offers (callers) a second")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--agents", type=int, default=200)
-    parser.add_argument("--talk", type=float, default=2.5,
-                        help="seconds a caller stays after being parked")
+    parser.add_argument(
+        "--talk", type=float, default=2.5, help="seconds a caller stays after being parked"
+    )
     parser.add_argument("--lookups", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1, help="which callers are drawn")
     args = parser.parse_args(argv)  # fmt: skip
