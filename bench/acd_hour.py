@@ -123,8 +123,8 @@ class SimulatedReactor(MemoryReactorClock):
 
 
 class InlinePool:
-    """A stand-in for the history writers' thread pool that runs each batch at once: the
-    SQL writes still happen, but no thread timing can change the simulated run."""
+    """A stand-in for the history writers' and the screen pop's thread pools that runs each
+    job at once: the SQL still runs, but no thread timing can change the simulated run."""
 
     def __init__(self, **_: Any) -> None:
         self.started = False
@@ -207,9 +207,13 @@ def run_centre(s: Scenario) -> Measured:
             "ami": {"port": 5038, "username": USER, "secret": SECRET},
             "acd": {"queues": str(queues), "login_agents": True},
             "database": {"url": "sqlite://", "migrate_on_start": False},
+            "http": {"enabled": False},  # no agents' pages in simulated time
             "log_level": "WARNING",
         })
-        with mock.patch("cti.history.ThreadPool", InlinePool):
+        with (
+            mock.patch("cti.history.ThreadPool", InlinePool),
+            mock.patch("crm_bridge.service.ThreadPool", InlinePool),
+        ):
             app = CallCenter(settings, reactor, engine=memory_database())
     assert app.acd is not None
     figures = LiveFigures({QUEUE: list(app.acd.config.agents)},
