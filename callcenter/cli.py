@@ -411,8 +411,10 @@ def _serve(
             figures = LoopingCall(show_figures)
             figures.clock = reactor
             figures.start(figures_every, now=False)
-    logins = _demo_data(app) if demo else []
+    logins = _demo_logins(app) if demo else []
     app.start()
+    if demo:
+        _seed_demo_customers(app)
     if app.api is not None:
         print(f"Agent API: http://{app.api.host}:{app.api.port}/api/docs", flush=True)
         _print_logins(logins, f"http://{app.api.host}:{app.api.port}")
@@ -428,20 +430,49 @@ def _serve(
     return _history_exit_code(app.history_closed)
 
 
-def _demo_data(app: Any) -> list[Any]:
-    """The demo's customers (the first time) and its sample log-ins (see callcenter.demo)."""
-    from callcenter.demo import demo_logins, seed_customers
+def _demo_logins(app: Any) -> list[Any]:
+    """The sample agents' and a supervisor's log-ins, fresh this run (see callcenter.demo)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from callcenter.demo import demo_logins
+
+    if app.api is None or app.acd is None:
+        return []
+    try:
+        return demo_logins(app.accounts, app.acd.config.agents)
+    except SQLAlchemyError as exc:
+        print(f"Demo log-ins not made ({_database_problem(exc)})", flush=True)
+        return []
+
+
+def _seed_demo_customers(app: Any) -> None:
+    """The first time, the demo's customers, on a thread while the calls begin; the pops
+    and the ACD's tiers use them as soon as they are there."""
+    from twisted.internet.threads import deferToThread
+
+    from callcenter.demo import seed_customers
     from pbx_simulator.traffic import load_customers
 
     callers = [(c.name, c.number) for c in load_customers(app.settings.simulator.traffic.customers)]
-    written = seed_customers(
-        app.engine, callers, region=app.crm.settings.default_region, rules=app.crm.rules
-    )
-    if written:
-        print(f"Demo customers: {written:,} generated, profiles computed", flush=True)
-    if app.api is None or app.acd is None:
-        return []
-    return demo_logins(app.accounts, app.acd.config.agents)
+    crm = app.crm
+
+    def seeded(written: int) -> None:
+        if written:
+            print(f"Demo customers: {written:,} generated, profiles computed", flush=True)
+            crm.refresh_tiers()
+
+    def failed(failure: Any) -> None:
+        # The demo runs on without them: calls, the ACD and history do not need them.
+        print(f"Demo customers not generated ({_database_problem(failure.value)})", flush=True)
+
+    deferToThread(
+        seed_customers, app.engine, callers, region=crm.settings.default_region, rules=crm.rules
+    ).addCallbacks(seeded, failed)
+
+
+def _database_problem(exc: BaseException) -> str:
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+    return f"database: {reason}" if reason else type(exc).__name__
 
 
 def _print_logins(logins: list[Any], url: str) -> None:

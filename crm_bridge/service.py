@@ -180,7 +180,7 @@ class CrmBridgeService:
         # (timer, interval, run at once): the tier index is read at start already.
         self._loops = [
             self._loop(self._write_audit, AUDIT_EVERY, True),
-            self._loop(self._refresh_tiers, settings.tier_refresh, False),
+            self._loop(self.refresh_tiers, settings.tier_refresh, False),
             self._loop(self._fill_contacts, settings.contacts_every, True),
         ]
 
@@ -479,7 +479,7 @@ class CrmBridgeService:
 
     # -- the ACD's tier index -------------------------------------------------------------
 
-    def _refresh_tiers(self) -> Deferred[None]:
+    def refresh_tiers(self) -> Deferred[None]:
         """Reload the tier index when a recompute or an incremental profile changed it."""
         d = self._in_thread(self._read_tiers, self._tier_mark)
         d.addCallbacks(self._tiers_read, self._tiers_failed)
