@@ -8,12 +8,15 @@ Format (:class:`FileSpool`): a directory of append-only *segments* (``<n>.seg``)
 record per line: ``<crc32 as 8 hex digits> <JSON>\\n``, and an ``ack`` file saying up to
 where (segment, byte offset) the records are in the database. Plain files rather than a
 SQLite file because the only operations are append, read in order and forget the head:
-an append is one ``write(2)`` on the reactor thread (microseconds, no lock against the
+appends are ``write(2)`` on the reactor thread (microseconds, no lock against the
 reader thread's transactions), forgetting is deleting whole segments (no free pages to
 vacuum), and a torn or damaged record is found by its CRC and newline.
 
-Durability: a record is written to the kernel before :meth:`FileSpool.append` returns,
-so nothing is lost if the process is killed (SIGKILL, OOM, crash); ``fdatasync`` runs on
+Durability: the records appended in one reactor turn (the events of one AMI read) are
+written to the kernel together at the end of that turn, one ``write(2)`` instead of one
+per event; a process killed (SIGKILL, OOM, crash) in the middle of a turn loses that
+turn's records, as it loses the rest of the AMI read being handled: the next start's
+snapshot and open-call check cover both. ``fdatasync`` runs on
 a thread at most ``sync_interval`` seconds after an append, so a power failure or kernel
 crash loses at most the last ``sync_interval`` (default 50 ms) of events plus one sync's
 duration. The ``ack`` file is not synced: a lost ack only replays records the database
@@ -144,6 +147,11 @@ class FileSpool:
         self._dirty = False
         self._syncing: Deferred[None] | None = None
         self._closed = False
+        # Records taken this reactor turn (or refused by the disk), not yet written.
+        self._queued: list[bytes] = []
+        self._queued_bytes = 0
+        self._refused = False
+        self._turn_end: Any = None
         # The read side (writer thread): one open segment at a time.
         self._reader: tuple[int, Any] | None = None
 
@@ -207,34 +215,73 @@ class FileSpool:
     # -- reactor thread ------------------------------------------------------------------
 
     def append(self, record: bytes) -> None:
-        """Write one record; raises :class:`SpoolFull`, or OSError if the disk refused it
-        (the segment is then cut back to its previous end)."""
+        """Take one record; raises :class:`SpoolFull`, or OSError while the disk refuses
+        writes (the records taken before stay queued here and are written first once it
+        takes them again). The records of one reactor turn go to the kernel together, in
+        one ``write(2)`` at the end of the turn (at once without a reactor)."""
         if self._closed:
             raise OSError(errno.EBADF, "spool closed")
         data = b"%08x " % zlib.crc32(record) + record + b"\n"
-        if self._bytes + len(data) > self.max_bytes and self._spooled:
+        if self._bytes + self._queued_bytes + len(data) > self.max_bytes and self._spooled:
             raise SpoolFull
+        if self._refused:
+            self._write_queued()  # still refused: OSError, and the caller keeps the record
+        self._queued.append(data)
+        self._queued_bytes += len(data)
         with self._lock:
-            size = self._sizes.get(self._write_seg, 0)
-        if self._fd is None or (size > 0 and size + len(data) > self._segment_bytes):
-            self._roll()
-            size = 0
-        assert self._fd is not None
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
-        except OSError:
-            try:
-                os.ftruncate(self._fd, size)
-            except OSError:
-                self._retire()  # cannot cut it back: continue in a fresh segment
-            raise
-        with self._lock:
-            self._sizes[self._write_seg] = size + len(data)
-            self._bytes += len(data)
             self._spooled += 1
-        self._schedule_sync()
+        if self._reactor is None:
+            self._write_queued()
+        elif self._turn_end is None:
+            self._turn_end = self._reactor.callLater(0, self._end_of_turn)
+
+    def _end_of_turn(self) -> None:
+        self._turn_end = None
+        try:
+            self._write_queued()
+        except OSError as exc:
+            log.error(
+                "spool %s: cannot write %d records (%s); they wait in memory",
+                self.directory,
+                len(self._queued),
+                exc,
+            )
+
+    def _write_queued(self) -> None:
+        """Write the queued records, one ``write(2)`` per segment they fill; on OSError the
+        segment is cut back to its previous end and the unwritten records stay queued."""
+        while self._queued:
+            with self._lock:
+                size = self._sizes.get(self._write_seg, 0)
+            if self._fd is None or (
+                size > 0 and size + len(self._queued[0]) > self._segment_bytes
+            ):
+                self._roll()
+                size = 0
+            assert self._fd is not None
+            take, length = 0, 0
+            for record in self._queued:  # as many as fit, at least one
+                if take and size + length + len(record) > self._segment_bytes:
+                    break
+                take, length = take + 1, length + len(record)
+            try:
+                view = memoryview(b"".join(self._queued[:take]))
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            except OSError:
+                self._refused = True
+                try:
+                    os.ftruncate(self._fd, size)
+                except OSError:
+                    self._retire()  # cannot cut it back: continue in a fresh segment
+                raise
+            del self._queued[:take]
+            self._queued_bytes -= length
+            with self._lock:
+                self._sizes[self._write_seg] = size + length
+                self._bytes += length
+            self._schedule_sync()
+        self._refused = False
 
     def _roll(self) -> None:
         """Seal the current segment (the reader may then pass its end) and open the next."""
@@ -384,6 +431,9 @@ class FileSpool:
 
     def close(self) -> Deferred[None]:
         """Sync and close; with nothing left, leave an empty directory for the next start."""
+        if self._turn_end is not None and self._turn_end.active():
+            self._turn_end.cancel()
+        self._end_of_turn()
         self._closed = True
         if self._sync_timer is not None and self._sync_timer.active():
             self._sync_timer.cancel()

@@ -341,6 +341,7 @@ def test_a_replayed_spool_writes_each_event_once(tmp_path: Path, reactor: Any, r
 
     for e in events:
         recorder.record(e)
+    run(sleep(0))  # the end of the reactor turn: the turn's records are written
     shutil.copytree(spool, tmp_path / "crashed", ignore=shutil.ignore_patterns("lock"))
     blocker.rollback()
     blocker.close()

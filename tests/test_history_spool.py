@@ -224,6 +224,7 @@ def test_segments_roll_and_are_deleted_once_written(
     events = [_event(n) for n in range(100)]
     for event in events:
         recorder.record(event)
+    clock.advance(0)  # the end of the reactor turn: its records are written together
     assert len(list(spool.rglob("*.seg"))) > 3  # 8 KB segments
     database.down = False
     _advance_until(clock, lambda: not recorder.pending)
@@ -245,8 +246,12 @@ recorder = CallEventRecorder(
     create_engine("sqlite:////nonexistent/history.sqlite3"), Clock(),
     spool_dir=Path(sys.argv[1]), sync_interval=None,
 )
+clock = recorder._reactor
 for n in range(int(sys.argv[2])):
     recorder.record(DigitsReceived(f"call-{n // 4}", float(n), digits=str(n % 10)))
+    if n % 7 == 6:
+        clock.advance(0)  # a reactor turn ends: the records of that turn are on disk
+clock.advance(0)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
