@@ -64,7 +64,12 @@ class FillSummary:
 
 
 def fill_contacts(
-    engine: Engine, *, batch: int = 1000, since: float | None = None, now: float | None = None
+    engine: Engine,
+    *,
+    batch: int = 1000,
+    since: float | None = None,
+    now: float | None = None,
+    pause: float = 0.0,
 ) -> FillSummary:
     """Add a contact for every ended call that has none yet, ``batch`` calls a transaction.
 
@@ -73,7 +78,8 @@ def fill_contacts(
     caller passes its previous pass's time minus a margin longer than a call and an outage
     of the history writer (events written late keep their PBX time); None scans the whole
     history (the first pass, ``callcenter``). ``now`` is the ``changed_at`` given to the
-    customers (default: the wall clock)."""
+    customers (default: the wall clock). ``pause``: seconds to sleep between batches (a
+    background thread hands the GIL back to the thread answering calls that way)."""
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     started = time.monotonic()
@@ -111,6 +117,8 @@ def fill_contacts(
         touched |= ids
         if len(calls) < batch:
             break
+        if pause:
+            time.sleep(pause)
     return FillSummary(added, frozenset(touched), time.monotonic() - started)
 
 

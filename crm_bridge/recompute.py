@@ -233,11 +233,19 @@ def reprofile(
 
 
 def recompute_changed(
-    engine: Engine, now: float, rules: ProfileRules, *, since: float, batch: int = BATCH
+    engine: Engine,
+    now: float,
+    rules: ProfileRules,
+    *,
+    since: float,
+    batch: int = BATCH,
+    pause: float = 0.0,
 ) -> int:
     """Re-profile every customer changed (an order, a contact: ``changed_at``) at or after
     ``since`` against the latest run, one transaction per ``batch``; how many were.
-    :class:`NoTierRun` when there is no run yet (a bulk run is needed)."""
+    ``pause``: seconds to sleep between batches (a background thread in a process that
+    answers calls hands the GIL back that way). :class:`NoTierRun` when there is no run
+    yet (a bulk run is needed)."""
     with engine.connect() as conn:
         if latest_run(conn) is None:
             raise NoTierRun()
@@ -250,6 +258,8 @@ def recompute_changed(
         )
     done = 0
     for start in range(0, len(changed), batch):
+        if start and pause:
+            time.sleep(pause)
         with engine.begin() as conn:
             done += len(reprofile(conn, changed[start : start + batch], now, rules))
     return done

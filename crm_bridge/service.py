@@ -61,6 +61,10 @@ AUDIT_EVERY = 1.0
 #: tiers recompute`` fills them), and how far each later pass overlaps the one before.
 FILL_LOOKBACK = 86_400.0
 FILL_MARGIN = 3_600.0
+#: The background pass works in small batches and sleeps between them: profiling is pure
+#: Python, and the reactor thread (pops, AMI) must get the GIL back within milliseconds.
+BACKGROUND_BATCH = 50
+PAUSE = 0.005
 #: Seconds the pop waits for nothing: the external CRM is asked in the background, and
 #: given this long before the pop says it did not answer.
 CRM_BUDGET = 2.0
@@ -464,12 +468,19 @@ class CrmBridgeService:
         return d
 
     def _fill_and_profile(self, since: float, now: float) -> None:
-        fill_contacts(self.engine, since=since, now=now)
+        fill_contacts(self.engine, since=since, now=now, batch=BACKGROUND_BATCH, pause=PAUSE)
         # Everyone changed since the last pass: new contacts (just filled) and new orders
         # (an import, the CRM) alike bump ``changed_at``.
         changed_since = now - FILL_LOOKBACK if self._filled_until is None else self._filled_until
         try:
-            recompute_changed(self.engine, now, self.rules, since=changed_since)
+            recompute_changed(
+                self.engine,
+                now,
+                self.rules,
+                since=changed_since,
+                batch=BACKGROUND_BATCH,
+                pause=PAUSE,
+            )
         except NoTierRun:
             if not self._no_run_told:
                 self._no_run_told = True
