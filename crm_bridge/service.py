@@ -175,6 +175,8 @@ class CrmBridgeService:
         self.tiers = TierIndex()
         self._pool = ThreadPool(minthreads=1, maxthreads=settings.threads, name="crm_bridge")
         self._audit: list[dict[str, Any]] = []
+        #: What each (call, agent)'s audit rows showed in full last, and in which revision.
+        self._audited: dict[tuple[str, str], tuple[tuple[Any, ...], Any]] = {}
         self._audit_down = False
         self._writing: Deferred[None] | None = None
         self._tier_mark: tuple[Any, ...] | None = None
@@ -406,13 +408,41 @@ class CrmBridgeService:
                     "agent": frame.agent,
                     "kind": frame.kind,
                     "at": frame.at,
-                    "payload": dict(frame.pop),
+                    "payload": self._audited_pop(frame),
                 }
             )
         if len(self._audit) > MAX_PENDING_AUDIT:
             dropped = len(self._audit) - MAX_PENDING_AUDIT
             del self._audit[:dropped]
             log.error("screen pop: %d audit rows dropped (database away too long)", dropped)
+
+    def _audited_pop(self, frame: PopFrame) -> dict[str, Any]:
+        """The pop as the audit row keeps it: the customer's card in full the first time an
+        agent is shown it on a call, then its id and the revision that had it in full (the
+        same card repeated on every frame would be most of the audit's bytes)."""
+        pop = dict(frame.pop)
+        key = (frame.call_id, frame.agent)
+        card = pop.get("customer")
+        candidates = pop.get("candidates") or []
+        shown = (
+            pop.get("identity"),
+            card and card.get("id"),
+            card and card.get("profiled_at"),
+            tuple(c.get("id") for c in candidates),
+        )
+        last = self._audited.get(key)
+        if last is not None and last[0] == shown:
+            if card:
+                pop["customer"] = {"id": card.get("id"), "as_in_revision": last[1]}
+            if candidates:
+                pop["candidates"] = [
+                    {"id": c.get("id"), "as_in_revision": last[1]} for c in candidates
+                ]
+        else:
+            self._audited[key] = (shown, pop.get("revision"))
+        if frame.kind in ("ended", "withdrawn", "transferred"):
+            self._audited.pop(key, None)
+        return pop
 
     def _write_audit(self) -> Deferred[None]:
         if self._writing is not None or not self._audit:

@@ -139,10 +139,17 @@ def test_a_known_caller_pops_with_profile_and_last_contacts_at_the_rung_agent_on
         run(service._write_audit())
         with engine.connect() as conn:
             audit = conn.execute(
-                select(pops.c.agent, pops.c.kind).where(pops.c.call_id == "k1").order_by(pops.c.id)
-            ).all()
-        assert [tuple(r) for r in audit] == [("6001", "ring"), ("6001", "answered"),
-                                              ("6001", "ended")]  # fmt: skip
+                select(pops.c.agent, pops.c.kind, pops.c.payload)
+                .where(pops.c.call_id == "k1").order_by(pops.c.id)
+            ).all()  # fmt: skip
+        assert [(r.agent, r.kind) for r in audit] == [("6001", "ring"), ("6001", "answered"),
+                                                       ("6001", "ended")]  # fmt: skip
+        # The card in full once; later frames that show the same card point back to it.
+        first, *later = [r.payload for r in audit]
+        assert first["customer"] == card
+        for payload in later:
+            assert payload["customer"] == {"id": "c1", "as_in_revision": first["revision"]}
+            assert payload["caller"] == first["caller"]
     finally:
         run(service.stop())
 
