@@ -78,6 +78,7 @@ import yaml
 from sqlalchemy import Engine, create_engine, func, select, text
 
 import migrations
+from bench.acd_hour import queues_yaml
 from bench.screen_pop_world import (
     AMI_SECRET,
     AMI_USERNAME,
@@ -97,9 +98,7 @@ from crm_bridge.schema import customer_numbers, customers, tier_runs
 NOW = 1_780_000_000.0
 SEED = 1
 REGION = "DE"
-QUEUE = "sales"
-#: The agents' first extension (6001, 6002, ...), their accounts' password.
-FIRST_AGENT = 6001
+#: The agents' accounts' password (agents are 6001, 6002, ...: bench.acd_hour.queues_yaml).
 PASSWORD = "bench-pop-secret"
 
 
@@ -299,26 +298,6 @@ class LiveResult:
                                    f"not {expected}")  # fmt: skip
 
 
-def queues_yaml(agents: int) -> dict[str, Any]:
-    """One queue fed by the holding lane; ``agents`` agents who all answer after a 1 s ring,
-    no wrap-up."""
-    return {
-        "agent_interface": "Local/{agent}@agents",
-        "queues": {
-            QUEUE: {
-                "lanes": ["external"],
-                "strategy": "longest_idle",
-                "ring_timeout": 15,
-                "wrap_up": 0,
-            },
-        },
-        "agents": {
-            str(FIRST_AGENT + n): {"name": f"Agent {n + 1}", "queues": {QUEUE: 0}}
-            for n in range(agents)
-        },
-    }
-
-
 class World:
     """The child process ``python -m bench.screen_pop_world`` (same interpreter, this
     checkout), spoken to one JSON line at a time (its module docstring has the steps)."""
@@ -380,7 +359,7 @@ async def run_live(
     from cti.ami.codec import Message
     from web.accounts import Account
 
-    if load.agents > 999 - (FIRST_AGENT - 6000):
+    if load.agents > 999:
         raise ValueError("--agents: the simulator's agents are extensions 6001-6999")
     total = min(len(callers), round(load.rate * load.seconds))
     spec, records = workdir / "world.json", workdir / "world-records.json"
