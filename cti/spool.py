@@ -394,6 +394,10 @@ class FileSpool:
         """The records up to ``position`` are in the database: persist that, delete the
         segments wholly behind it."""
         seg, off, count = position
+        if not count:
+            # Nothing was read (the records counted are still queued for the end of the
+            # reactor turn): no progress to record.
+            return
         with self._lock:
             self._ack = (seg, off)
             self._spooled -= count

@@ -269,3 +269,21 @@ def test_events_spooled_before_a_sigkill_are_written_at_the_next_start(
     assert recorder.pending == 300
     _advance_until(clock, lambda: not recorder.pending)
     assert load_call_events(database.engine) == [_event(n).to_record() for n in range(300)]
+
+
+def test_records_queued_for_the_end_of_the_turn_are_read_after_it(tmp_path: Path) -> None:
+    clock = Clock()
+    spool = FileSpool(tmp_path, clock, max_bytes=2**20, sync_interval=None)
+    spool.append(b'{"n":1}')
+    spool.append(b'{"n":2}')
+    assert spool.spooled == 2
+    # The writer thread may look before the turn ends: it finds nothing, acknowledges nothing.
+    records, position = spool.read(10)
+    assert records == []
+    spool.ack(position)
+    clock.advance(0)  # the end of the turn: one write for both
+    records, position = spool.read(10)
+    assert records == [b'{"n":1}', b'{"n":2}']
+    spool.ack(position)
+    assert spool.spooled == 0
+    spool.close()
