@@ -146,8 +146,10 @@ def test_a_slow_store_does_not_stall_the_reactor_when_threaded(
     assert sorted(router.offers()) == ["c0", "c1"] and store.calls >= 10
     assert took >= store.calls * SlowState.DELAY
     if threaded:
-        # Hundreds of loop turns meanwhile, none late by more than a few milliseconds.
-        assert lateness.worst < 0.010, f"reactor stalled {lateness.worst * 1e3:.1f} ms"
+        # Hundreds of loop turns meanwhile, none held up for a store round trip (how few
+        # milliseconds exactly depends on the machine's load: bench/acd_state measures it).
+        stall = f"reactor stalled {lateness.worst * 1e3:.1f} ms"
+        assert lateness.worst < SlowState.DELAY / 2, stall
         assert lateness.ticks > took / 0.001 / 4
     else:
         # The control: inline, every store round trip blocks the reactor.
