@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
+import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -18,7 +19,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import create_engine
 from twisted.internet.defer import Deferred
 
-from web.accounts import Account, Accounts, metadata
+from web.accounts import Account, Accounts, hash_password, metadata, verify_password
 from web.api import build_api
 from web.auth import LoginThrottle, require_role
 from web.server import ApiServer, ListenError
@@ -251,7 +252,12 @@ def test_the_loop_keeps_running_while_a_log_in_hashes(served: Served, run: Any) 
 
     assert in_loop(run, log_in_while_ticking()) == 4
     gaps = [b - a for a, b in itertools.pairwise(ticks)]
-    assert len(ticks) > 10 and max(gaps) < 0.05, max(gaps)
+    # On the loop, each of the four hashes would hold it for a whole hash; measured here
+    # on this machine now, so a loaded machine does not turn it into a timing test.
+    started = time.perf_counter()
+    verify_password("super-visor", hash_password("super-visor"))
+    one_hash = (time.perf_counter() - started) / 2
+    assert len(ticks) > 10 and max(gaps) < one_hash, (max(gaps), one_hash)
 
 
 def test_the_demo_serves_the_api_on_a_free_port_when_its_port_is_taken(tmp_path: Path) -> None:
