@@ -87,7 +87,7 @@ def center(reactor: Any, run: Any, tmp_path: Path) -> Any:
     app = start_backend(reactor, run, simulator, tmp_path, {
         "CALLCENTER_ACD__QUEUES": str(queues), "CALLCENTER_ACD__LOGIN_AGENTS": "true",
     })  # fmt: skip
-    for agent in ("6101", "6001"):
+    for agent in ("6101", "6001", "6002", "6003"):
         app.accounts.add(agent, "pop-test-password", "agent", agent=agent)
     app.accounts.add("sup", "pop-test-password", "supervisor")
     yield app
@@ -150,6 +150,35 @@ def test_the_pop_reaches_the_rung_agent_before_answer_and_follows_the_call(
             select(pops.c.agent, pops.c.kind).where(pops.c.call_id == ring["call_id"])
         ).all()
     assert ("6001", "ring") in audited and ("6101", "withdrawn") in audited
+
+
+def test_an_app_queue_call_pops_at_the_member_asterisk_rings(center: Any, run: Any) -> None:
+    """DID 5000 is Asterisk's own queue (app_queue rings its members): the product's ACD did
+    not route it, and the member whose phone rings still gets the pop, by its device."""
+    app = center
+    clients = {a: PopClient(feed_url(app), token(app, a)) for a in ("6001", "6002", "6003")}
+
+    async def go() -> None:
+        await until(lambda: all(c.messages for c in clients.values()))
+        await app.ami.send_action("Originate", caller(NUMBER, "Eleni", "5000", 4))
+        await until(lambda: any("ended" in c.kinds() for c in clients.values()), timeout=25)
+
+    try:
+        run(go(), timeout=40)
+    finally:
+        for client in clients.values():
+            client.stop()
+    answered = [a for a, c in clients.items() if "answered" in c.kinds()]
+    assert len(answered) == 1
+    pops = clients[answered[0]].pops
+    assert next(p["kind"] for p in pops if p["kind"] != "update") == "ring"
+    shown = next(p for p in pops if p["customer"] is not None)
+    assert shown["customer"]["id"] == "k1" and shown["queue"] == "sales"
+    assert pops.index(shown) < [p["kind"] for p in pops].index("answered")
+    # Members rung but not answering had the pop withdrawn; nobody else got one.
+    for agent, client in clients.items():
+        if agent not in answered and client.pops:
+            assert client.kinds()[-1] == "withdrawn"
 
 
 def test_pop_feeds_and_routes_refuse_strangers(center: Any, run: Any) -> None:
