@@ -3,9 +3,13 @@ attached to it, callers scripted as the recordings' driver scripted them."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import websockets
 
 import pbx_simulator
 from acd.events import AcdEvent
@@ -95,3 +99,33 @@ def originate_inside(simulator: Any, fields: list[tuple[str, str]]) -> None:
     """A call the PBX starts by itself (nobody's AMI action), e.g. during an AMI outage."""
     core = simulator.factory.core
     simulator.factory.inside(lambda: core.originate(Message([("Action", "Originate"), *fields])))
+
+
+class PopClient:
+    """One agent's pop feed, as a page would hold it."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url, token
+        self.messages: list[dict[str, Any]] = []
+        self.close_code: int | None = None
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        async with websockets.connect(self.url) as socket:
+            await socket.send(json.dumps({"token": self.token}))
+            try:
+                async for raw in socket:
+                    self.messages.append(json.loads(raw))
+            except websockets.ConnectionClosed:
+                pass
+            self.close_code = socket.close_code
+
+    @property
+    def pops(self) -> list[dict[str, Any]]:
+        return [m["pop"] for m in self.messages if m["type"] == "pop"]
+
+    def kinds(self) -> list[str]:
+        return [p["kind"] for p in self.pops]
+
+    def stop(self) -> None:
+        self.task.cancel()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +22,16 @@ from sqlalchemy import create_engine, text
 
 from pbx_simulator.engine import Pbx
 from tests.conftest import sleep
-from tests.e2e import SECRET, USER, caller, originate_inside, start_simulator, until
+from tests.e2e import (
+    SECRET,
+    USER,
+    PopClient,
+    caller,
+    originate_inside,
+    start_simulator,
+    until,
+)
+from web.accounts import Accounts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,6 +84,11 @@ class Backend:
         self.proc.send_signal(sig)
         return self.proc.wait(timeout=30)
 
+    def api_port(self) -> int | None:
+        """The agent API's port of the latest start (from its log line), once it serves."""
+        found = re.findall(r"API: serving on http://127\.0\.0\.1:(\d+)/", self.log.read_text())
+        return int(found[-1]) if found else None
+
     def rows(self, table: str) -> list[dict[str, Any]]:
         engine = create_engine(self.db)
         with engine.connect() as conn:
@@ -118,6 +133,8 @@ def test_a_sigkilled_backend_restarts_into_the_truth(lab: tuple[Any, Backend], r
     most: Counter[str] = Counter()
     login_at: list[float] = []
     bridged_after_login: list[float] = []
+    pages: list[PopClient] = []
+    popped: dict[str, str] = {}
 
     def watch() -> None:
         for device, n in _calls_per_agent(core.pbx).items():
@@ -147,9 +164,24 @@ def test_a_sigkilled_backend_restarts_into_the_truth(lab: tuple[Any, Backend], r
         originate_inside(simulator, caller("81355501234", "Mei Tanaka", "5003", 20))
         await watched(1.5)
         assert sum(_calls_per_agent(core.pbx).values()) == 2
+        serving_before = backend.log.read_text().count("API: serving")
         backend.start()
         await until(lambda: _logged_in(simulator) == 1, timeout=20)
         login_at.append(reactor.seconds())
+        await until(lambda: backend.log.read_text().count("API: serving") > serving_before)
+        # Agents' pages reconnect: each agent on a call from before the SIGKILL gets its
+        # pop again (the ACD's bridge and the app_queue call), rebuilt from the snapshot.
+        port = backend.api_port()
+        accounts = Accounts(create_engine(backend.db))
+        for agent in ("6001", "6002", "6003"):
+            account = accounts.add(agent, "restart-password", "agent", agent=agent)
+            pages.append(PopClient(
+                f"ws://127.0.0.1:{port}/api/v1/pops", accounts.issue_token(account).token
+            ))  # fmt: skip
+        await until(lambda: len(_talking(pages)) == 2, timeout=10)
+        popped.update(_talking(pages))
+        for page in pages:
+            page.stop()
         # The one free agent gets the longest-parked caller at once.
         while sum(_calls_per_agent(core.pbx).values()) < 3:
             watch()
@@ -214,3 +246,15 @@ def test_a_sigkilled_backend_restarts_into_the_truth(lab: tuple[Any, Backend], r
             assert waits[ids[name]] == pytest.approx(8.0, abs=1.5)
     # Priya's app_queue call is the PBX's: the ACD never claimed it.
     assert not acd[ids["Priya Raman"]]
+    # After the restart both calls from before it popped again at the agents talking.
+    assert set(popped) == {"+15552010001", "+15552010099"}, popped
+
+
+def _talking(pages: list[PopClient]) -> dict[str, str]:
+    """Caller number -> the agent whose page shows that call in progress."""
+    return {
+        pop["caller"]["number"]: pop["agent"]
+        for page in pages
+        for pop in page.pops[-1:]
+        if pop["state"] == "talking"
+    }

@@ -6,7 +6,6 @@ to the agent who answers, is given again on reconnect, ends with the call and is
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import websockets
 import yaml
 from sqlalchemy import create_engine, select, update
 from twisted.internet.defer import Deferred
@@ -24,7 +22,7 @@ import migrations
 from crm_bridge import store
 from crm_bridge.schema import customers, pops
 from tests.conftest import sleep
-from tests.e2e import caller, start_backend, start_simulator, until
+from tests.e2e import PopClient, caller, start_backend, start_simulator, until
 
 QUEUES = {
     "agent_interface": "Local/{agent}@agents",
@@ -39,36 +37,6 @@ QUEUES = {
 NUMBER = "+302101234567"
 PROFILE = {"tier": {"tier": "vip", "reason": "VIP: top 1% by 365-day revenue"},
            "next_step": {"code": "referral", "step": "Thank them; ask for a referral"}}  # fmt: skip
-
-
-class PopClient:
-    """One agent's pop feed, as a page would hold it."""
-
-    def __init__(self, url: str, token: str) -> None:
-        self.url, self.token = url, token
-        self.messages: list[dict[str, Any]] = []
-        self.close_code: int | None = None
-        self.task = asyncio.ensure_future(self._run())
-
-    async def _run(self) -> None:
-        async with websockets.connect(self.url) as socket:
-            await socket.send(json.dumps({"token": self.token}))
-            try:
-                async for raw in socket:
-                    self.messages.append(json.loads(raw))
-            except websockets.ConnectionClosed:
-                pass
-            self.close_code = socket.close_code
-
-    @property
-    def pops(self) -> list[dict[str, Any]]:
-        return [m["pop"] for m in self.messages if m["type"] == "pop"]
-
-    def kinds(self) -> list[str]:
-        return [p["kind"] for p in self.pops]
-
-    def stop(self) -> None:
-        self.task.cancel()
 
 
 @pytest.fixture
