@@ -9,6 +9,8 @@
   callcenter customers import|generate   customers from CSV files, or generated ones
   callcenter tiers recompute  customers' value tiers and profiles
   callcenter pops --agent U  an agent's screen pops, live
+  callcenter asterisk dialplan|import-queues  extensions.conf from the configuration;
+                           queues.yaml from an app_queue queues.conf
 
 Settings come from --config, else $CALLCENTER_CONFIG, else config/callcenter.yaml when
 present, else built-in defaults; any key can be set as CALLCENTER_<SECTION>__<KEY>
@@ -275,7 +277,82 @@ def _parser() -> argparse.ArgumentParser:
     )
     listed = users.add_parser("list", help="list the accounts", formatter_class=_HelpFormatter)
     listed.set_defaults(command=_users_list, command_name="users list")
+    _asterisk_commands(command)
     return ap
+
+
+def _asterisk_commands(command: Any) -> None:
+    """``callcenter asterisk dialplan|import-queues`` (README.md, section Asterisk files)."""
+    pbx = command(
+        "asterisk",
+        _asterisk_dialplan,
+        "Asterisk configuration from and for the product's",
+        "Asterisk configuration: the dialplan the product needs, from its configuration;\n"
+        "an app_queue queues.conf as the ACD's queues file.",
+    ).add_subparsers(required=True, metavar="ACTION")
+    plan = pbx.add_parser(
+        "dialplan",
+        help="print the extensions.conf contexts the product needs",
+        description="Print the extensions.conf contexts the product needs, generated from the\n"
+        "configuration and its queues file (acd.queues): inbound DIDs, holding lanes, the\n"
+        "callback offer and confirmation, voicemail, outbound callbacks, agents. Notes on\n"
+        "stderr (and in the output's header) name calls.holding entries to add.",
+        formatter_class=_HelpFormatter,
+    )
+    plan.set_defaults(command=_asterisk_dialplan, command_name="asterisk dialplan")
+    # Also after the action, as the issue writes it; SUPPRESS keeps a --config given before.
+    plan.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="YAML file, as the global --config",
+    )
+    plan.add_argument(
+        "--silent",
+        action="append",
+        default=[],
+        metavar="LANE",
+        help="a lane whose callers wait in silence (default: music on hold)",
+    )
+    plan.add_argument(
+        "--outbound-dial",
+        default="PJSIP/${EXTEN}@trunk",
+        metavar="DIAL",
+        help="how callbacks dial the customer (${EXTEN}: the number)",
+    )
+    plan.add_argument(
+        "--agent-device",
+        default="PJSIP/{agent}",
+        metavar="DEVICE",
+        help="what a Local/<agent>@<context> agent interface rings",
+    )
+    imp = pbx.add_parser(
+        "import-queues",
+        help="turn an app_queue queues.conf into the ACD's queues.yaml",
+        description="Turn an app_queue queues.conf (queues, strategies, members, penalties)\n"
+        "into a queues.yaml the ACD loads; what has no equivalent is reported on stderr with\n"
+        "its file:line. A bad line exits 1 and writes nothing.",
+        formatter_class=_HelpFormatter,
+    )
+    imp.set_defaults(command=_asterisk_import_queues, command_name="asterisk import-queues")
+    imp.add_argument("queues_conf", type=Path, metavar="queues.conf")
+    imp.add_argument(
+        "--members",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a .conf file of more 'member =>' lines, in sections named after the queues "
+        "(repeatable)",
+    )
+    imp.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write queues.yaml there (default: standard output)",
+    )
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -805,6 +882,52 @@ def _customers_generate(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         engine.dispose()
     print(summary)
+    return 0
+
+
+def _asterisk_dialplan(args: argparse.Namespace, settings: Settings) -> int:
+    from acd.dialplan import DialplanError
+    from acd.errors import AcdConfigError
+    from callcenter.asterisk import generate_dialplan
+
+    try:
+        generated = generate_dialplan(
+            settings,
+            silent_lanes=frozenset(args.silent),
+            outbound_dial=args.outbound_dial,
+            agent_device=args.agent_device,
+        )
+    except (AcdConfigError, DialplanError) as exc:
+        raise CommandError(str(exc)) from None
+    for note in generated.notes:
+        print(f"note: {note}", file=sys.stderr)
+    sys.stdout.write(generated.text)
+    return 0
+
+
+def _asterisk_import_queues(args: argparse.Namespace, settings: Settings) -> int:
+    from acd.asterisk_queues import QueuesImportError
+    from acd.errors import AcdConfigError
+    from callcenter.asterisk import import_queues_file, write_whole
+    from cti.asterisk_conf import AsteriskConfError
+
+    try:
+        result = import_queues_file(args.queues_conf, args.members)
+    except (AsteriskConfError, QueuesImportError, AcdConfigError) as exc:
+        print(f"callcenter asterisk import-queues: nothing written, {exc}", file=sys.stderr)
+        return 1
+    for item in result.unmapped:
+        print(f"not mapped: {item}", file=sys.stderr)
+    text = result.yaml_text(args.queues_conf.name)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        write_whole(args.output, text)
+    queues, agents = len(result.data["queues"]), len(result.data.get("agents", {}))
+    unmapped = len(result.unmapped)
+    print(
+        f"{queues} queues, {agents} agents imported; {unmapped} lines not mapped", file=sys.stderr
+    )
     return 0
 
 
