@@ -325,10 +325,67 @@ class CallbackLegEnded:
         return {"kind": self.kind, **asdict(self)}
 
 
-#: What the call model publishes: call events, the state of the devices agents use, and the
-#: outcome of the legs the ACD originates (these last three are the PBX's present, not
-#: history).
-PbxEvent = CallEvent | DeviceStateChanged | OriginateOutcome | CallbackLegEnded
+@dataclass(frozen=True, slots=True)
+class AsyncAgiStarted:
+    """A channel entered ``AGI(agi:async)``: the IVR may now drive it with AMI ``AGI``
+    actions. ``env`` is the ``agi_*`` environment of AsyncAGIStart's ``Env`` header,
+    URL-decoded (``{"agi_channel": ..., "agi_callerid": ...}``); ``call_id`` is the call the
+    channel belongs to, None for a channel the model does not know."""
+
+    kind: ClassVar[str] = "asyncagi_started"
+    at: float
+    channel: str
+    call_id: str | None
+    env: dict[str, str]
+    restored: bool = field(default=False, kw_only=True)
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready dict (``kind`` first)."""
+        return {"kind": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncAgiReplied:
+    """The reply to an AsyncAGI command (AsyncAGIExec): ``command_id`` is the CommandID the
+    ``AGI`` action gave, ``reply`` the reply text URL-decoded, without its final newline
+    (``200 result=53``; a ``520-`` usage block keeps its inner newlines)."""
+
+    kind: ClassVar[str] = "asyncagi_replied"
+    at: float
+    channel: str
+    call_id: str | None
+    command_id: str
+    reply: str
+    restored: bool = field(default=False, kw_only=True)
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready dict (``kind`` first)."""
+        return {"kind": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncAgiEnded:
+    """The channel left AsyncAGI (AsyncAGIEnd): redirected elsewhere, or hung up."""
+
+    kind: ClassVar[str] = "asyncagi_ended"
+    at: float
+    channel: str
+    call_id: str | None
+    restored: bool = field(default=False, kw_only=True)
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready dict (``kind`` first)."""
+        return {"kind": self.kind, **asdict(self)}
+
+
+#: The AsyncAGI conversation of a channel, for the IVR that drives it: transport, not history
+#: (the call's IVR facts are ``ivr_entered``, ``digits`` and what the IVR records itself).
+AsyncAgiEvent = AsyncAgiStarted | AsyncAgiReplied | AsyncAgiEnded
+
+#: What the call model publishes: call events, the state of the devices agents use, the
+#: outcome of the legs the ACD originates, and AsyncAGI sessions (all but call events are
+#: the PBX's present, not history).
+PbxEvent = CallEvent | DeviceStateChanged | OriginateOutcome | CallbackLegEnded | AsyncAgiEvent
 
 
 ALL_EVENTS: tuple[type[CallEvent], ...] = (

@@ -29,12 +29,16 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from fnmatch import fnmatchcase
 from types import MappingProxyType
+from urllib.parse import unquote
 
 from cti.ami.codec import Message
 from cti.calls.events import (
     Agent,
     AgentChanged,
     AgentHungUp,
+    AsyncAgiEnded,
+    AsyncAgiReplied,
+    AsyncAgiStarted,
     CallAbandoned,
     CallAnswered,
     CallArrived,
@@ -222,6 +226,21 @@ def _header_at(msg: Message, key: str, index: int) -> str | None:
     return msg.get(key)
 
 
+def _agi_environment(env: str) -> dict[str, str]:
+    """AsyncAGIStart's URL-encoded ``Env`` (``agi_channel: ...`` lines, a blank line ending
+    them) as a dict; lines that are not ``name: value`` are skipped."""
+    out: dict[str, str] = {}
+    for line in unquote(env).split("\n"):
+        if not line:
+            break
+        name, sep, value = line.partition(": ")
+        if not sep:
+            name, sep, value = line.partition(":")  # ``agi_accountcode:`` may lose its space
+        if sep and name:
+            out[name] = value
+    return out
+
+
 def _text(value: str | None) -> str | None:
     return None if value is None or value.strip().lower() in WITHHELD else value
 
@@ -380,6 +399,7 @@ class CallModel:
             "DTMFEnd": self._on_dtmf,
             "UserEvent": self._on_userevent,
             "AsyncAGIStart": self._on_asyncagi_start,
+            "AsyncAGIExec": self._on_asyncagi_exec,
             "AsyncAGIEnd": self._on_asyncagi_end,
             "AGIExecStart": self._on_agi_exec,
             "QueueCallerJoin": self._on_queue_join,
@@ -754,11 +774,29 @@ class CallModel:
         call = self._caller_leg(msg)
         if call is not None:
             self._enter_ivr(call, at, "AsyncAGI", msg.get("Context"), out)
+        # Any channel may run AsyncAGI (an agent leg too): the IVR decides what to drive.
+        channel = msg.get("Channel")
+        if channel:
+            env = _agi_environment(msg.get("Env") or "")
+            out.append(AsyncAgiStarted(at, channel, self._call_id_of(msg), env))
+
+    def _on_asyncagi_exec(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
+        channel, command_id = msg.get("Channel"), msg.get("CommandId")
+        if channel and command_id is not None:
+            reply = unquote(msg.get("Result") or "").removesuffix("\n")
+            out.append(AsyncAgiReplied(at, channel, self._call_id_of(msg), command_id, reply))
 
     def _on_asyncagi_end(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         call = self._caller_leg(msg)
         if call is not None and call.state is CallState.IVR:
             call.state = CallState.ARRIVED
+        channel = msg.get("Channel")
+        if channel:
+            out.append(AsyncAgiEnded(at, channel, self._call_id_of(msg)))
+
+    def _call_id_of(self, msg: Message) -> str | None:
+        ch = self._channel(msg)
+        return ch.call_id if ch is not None else None
 
     def _on_agi_exec(self, msg: Message, at: float, out: list[PbxEvent]) -> None:
         call = self._caller_leg(msg)
