@@ -11,6 +11,7 @@
   callcenter pops --agent U  an agent's screen pops, live
   callcenter asterisk dialplan|import-queues  extensions.conf from the configuration;
                            queues.yaml from an app_queue queues.conf
+  callcenter ivr check FILE...|draw FILE  IVR flows: checked in full, or drawn as a graph
 
 Settings come from --config, else $CALLCENTER_CONFIG, else config/callcenter.yaml when
 present, else built-in defaults; any key can be set as CALLCENTER_<SECTION>__<KEY>
@@ -278,7 +279,42 @@ def _parser() -> argparse.ArgumentParser:
     listed = users.add_parser("list", help="list the accounts", formatter_class=_HelpFormatter)
     listed.set_defaults(command=_users_list, command_name="users list")
     _asterisk_commands(command)
+    _ivr_commands(command)
     return ap
+
+
+def _ivr_commands(command: Any) -> None:
+    """``callcenter ivr check FILE...`` and ``callcenter ivr draw FILE``."""
+    ivr = command(
+        "ivr",
+        _ivr_check,
+        "IVR flows: check, draw",
+        "IVR flow files (config/ivr/*.yaml; the language is described in ivr/flow.py).",
+    ).add_subparsers(required=True, metavar="ACTION")
+    queues_help = "the ACD queues file the flows route to (default: setting acd.queues)"
+    check = ivr.add_parser(
+        "check",
+        help="check flow files",
+        description="Check flow files together (sub-flows and gotos may cross them) against\n"
+        "the ACD's queues: every problem on its own line, naming the file, the node and the\n"
+        "fix. Exits 0 when they are all fine, 1 otherwise.",
+        formatter_class=_HelpFormatter,
+    )
+    check.set_defaults(command=_ivr_check, command_name="ivr check")
+    check.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    check.add_argument("--queues", type=Path, metavar="FILE", help=queues_help)
+    draw = ivr.add_parser(
+        "draw",
+        help="print a flow file as a graph",
+        description="Print the flows of FILE as a graph (Graphviz dot or Mermaid). The other\n"
+        "flow files of its directory are loaded too, for the sub-flows it calls. Exits 1,\n"
+        "with the problems, when the flows do not check.",
+        formatter_class=_HelpFormatter,
+    )
+    draw.set_defaults(command=_ivr_draw, command_name="ivr draw")
+    draw.add_argument("file", type=Path, metavar="FILE")
+    draw.add_argument("--format", choices=["dot", "mermaid"], default="dot")
+    draw.add_argument("--queues", type=Path, metavar="FILE", help=queues_help)
 
 
 def _asterisk_commands(command: Any) -> None:
@@ -928,6 +964,56 @@ def _asterisk_import_queues(args: argparse.Namespace, settings: Settings) -> int
     print(
         f"{queues} queues, {agents} agents imported; {unmapped} lines not mapped", file=sys.stderr
     )
+    return 0
+
+
+def _ivr_queues(args: argparse.Namespace, settings: Settings) -> Any:
+    """The ACD's queues the flows may route to (``--queues``, else ``acd.queues``)."""
+    from acd.config import load_acd_config
+    from acd.errors import AcdConfigError
+
+    path = args.queues or settings.acd.queues
+    if path is None:
+        raise CommandError(
+            "no ACD queues file to check the flows' queues against: give --queues FILE or "
+            "set acd.queues (CALLCENTER_ACD__QUEUES)"
+        )
+    try:
+        return load_acd_config(path).queues
+    except AcdConfigError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _ivr_check(args: argparse.Namespace, settings: Settings) -> int:
+    from ivr.flow import FlowsInvalid, load_flows
+
+    try:
+        book = load_flows(args.files, queues=_ivr_queues(args, settings))
+    except FlowsInvalid as exc:
+        for error in exc.errors:
+            print(error)
+        count = len(exc.errors)
+        print(f"{count} problem{'s' if count > 1 else ''}", file=sys.stderr)
+        return 1
+    names = ", ".join(book.flows)
+    print(f"ok: {len(book.flows)} flows in {len(args.files)} files ({names})")
+    return 0
+
+
+def _ivr_draw(args: argparse.Namespace, settings: Settings) -> int:
+    from ivr.draw import to_dot, to_mermaid
+    from ivr.flow import FlowsInvalid, load_flows
+
+    file: Path = args.file
+    others = sorted(p for p in file.parent.glob("*.yaml") if p.resolve() != file.resolve())
+    try:
+        book = load_flows([file, *others], queues=_ivr_queues(args, settings))
+    except FlowsInvalid as exc:
+        for error in exc.errors:
+            print(error)
+        return 1
+    mine = [f.name for f in book.flows.values() if f.file == str(file)]
+    sys.stdout.write((to_mermaid if args.format == "mermaid" else to_dot)(book, mine))
     return 0
 
 

@@ -48,7 +48,8 @@ class FlowsInvalid(IvrError):
     def __init__(self, errors: list[FlowError]) -> None:
         self.errors = tuple(errors)
         lines = "\n  ".join(str(e) for e in self.errors)
-        super().__init__(f"invalid IVR flows ({len(self.errors)} problems):\n  {lines}")
+        count = f"{len(self.errors)} problem{'s' if len(self.errors) > 1 else ''}"
+        super().__init__(f"invalid IVR flows ({count}):\n  {lines}")
 
 
 class UnexpectedResult(IvrError):

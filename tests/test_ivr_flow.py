@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from acd.config import load_acd_config
+from callcenter.cli import main
+from ivr.draw import to_dot, to_mermaid
 from ivr.errors import FlowError, FlowsInvalid
 from ivr.flow import (
     BranchNode,
@@ -465,3 +467,80 @@ def test_hours_come_from_the_acd_queue(tmp_path: Path) -> None:
 )
 def test_luhn(digits: str, valid: bool) -> None:
     assert luhn_valid(digits) is valid
+
+
+# -- drawing and the command line ------------------------------------------------------------
+
+
+def test_draw_dot_and_mermaid() -> None:
+    book = load_flows(EXAMPLES, queues=QUEUES)
+    dot = to_dot(book, ["vip_fast_lane"])
+    assert dot.startswith("digraph ivr {") and dot.rstrip().endswith("}")
+    assert '"vip_fast_lane.tier" [label="tier: branch on tier", shape=diamond];' in dot
+    assert '"vip_fast_lane.tier" -> "vip_fast_lane.greet_vip" [label="vip"];' in dot
+    assert '"vip_fast_lane.menu" -> "main.welcome" [label="goto"];' in dot
+    assert "cluster_main" not in dot  # only the flows asked for
+    mermaid = to_mermaid(book)
+    assert mermaid.startswith("flowchart TD\n")
+    assert 'n_main_2e_menu -->|"1"| n_main_2e_sales_wait' in mermaid
+    assert 'n_main_2e_account -->|"call"| n_account_number_2e_ask' in mermaid
+    assert 'n_account_number_2e_ask["ask: collect ACCOUNT (8-16) luhn"]' in mermaid
+
+
+def _cli(*argv: str) -> int:
+    return main(["--config", str(ROOT / "config" / "callcenter.yaml"), *argv])
+
+
+def test_cli_check_accepts_the_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli("ivr", "check", *map(str, EXAMPLES)) == 0
+    out = capsys.readouterr().out
+    assert out == "ok: 3 flows in 3 files (account_number, main, vip_fast_lane)\n"
+
+
+def test_cli_check_lists_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    nodes = {
+        "a": {"type": "queue", "queue": "billing"},
+        "b": {"type": "wait"},
+    }
+    bad.write_text(yaml.safe_dump(_file(nodes)), encoding="utf-8")
+    assert _cli("ivr", "check", str(bad), str(tmp_path / "missing.yaml")) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines == [
+        f"{tmp_path / 'missing.yaml'}: cannot read the IVR flow file (No such file or "
+        "directory); fix the file",
+        f"{bad}: node 'main.a': queue 'billing' is not a queue of the ACD configuration; use "
+        "one of ['sales', 'support'], or add it to the queues file",
+        f"{bad}: node 'main.b': unknown node type 'wait'; use one of play, menu, collect, "
+        "lookup_caller, branch, set, language, queue, callback, voicemail, transfer, hangup, "
+        "goto, call, return",
+    ]
+    assert captured.err == "3 problems\n"
+
+
+def test_cli_check_needs_the_queues(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "callcenter.yaml"
+    empty.write_text("{}\n", encoding="utf-8")
+    assert main(["--config", str(empty), "ivr", "check", str(EXAMPLES[0])]) == 2
+    assert "give --queues FILE or set acd.queues" in capsys.readouterr().err
+    queues = str(ROOT / "config" / "queues.yaml")
+    args = ["--config", str(empty), "ivr", "check", "--queues", queues, *map(str, EXAMPLES)]
+    assert main(args) == 0
+
+
+def test_cli_draw(capsys: pytest.CaptureFixture[str]) -> None:
+    main_file = str(ROOT / "config" / "ivr" / "main.yaml")
+    assert _cli("ivr", "draw", main_file) == 0
+    dot = capsys.readouterr().out
+    assert "cluster_main" in dot and "cluster_account_number" not in dot
+    assert '"main.account" -> "account_number.ask" [label="call"];' in dot
+    assert _cli("ivr", "draw", "--format", "mermaid", main_file) == 0
+    assert capsys.readouterr().out.startswith("flowchart TD")
+
+
+def test_cli_draw_of_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(_file({"a": {"type": "goto", "next": "zz"}})), encoding="utf-8")
+    assert _cli("ivr", "draw", str(bad)) == 1
+    assert "target 'zz' is not a node of flow 'main'" in capsys.readouterr().out
