@@ -26,6 +26,8 @@ from urllib.parse import unquote
 
 from twisted.internet.defer import Deferred
 
+from ivr.errors import IvrError
+
 __all__ = [
     "AgiArgumentError",
     "AgiChannel",
@@ -78,8 +80,8 @@ _USAGE_END = "520 End of proper usage."
 # ---------------------------------------------------------------------------- errors
 
 
-class AgiError(Exception):
-    """Base of the AGI transports' errors."""
+class AgiError(IvrError):
+    """Base of the AGI transports' errors (kept beside the codec that raises them)."""
 
 
 class AgiProtocolError(AgiError):
