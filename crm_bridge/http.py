@@ -165,29 +165,29 @@ async def _hello(socket: WebSocket) -> Account | None:
 
 async def _feed(socket: WebSocket, service: CrmBridgeService, agent: str) -> None:
     """Send ``agent``'s pops until the socket closes (or falls too far behind)."""
-    queue: asyncio.Queue[Mapping[str, Any] | None] = asyncio.Queue()
+    # One queue for everything the feed waits on, so a pop costs one loop turn from the
+    # reactor's publish to the socket write: a per-frame ``asyncio.wait`` on two futures
+    # took three, each behind whatever AMI read the loop was busy with.
+    queue: asyncio.Queue[Mapping[str, Any] | str] = asyncio.Queue()
 
     def send(pop: Mapping[str, Any]) -> None:
         if queue.qsize() >= MAX_QUEUED:
-            queue.put_nowait(None)  # too far behind: close; the client reconnects
+            queue.put_nowait(_BEHIND)  # too far behind: close; the client reconnects
             return
         queue.put_nowait(pop)
 
     disconnect = service.sessions.connect(agent, send)
-    reader = asyncio.ensure_future(_drain(socket))
+    reader = asyncio.ensure_future(_drain(socket, queue))
     try:
         await socket.send_json({"type": "hello", "agent": agent})
         current = service.current_pop(agent)
         if current is not None:
             await socket.send_json({"type": "pop", "pop": current})
         while True:
-            getting = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getting, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if reader in done:
-                getting.cancel()
+            pop = await queue.get()
+            if pop == _GONE:
                 return
-            pop = getting.result()
-            if pop is None:
+            if pop == _BEHIND:
                 log.warning("screen pop: agent %s's socket fell behind; closed it", agent)
                 await socket.close(1013, "too far behind: reconnect")
                 return
@@ -199,8 +199,12 @@ async def _feed(socket: WebSocket, service: CrmBridgeService, agent: str) -> Non
         reader.cancel()
 
 
-async def _drain(socket: WebSocket) -> None:
-    """Read (and ignore) what the client sends, until it disconnects."""
+#: What the feed's queue carries besides pops: the client left; the client fell behind.
+_GONE, _BEHIND = "gone", "behind"
+
+
+async def _drain(socket: WebSocket, queue: asyncio.Queue[Mapping[str, Any] | str]) -> None:
+    """Read (and ignore) what the client sends; tell the feed when it disconnects."""
     try:
         while True:
             message = await socket.receive()
@@ -208,6 +212,8 @@ async def _drain(socket: WebSocket) -> None:
                 return
     except (WebSocketDisconnect, RuntimeError):
         return
+    finally:
+        queue.put_nowait(_GONE)
 
 
 async def _close_quietly(socket: WebSocket, code: int, reason: str) -> None:
