@@ -28,7 +28,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -53,6 +53,9 @@ __all__ = ["CrmBridgeService", "PopSessions", "card_of"]
 
 log = logging.getLogger(__name__)
 
+#: What a tier reload found: nothing new, every number (a new run), or the numbers of the
+#: customers profiled since the last reload.
+TierChange = tuple[Literal["all", "some"], dict[str, str]] | None
 #: Audit rows of pops kept in memory while the database is away; the oldest go first.
 MAX_PENDING_AUDIT = 50_000
 #: Seconds between writes of the pops' audit rows.
@@ -526,24 +529,30 @@ class CrmBridgeService:
         d.addCallbacks(self._tiers_read, self._tiers_failed)
         return d
 
-    def _read_tiers(
-        self, mark: tuple[Any, ...] | None
-    ) -> tuple[tuple[Any, ...], dict[str, str] | None]:
+    def _read_tiers(self, mark: tuple[Any, ...] | None) -> tuple[tuple[Any, ...], TierChange]:
         with self.engine.connect() as conn:
-            # The latest run and the latest profile say whether anything changed.
+            # The latest run and the latest profile say whether anything changed: a new run
+            # re-tiers everyone (read all), new profiles only their customers' numbers.
             now_mark = (
                 conn.execute(select(func.max(tier_runs.c.id))).scalar(),
                 conn.execute(select(func.max(customers.c.profiled_at))).scalar(),
             )
             if now_mark == mark:
                 return now_mark, None
-            return now_mark, store.tier_index(conn)
+            if mark is None or mark[0] != now_mark[0] or mark[1] is None:
+                return now_mark, ("all", store.tier_index(conn))
+            # ``>=``: a pass still writing profiles stamped with the mark's time is re-read.
+            return now_mark, ("some", store.tier_index(conn, profiled_since=mark[1]))
 
-    def _tiers_read(self, result: tuple[tuple[Any, ...], dict[str, str] | None]) -> None:
-        mark, index = result
-        if index is not None:
-            self.tiers.replace(index)
-            log.info("screen pop: tier index loaded: %d numbers", len(index))
+    def _tiers_read(self, result: tuple[tuple[Any, ...], TierChange]) -> None:
+        mark, change = result
+        if change is not None:
+            scope, index = change
+            if scope == "all":
+                self.tiers.replace(index)
+                log.info("screen pop: tier index loaded: %d numbers", len(index))
+            else:
+                self.tiers.update(index)
         self._tier_mark = mark
 
     def _tiers_failed(self, failure: Failure) -> None:

@@ -300,16 +300,24 @@ def chosen_customer(conn: Connection, pbx: str, call_id: str) -> str | None:
     return conn.execute(query).scalar_one_or_none()
 
 
-def tier_index(conn: Connection) -> dict[str, str]:
+def tier_index(conn: Connection, *, profiled_since: float | None = None) -> dict[str, str]:
     """E.164 number -> the stored tier of its customer; a number shared by several customers
     gets the most valuable of their tiers (:data:`TIER_RANK`). Customers without a tier are
-    left out."""
+    left out. With ``profiled_since``, only the numbers of customers profiled at or after
+    it (each still judged against every customer on it): the changes since a reload."""
     rank = {tier: i for i, tier in enumerate(TIER_RANK)}
     query = (
         select(customer_numbers.c.number, customers.c.tier)
         .join(customers, customers.c.id == customer_numbers.c.customer_id)
         .where(customers.c.tier.is_not(None))
     )
+    if profiled_since is not None:
+        changed = (
+            select(customer_numbers.c.number)
+            .join(customers, customers.c.id == customer_numbers.c.customer_id)
+            .where(customers.c.profiled_at >= profiled_since)
+        )
+        query = query.where(customer_numbers.c.number.in_(changed))
     index: dict[str, str] = {}
     for number, tier in conn.execute(query):
         held = index.get(number)

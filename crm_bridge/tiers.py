@@ -28,15 +28,20 @@ class CallerTiers(Protocol):
 class TierIndex:
     """Computed tiers by E.164 number; unknown and withheld numbers get ``default``.
     :meth:`replace` swaps the whole table at once, so a reader on another thread sees the
-    old or the new table, never half of one."""
+    old or the new table, never half of one; :meth:`update` changes a few numbers in place
+    (each one old or new to a reader), without copying a table of a million numbers."""
 
     def __init__(self, default: str = DEFAULT_TIER) -> None:
         self.default = default
-        self._by_number: Mapping[str, str] = {}
+        self._by_number: dict[str, str] = {}
 
     def replace(self, by_number: Mapping[str, str]) -> None:
         """Use ``by_number`` from now on."""
         self._by_number = dict(by_number)
+
+    def update(self, changes: Mapping[str, str]) -> None:
+        """Set the tiers of the numbers in ``changes``; the others stay."""
+        self._by_number.update(changes)
 
     def __len__(self) -> int:
         return len(self._by_number)

@@ -354,3 +354,26 @@ def test_a_new_order_profiles_its_customer_again(
         assert (profiled_after(engine, "c2") or {})["lifecycle"]["stage"] == "development"
     finally:
         run(service.stop())
+
+
+def test_new_profiles_reach_the_tier_index_without_a_full_reload(
+    engine: Engine, reactor: Any, run: Callable[..., Any]
+) -> None:
+    service = started(engine, reactor, run)
+    try:
+        assert service.tiers.tier_of("+4930777777") == "ordinary"  # c2, c3: no tier yet
+        service.tiers.update({"+4930999999": "key"})  # stands for a number a reload skips
+        with engine.begin() as conn:  # what an incremental profile writes
+            conn.execute(
+                update(customers).where(customers.c.id == "c3")
+                .values(tier="key", profile=PROFILE, profiled_at=NOW + 60)
+            )  # fmt: skip
+        until(run, lambda: service.tiers.tier_of("+4930777777") == "key")
+        assert service.tiers.tier_of("+4930123456") == "vip"
+        assert service.tiers.tier_of("+4930999999") == "key"  # only c3's numbers were read
+        with engine.begin() as conn:  # a new bulk run: everyone is read again
+            conn.execute(insert(tier_runs).values(at=NOW, finished_at=NOW, customers=3, cutoffs={}))
+        until(run, lambda: service.tiers.tier_of("+4930999999") == "ordinary")
+        assert service.tiers.tier_of("+4930777777") == "key"
+    finally:
+        run(service.stop())

@@ -196,6 +196,24 @@ def test_the_tier_index_gives_a_shared_number_its_best_tier(engine: Engine) -> N
         assert store.tier_index(conn)["+49301234567"] == "vip"
 
 
+def test_the_tier_index_since_a_time_reads_the_numbers_of_customers_profiled_since(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        for cid, tier, at in [("c1", "vip", 100.0), ("c2", "ordinary", 200.0), ("c3", "key", 50.0)]:
+            conn.execute(
+                update(customers).where(customers.c.id == cid).values(tier=tier, profiled_at=at)
+            )
+        # c2 changed at 200: its shared number is judged against c1 (vip) too
+        assert store.tier_index(conn, profiled_since=200.0) == {"+49301234567": "vip"}
+        assert store.tier_index(conn, profiled_since=100.0) == {
+            "+49301234567": "vip",
+            "+4915123456789": "vip",  # c1's other number
+        }
+        assert store.tier_index(conn, profiled_since=50.0) == store.tier_index(conn)
+        assert store.tier_index(conn, profiled_since=201.0) == {}
+
+
 def test_cents_are_exact() -> None:
     assert store.cents(Decimal("19.99")) == 1999
     assert store.cents(Decimal("-0.5")) == -50

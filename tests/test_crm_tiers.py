@@ -34,3 +34,11 @@ def test_a_reload_replaces_the_whole_index() -> None:
     assert index.tier_of("+1") == "ordinary"
     assert index.tier_of("+2") == "vip"
     assert len(index) == 1
+
+
+def test_an_update_changes_only_the_numbers_given() -> None:
+    index = TierIndex()
+    index.replace({"+1": "vip", "+2": "key"})
+    index.update({"+2": "ordinary", "+3": "key"})
+    assert [index.tier_of(n) for n in ("+1", "+2", "+3")] == ["vip", "ordinary", "key"]
+    assert len(index) == 3
