@@ -28,6 +28,7 @@ from cti.calls.model import CallModel
 from cti.capture import captures_dir, replay
 from cti.history import load_call_events
 from ivr.agi import (
+    AgiChannel,
     AgiEnd,
     AgiError,
     AgiProtocolError,
@@ -182,7 +183,8 @@ def test_recording_04_driven_through_the_transport() -> None:
             h.agi.on_call_event(event)
     (session,) = h.sessions
     assert session.env.channel == CHANNEL and session.call_id == "1795356729.16"
-    results = [outcome(session.send(c)) for c in COMMANDS]
+    channel: AgiChannel = session  # what the IVR's shell holds (checked by mypy)
+    results = [outcome(channel.send(c)) for c in COMMANDS]
     assert [f for _, f in h.actions.sent] == [
         {"Channel": CHANNEL, "Command": c, "CommandID": f"t-{n}"} for n, c in enumerate(COMMANDS, 1)
     ]

@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from cti.ami.codec import Message
 from cti.capture import captures_dir
 from ivr.agi import (
+    AgiChannel,
     AgiEnd,
     AgiProtocolError,
     AgiReply,
@@ -82,7 +83,8 @@ def test_recording_09_replayed() -> None:
     env_end = from_pbx.index("")
     h = Harness()
     h.proto.dataReceived("".join(f"{line}\n" for line in from_pbx[: env_end + 1]).encode())
-    (session,) = h.sessions
+    (fastagi,) = h.sessions
+    session: AgiChannel = fastagi  # what the IVR's shell holds (checked by mypy)
     assert session.env.channel == "Local/5004@inbound-00000019;2"
     assert session.env.script == "lab-route"
     commands = [
