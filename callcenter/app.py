@@ -23,10 +23,12 @@ from fastapi import APIRouter
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, gatherResults, succeed
 
 import migrations
-from acd.config import AcdHistorySettings, AcdServiceSettings
+from acd.config import AcdConfig, AcdHistorySettings, AcdServiceSettings
+from acd.dialplan import DialplanOptions, holding_spots
+from acd.driver import Dialplan as AcdTargets
 from acd.errors import AcdStartupError
 from acd.http import agent_routes
 from acd.service import AcdService
@@ -42,9 +44,12 @@ from cti.ami.client import DEFAULT_RESYNC_ACTIONS, AmiClient, AmiClientSettings,
 from cti.ami.codec import Message
 from cti.calls.events import CallEvent, PbxEvent
 from cti.calls.model import CallModel
-from cti.calls.numbers import NumberingPlan
+from cti.calls.numbers import NumberingPlan, normalise
 from cti.history import CallEventRecorder, Closed, open_calls
 from cti.stream import EventStream
+from ivr.errors import IvrStartupError
+from ivr.interpreter import CallerFound, CallerUnknown, WaitFigures
+from ivr.service import HoldingLane, IvrService, IvrTargets
 from web.accounts import Accounts
 from web.api import build_api
 from web.auth import current_account
@@ -184,6 +189,58 @@ def crm_config_error(exc: CrmStartupError) -> ConfigError:
     return ConfigError(exc.message(key))
 
 
+#: The keys of this process's configuration behind the IVR's settings.
+IVR_SETTING_KEYS = {
+    "flows": "key 'ivr.flows' (CALLCENTER_IVR__FLOWS)",
+    "entries": "key 'ivr.entries' (CALLCENTER_IVR__ENTRIES)",
+    "fastagi_port": "key 'ivr.fastagi_port' (CALLCENTER_IVR__FASTAGI_PORT)",
+}
+
+
+def ivr_config_error(exc: IvrStartupError) -> ConfigError:
+    """The IVR's start-up error as this process's, naming its key and variable."""
+    if exc.setting is None:
+        return ConfigError(str(exc))
+    return ConfigError(exc.message(IVR_SETTING_KEYS.get(exc.setting, f"ivr.{exc.setting}")))
+
+
+def ivr_targets(settings: Settings, config: AcdConfig | None) -> IvrTargets:
+    """Where the IVR sends callers: each queue's plain holding spot for its first lane (as
+    ``callcenter asterisk dialplan`` writes them), the ACD's voicemail and outbound
+    contexts, the UserEvents the call model reads."""
+    calls, acd = settings.calls, AcdTargets()
+    holding: dict[str, HoldingLane] = {}
+    if config is not None:
+        options = DialplanOptions(
+            parked_event=calls.parked_event, callback_event=calls.callback_event,
+            holding=calls.holding,
+        )  # fmt: skip
+        spots = holding_spots(config, options)
+        for queue in config.queues.values():
+            lane = queue.lanes[0] if queue.lanes else "dialled"
+            spot = next(s for s in spots if s.lane == lane and not s.callback_offer)
+            holding[queue.name] = HoldingLane(spot.context, spot.exten, lane)
+    return IvrTargets(
+        holding,
+        voicemail_context=acd.overflow_contexts["voicemail"],
+        transfer_context=acd.callback_context,
+        parked_event=calls.parked_event,
+        callback_event=calls.callback_event,
+    )
+
+
+def ivr_caller(cards: list[dict[str, Any]]) -> CallerFound | CallerUnknown:
+    """The screen pop's cards of a number as the IVR's caller: one customer, or several
+    who share a tier (the name then unknown); none: unknown."""
+    if not cards:
+        return CallerUnknown()
+    tiers = {card.get("tier") for card in cards}
+    tier = tiers.pop() if len(tiers) == 1 else None
+    name = cards[0].get("name") if len(cards) == 1 else None
+    tickets = len(cards[0].get("open_tickets") or ()) if len(cards) == 1 else 0
+    return CallerFound(name, tier, tickets)
+
+
 def device_agent(interface: str) -> str | None:
     """An agent-side device's agent when no ACD configuration says: the device's own name
     (``PJSIP/6001`` and ``Local/6001@agents`` are agent 6001)."""
@@ -281,6 +338,27 @@ class CallCenter:
         self._agents_at = (
             {acd_config.interface_of(a): a for a in acd_config.agents} if acd_config else {}
         )
+        #: The IVR (``ivr.flows``): flows over AsyncAGI (these call events) and FastAGI.
+        self.ivr: IvrService | None = None
+        if settings.ivr.enabled:
+            try:
+                self.ivr = IvrService(
+                    settings.ivr,
+                    reactor=reactor,
+                    actions=self.ami,
+                    queues=acd_config.queues if acd_config is not None else (),
+                    targets=ivr_targets(settings, acd_config),
+                    call_of=self._call_on,
+                    lookup_caller=self._ivr_lookup,
+                    wait_figures=self._ivr_wait if self.acd is not None else None,
+                )
+            except IvrStartupError as exc:
+                raise ivr_config_error(exc) from None
+            self.call_events.subscribe(
+                self.ivr.on_call_event, max_pending=MAX_PENDING_CALL_EVENTS, name="ivr"
+            )
+            # The pop shows the flow walked, its inputs and outcome, not only the keys.
+            self.ivr.events.subscribe(self.crm.on_ivr_event, name="screen pop")
 
         # -- the agent API (web/): accounts, log-in, each domain's routes ---------------------
         #: The HTTP API (``http.enabled``); served from :meth:`start`, see :meth:`add_router`.
@@ -303,6 +381,11 @@ class CallCenter:
             self.settings.database.display_url(),
         )
         self._start_api()  # first: a port already taken stops the start here
+        if self.ivr is not None:
+            try:
+                self.ivr.start()
+            except IvrStartupError as exc:
+                raise ivr_config_error(exc) from None
         self._restore_open()
         self.crm.start()
         self.ami.start()
@@ -341,6 +424,8 @@ class CallCenter:
         """Close the AMI link, then the histories (both at once: each may spend its grace
         period on a down database) and the screen-pop bridge; what the histories did not
         write stays in their spools, and ``history_closed`` says what was kept or lost."""
+        if self.ivr is not None:  # first: its AsyncAGI sessions are handed back over AMI
+            self.ivr.stop().addErrback(lambda f: log.warning("IVR: stop: %s", f.value))
         d = self.ami.stop()
         if self.api is not None:  # the agent API: no more requests, open ones finish
             d.addBoth(self._stop_api)
@@ -398,6 +483,25 @@ class CallCenter:
             closing = asyncio.ensure_future(self.external_crm.aclose())
             stopping.append(Deferred.fromFuture(closing))
         return gatherResults(stopping)
+
+    # -- what the IVR asks ------------------------------------------------------------------
+
+    def _call_on(self, channel: str) -> str | None:
+        """The call whose caller leg is ``channel`` (an AGI session's channel)."""
+        return next((c.call_id for c in self.model.calls.values() if c.channel == channel), None)
+
+    def _ivr_lookup(self, number: str) -> Deferred[CallerFound | CallerUnknown]:
+        e164 = normalise(number, numbering_plan(self.settings))
+        if e164 is None or not e164.startswith("+"):
+            return succeed(CallerUnknown())
+        return self.crm.lookup(e164).addCallback(ivr_caller)
+
+    def _ivr_wait(self, queue: str) -> WaitFigures:
+        assert self.acd is not None
+        for figures in self.acd.snapshot(self.reactor.seconds()):
+            if figures.queue == queue:
+                return WaitFigures(figures.calls_waiting + 1, figures.estimated_wait.seconds)
+        return WaitFigures(None, None)
 
     def _agent_of(self, interface: str) -> str | None:
         """The agent at an agent-side device: the ACD's configuration, else its name."""

@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 
 from crm_bridge.config import ExternalCrmSettings
 from cti.yamlfile import YamlFileError, load_yaml
+from ivr.config import IvrSettings
 
 ENV_PREFIX = "CALLCENTER_"
 #: CALLCENTER_* variables that are not settings (the rest must name a setting).
@@ -260,6 +261,7 @@ class Settings(_Section):
     redis: RedisSettings = RedisSettings()
     http: HttpSettings = HttpSettings()
     crm: CrmSettings = CrmSettings()
+    ivr: IvrSettings = IvrSettings()
     numbering: NumberingSettings = NumberingSettings()
     calls: CallSettings = CallSettings()
     simulator: SimulatorSettings = SimulatorSettings()
@@ -375,7 +377,11 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     simulator = settings.simulator.model_copy(update={"traffic": traffic})
     acd = settings.acd.model_copy(update={"queues": resolved(settings.acd.queues)})
     crm = settings.crm.model_copy(update={"rules": resolved(settings.crm.rules)})
-    return settings.model_copy(update={"simulator": simulator, "acd": acd, "crm": crm})
+    flows = tuple(base / f if not f.is_absolute() else f for f in settings.ivr.flows)
+    ivr = settings.ivr.model_copy(update={"flows": flows})
+    return settings.model_copy(
+        update={"simulator": simulator, "acd": acd, "crm": crm, "ivr": ivr}
+    )
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -226,6 +226,11 @@ class PopDesk:
                 return self._answer(event.call_id, event.agent, event.at)
         return []
 
+    def ivr_walked(self, call_id: str, at: float, walk: Mapping[str, Any]) -> list[PopFrame]:
+        """The IVR's own account of the call's flow (``flow``, ``nodes`` walked, ``keyed``
+        inputs, ``outcome``, ``queue``): one more step of the pop's IVR path."""
+        return self._ivr(call_id, at, dict(walk))
+
     def identified(self, call_id: str, identity: Identity, at: float) -> list[PopFrame]:
         """The look-up of the caller finished (or the external CRM answered late). A choice
         an agent already made among candidates stands when it is still one of them."""

@@ -48,6 +48,7 @@ from crm_bridge.recompute import NoTierRun, recompute_changed
 from crm_bridge.schema import customers, pops, tier_runs
 from crm_bridge.tiers import TierIndex
 from cti.calls.events import CallArrived, CallerChanged, PbxEvent
+from ivr.events import IvrEvent, IvrFinished
 
 __all__ = ["CrmBridgeService", "PopSessions", "card_of"]
 
@@ -244,6 +245,14 @@ class CrmBridgeService:
     def on_acd_event(self, event: AcdEvent) -> None:
         """An ACD event: offers, answers and missed offers move the pop."""
         self._deliver(self.desk.on_acd_event(event))
+
+    def on_ivr_event(self, event: IvrEvent) -> None:
+        """An IVR event: a finished flow adds its nodes, inputs and outcome to the pop's IVR
+        path (the call model's events give only the AGI entry and the keys)."""
+        if isinstance(event, IvrFinished) and event.call_id is not None:
+            walk = {"flow": event.flow, "nodes": list(event.path), "keyed": list(event.digits),
+                    "outcome": event.outcome, "queue": event.queue}  # fmt: skip
+            self._deliver(self.desk.ivr_walked(event.call_id, event.at, walk))
 
     # -- the agent's requests (from the HTTP API, on the reactor thread) ------------------
 

@@ -5,6 +5,8 @@
 * :class:`FlowsInvalid` — loading flow files found problems; it carries all of them (the
   loader checks everything before it raises, so one run of ``callcenter ivr check`` lists
   every mistake). Nothing was loaded.
+* :class:`IvrStartupError` — the IVR service cannot start (flows that do not load, an entry
+  naming no flow, a FastAGI port taken): the problem and the setting to fix.
 * :class:`UnexpectedResult` — a transport fed a session a result that does not answer the
   step the session waits on (a transport bug, not a caller's doing); the session is
   unchanged.
@@ -12,7 +14,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FlowError", "FlowsInvalid", "IvrError", "UnexpectedResult"]
+__all__ = ["FlowError", "FlowsInvalid", "IvrError", "IvrStartupError", "UnexpectedResult"]
 
 
 class IvrError(Exception):
@@ -54,3 +56,20 @@ class FlowsInvalid(IvrError):
 
 class UnexpectedResult(IvrError):
     """A result that does not answer the step the session waits on."""
+
+
+class IvrStartupError(IvrError):
+    """The IVR cannot start. ``problem`` says what is wrong; ``setting`` names the
+    :class:`~ivr.config.IvrSettings` key to fix (or None); ``str()`` is the whole message in
+    the IVR's terms (the process names its own key and variable through :meth:`message`)."""
+
+    def __init__(self, problem: str, *, setting: str | None = None) -> None:
+        self.problem = problem
+        self.setting = setting
+        super().__init__(self.message(setting and f"the IVR setting {setting!r}"))
+
+    def message(self, setting: str | None) -> str:
+        """The message, naming ``setting`` (a configuration key and its variable) to fix."""
+        if setting is None:
+            return self.problem
+        return f"{self.problem}; check {setting}"

@@ -1677,6 +1677,19 @@ class Pbx:
             if digit and digit in escape:
                 return f"200 result={ord(digit)} endpos=6000", False
             return f"200 result=0 endpos={round(length * 8000)}", False  # 8 kHz samples
+        if upper[:2] == ["SAY", "NUMBER"] and len(words) > 2 and words[2].lstrip("-").isdigit():
+            # One prompt's length per number said; a key among the escape digits stops it.
+            escape = words[3] if len(words) > 3 else ""
+            length = self.settings.prompt_seconds
+            digit = yield from self._digit(ch, length) if escape else _nothing(length)
+            return f"200 result={ord(digit) if digit and digit in escape else 0}", False
+        if upper[:1] == ["EXEC"] and len(words) > 1:
+            # Asterisk runs the application on the channel: -2 when it does not exist.
+            app = self._apps.get(words[1])
+            if app is None:
+                return "200 result=-2", False
+            outcome = yield from app(ch, words[2] if len(words) > 2 else "")
+            return ("200 result=-1" if outcome is HANGUP or ch.gone else "200 result=0"), False
         if upper[:3] == ["WAIT", "FOR", "DIGIT"]:
             timeout: float = (
                 int(words[3]) if len(words) > 3 and words[3].lstrip("-").isdigit() else -1
