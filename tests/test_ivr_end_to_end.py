@@ -59,10 +59,10 @@ def center(reactor: Any, run: Any, tmp_path: Path) -> Any:
         "CALLCENTER_IVR__FASTAGI_PORT": str(agi_port),
     })  # fmt: skip
     app.accounts.add("6001", "ivr-test-password", "agent", agent="6001")
-    app.ivr_seen = []
+    seen: list[IvrEvent] = []
     assert app.ivr is not None and app.ivr.fastagi_port == agi_port
-    app.ivr.events.subscribe(app.ivr_seen.append, name="test")
-    yield app, simulator
+    app.ivr.events.subscribe(seen.append, name="test")
+    yield app, simulator, seen
     run(app.stop())
     simulator.stopListening()
 
@@ -73,8 +73,8 @@ def _pop_feed(app: Any) -> PopClient:
     return PopClient(f"ws://127.0.0.1:{app.api.port}/api/v1/pops", str(token))
 
 
-def _finished(app: Any) -> list[IvrFinished]:
-    return [e for e in app.ivr_seen if isinstance(e, IvrFinished)]
+def _finished(seen: list[IvrEvent]) -> list[IvrFinished]:
+    return [e for e in seen if isinstance(e, IvrFinished)]
 
 
 def _walk(pop: dict[str, Any]) -> dict[str, Any] | None:
@@ -86,7 +86,7 @@ def _route_and_pop(
 ) -> tuple[IvrFinished, dict[str, Any], dict[str, str]]:
     """A caller on ``did`` pressing ``keys``: what the IVR published, the pop with the
     walk that rang agent 6001, and the caller's channel variables once parked."""
-    app, simulator = center
+    app, simulator, seen = center
     pbx = simulator.factory.core.pbx
     feed = _pop_feed(app)
     parked: dict[str, str] = {}
@@ -94,8 +94,8 @@ def _route_and_pop(
     async def go() -> None:
         await until(lambda: bool(feed.messages))
         await app.ami.send_action("Originate", caller("+302101234567", "Eleni", did, 30, keys))
-        await until(lambda: bool(_finished(app)), timeout=30)
-        channel = pbx.channels.get(_finished(app)[0].channel)
+        await until(lambda: bool(_finished(seen)), timeout=30)
+        channel = pbx.channels.get(_finished(seen)[0].channel)
         assert channel is not None, "the caller left before it was parked"
         parked.update(pbx.channel_vars(channel))
         await until(lambda: any(_walk(p) for p in feed.pops if p["kind"] != "withdrawn"), 20)
@@ -105,14 +105,14 @@ def _route_and_pop(
     finally:
         feed.stop()
     pop = next(p for p in feed.pops if _walk(p))
-    return _finished(app)[0], pop, parked
+    return _finished(seen)[0], pop, parked
 
 
 def test_asyncagi_caller_keys_sales_and_the_pop_shows_the_walk(center: Any, run: Any) -> None:
     """DID 5002 (AGI(agi:async)): the caller presses 1 during the menu; the flow asks the
     ACD's estimate (short: no callback offer), announces position and wait, routes to
     sales with its path and keys, and the agent rung sees them before answering."""
-    app, _ = center
+    app, _, seen = center
     done, pop, variables = _route_and_pop(center, run, "5002", ("1",))
     assert (done.outcome, done.queue, done.transport, done.flow) == (
         "queued", "sales", "asyncagi", "main"
@@ -131,7 +131,7 @@ def test_asyncagi_caller_keys_sales_and_the_pop_shows_the_walk(center: Any, run:
     assert walk["outcome"] == "queued" and walk["queue"] == "sales"
     assert pop["ivr"]["digits"] == "1"  # the key as the PBX reported it (DTMF)
     assert pop["call_id"] == done.call_id
-    started = [e for e in app.ivr_seen if isinstance(e, IvrStarted)]
+    started = [e for e in seen if isinstance(e, IvrStarted)]
     assert [(e.flow, e.transport) for e in started] == [("main", "asyncagi")]
     assert not app.ivr.sessions and not app.ivr.asyncagi.sessions
 
@@ -139,7 +139,7 @@ def test_asyncagi_caller_keys_sales_and_the_pop_shows_the_walk(center: Any, run:
 def test_fastagi_caller_keys_an_account_and_reaches_support(center: Any, run: Any) -> None:
     """DID 5004 (AGI(agi://127.0.0.1:<port>/lab-route)): 2 for the account sub-flow, then a
     Luhn-valid number ended by #; the caller reaches support with ACCOUNT set."""
-    app, _ = center
+    app, _, _ = center
     done, pop, variables = _route_and_pop(center, run, "5004", ("2", f"{ACCOUNT}#"))
     assert (done.outcome, done.queue, done.transport) == ("queued", "support", "fastagi")
     assert done.path[:3] == ("main.welcome", "main.hours", "main.menu")
@@ -156,16 +156,16 @@ def test_fastagi_caller_keys_an_account_and_reaches_support(center: Any, run: An
 
 @pytest.mark.parametrize("did", ["5002", "5004"])
 def test_a_caller_hanging_up_in_the_menu_ends_cleanly(center: Any, run: Any, did: str) -> None:
-    app, _ = center
+    app, _, seen = center
 
     async def go() -> None:
         await app.ami.send_action("Originate", caller("+15550009999", "Quick", did, 1.0))
-        await until(lambda: bool(_finished(app)), timeout=20)
+        await until(lambda: bool(_finished(seen)), timeout=20)
         await until(lambda: any(e.kind == "ended" for e in app.seen), timeout=20)
         await until(lambda: app.history.pending == 0)
 
     run(go(), timeout=40)
-    (done,) = _finished(app)
+    (done,) = _finished(seen)
     assert done.outcome == "hung_up" and done.queue is None
     assert done.path[0] == "main.welcome" and done.digits == ()
     assert not app.ivr.sessions
