@@ -558,13 +558,12 @@ class IvrService:
             )
         )
         log.debug("IVR %s: %s after %s", session.channel, step.outcome, ">".join(step.path))
-        if run.ended:
-            return
+        if run.ended or step.outcome in ("hung_up", "channel_gone"):
+            return  # the PBX ended the AGI session
         # FastAGI: closing the connection is always safe. AsyncAGI: after a Redirect or a
         # HANGUP the PBX ends the session itself; otherwise ASYNCAGI BREAK hands the
         # channel back to the dialplan (the entry hangs up).
-        gone = step.outcome in ("hung_up", "channel_gone")
-        if run.transport == "fastagi" or not (run.redirected or run.hung_up or gone):
+        if run.transport == "fastagi" or not (run.redirected or run.hung_up):
             run.channel.close()
 
     def _check_lanes(self) -> None:
