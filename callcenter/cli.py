@@ -929,6 +929,8 @@ def _asterisk_dialplan(args: argparse.Namespace, settings: Settings) -> int:
     try:
         generated = generate_dialplan(
             settings,
+            ivr_entries=settings.ivr.dialplan_entries(),
+            fastagi=(settings.ivr.fastagi_host, settings.ivr.fastagi_port),
             silent_lanes=frozenset(args.silent),
             outbound_dial=args.outbound_dial,
             agent_device=args.agent_device,
