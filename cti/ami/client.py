@@ -196,6 +196,9 @@ class AmiConsumer(Protocol):
     def on_link(self, change: LinkChange) -> None: ...
 
 
+#: Bytes read from the AMI socket at a time (Twisted's default is 64 KiB). Measured with
+#: bench.screen_pop at 50 offers/s: pop p99 65-188 ms with 64 KiB reads, 31-32 ms with 16.
+READ_SIZE = 16384
 #: The shortest reconnect delay, whatever the jitter draws: never a busy loop.
 MIN_RECONNECT_DELAY = 0.01
 
@@ -496,6 +499,10 @@ class AmiProtocol(TwistedProtocol):
 
     def connectionMade(self) -> None:
         self.client.protocol = self
+        # Smaller reads than Twisted's 64 KiB: a burst of events is handled in slices, and
+        # the loop gets to what the events produced (screen-pop frames, API replies)
+        # between two slices instead of after the whole burst.
+        self.transport.bufferSize = READ_SIZE  # type: ignore[attr-defined]
         self.client._set_state(LinkState.CONNECTED, self.connection)
         # Asterisk reads actions as soon as the socket is up: no need to await the banner.
         self._session().addErrback(self._session_failed)
