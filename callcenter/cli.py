@@ -495,7 +495,7 @@ def _serve(
 ) -> int:
     from twisted.internet.task import LoopingCall
 
-    from callcenter.app import CallCenter
+    from callcenter.app import CallCenter, freeze_start_up
 
     app = CallCenter(settings, reactor)
     tally: Counter[str] = Counter()
@@ -534,6 +534,7 @@ def _serve(
     reactor.addSystemEventTrigger("before", "shutdown", app.stop)
     if duration is not None:
         reactor.callLater(duration, reactor.stop)
+    freeze_start_up()
     reactor.run()
     print(
         "summary: "

@@ -259,3 +259,16 @@ def test_events_without_a_call_print_as_legs() -> None:
     assert "callback_leg_ended" in ended and "request_id=cb-1.1" in ended
     busy = describe(DeviceStateChanged(0.0, "Local/6001@agents", "busy", restored=True))
     assert "device" in busy and "busy" in busy
+
+
+def test_the_process_entry_freezes_what_start_up_left_alive() -> None:
+    import gc
+
+    from callcenter.app import freeze_start_up
+
+    alive = [{"n": i} for i in range(1000)]
+    try:
+        freeze_start_up()
+        assert gc.get_freeze_count() >= len(alive)
+    finally:
+        gc.unfreeze()
