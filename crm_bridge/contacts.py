@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, case, exists, func, select, update
 
 from acd.history import acd_events
+from crm_bridge.recompute import breathe
 from crm_bridge.schema import call_customers, contacts, customer_numbers, customers
 from cti.history import call_events
 
@@ -70,6 +71,7 @@ def fill_contacts(
     since: float | None = None,
     now: float | None = None,
     pause: float = 0.0,
+    rest: float = 0.0,
 ) -> FillSummary:
     """Add a contact for every ended call that has none yet, ``batch`` calls a transaction.
 
@@ -78,8 +80,9 @@ def fill_contacts(
     caller passes its previous pass's time minus a margin longer than a call and an outage
     of the history writer (events written late keep their PBX time); None scans the whole
     history (the first pass, ``callcenter``). ``now`` is the ``changed_at`` given to the
-    customers (default: the wall clock). ``pause``: seconds to sleep between batches (a
-    background thread hands the GIL back to the thread answering calls that way)."""
+    customers (default: the wall clock). ``pause`` and ``rest``: after each batch, sleep
+    ``pause`` plus ``rest`` times as long as the batch took (a background thread hands the
+    GIL back to the thread answering calls that way)."""
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     started = time.monotonic()
@@ -99,6 +102,7 @@ def fill_contacts(
     if since is not None:
         pending = pending.where(e.at >= since)
     while True:
+        began = time.monotonic()
         with engine.begin() as conn:
             calls = [(pbx, call_id) for pbx, call_id in conn.execute(pending)]
             if not calls:
@@ -117,8 +121,7 @@ def fill_contacts(
         touched |= ids
         if len(calls) < batch:
             break
-        if pause:
-            time.sleep(pause)
+        breathe(began, pause, rest)
     return FillSummary(added, frozenset(touched), time.monotonic() - started)
 
 

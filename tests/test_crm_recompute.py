@@ -272,3 +272,16 @@ def test_an_empty_database_gives_an_empty_run(engine: Engine) -> None:
     assert summary.customers == 0 and sum(summary.tiers.values()) == 0
     with engine.connect() as conn:
         assert latest_run(conn) is not None
+
+
+def test_a_background_pass_rests_in_proportion_to_the_batch_it_just_did(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from crm_bridge import recompute
+
+    slept: list[float] = []
+    monkeypatch.setattr(recompute.time, "sleep", slept.append)
+    monkeypatch.setattr(recompute.time, "monotonic", lambda: 10.0)
+    recompute.breathe(9.9, 0.005, 3.0)  # a batch of 100 ms: 300 ms more, plus the pause
+    recompute.breathe(9.9, 0.0, 0.0)  # the command line's bulk run does not rest
+    assert slept == [pytest.approx(0.305)]
