@@ -206,6 +206,8 @@ class Spread:
 
 
 HEADER = f"{'':<34}{'n':>7}{'median':>10}{'p95':>10}{'p99':>10}{'max':>10}  (ms)"
+#: Seconds per slice of the run in the p99-over-time line.
+SLICE = 10.0
 
 
 # -- the live run --------------------------------------------------------------------------
@@ -262,6 +264,18 @@ class LiveResult:
                 [o.customer_at - o.handled_at for o in shown]  # type: ignore[operator]
             ),
         }
+
+    def p99_by_slice(self, seconds: float = SLICE) -> list[float]:
+        """The ring frame's p99 (ms, from the AMI read) in each ``seconds`` of the run, by
+        when the read came: rising slices are a backlog, one bad slice a stall."""
+        timed = [o for o in self.offers if o.read_at is not None and o.ring_at is not None]
+        if not timed:
+            return []
+        first = min(o.read_at for o in timed)  # type: ignore[type-var]
+        slices: defaultdict[int, list[float]] = defaultdict(list)
+        for o in timed:
+            slices[int((o.read_at - first) // seconds)].append(o.ring_at - o.read_at)  # type: ignore[operator]
+        return [1000 * percentile(slices[i], 0.99) for i in range(max(slices) + 1)]
 
     def merge(self, world: WorldRecords, owners: dict[str, list[str]], total: int) -> None:
         """Join the world's pops to the offers made here and check them: every caller placed
@@ -353,7 +367,7 @@ async def run_live(
     """The backend here, the world (simulator, callers, one pop client per agent) in a child
     process; ``callers`` placed in turn at ``load.rate`` a second for ``load.seconds``
     (``owners``: number -> customer ids, the right answer)."""
-    from callcenter.app import CallCenter
+    from callcenter.app import CallCenter, freeze_start_up
     from callcenter.settings import Settings
     from cti.ami.client import AmiProtocol
     from cti.ami.codec import Message
@@ -445,6 +459,7 @@ async def run_live(
                 app.accounts.add(username, PASSWORD, "agent", agent=agent)
             tokens[agent] = app.accounts.issue_token(Account(username, "agent", agent)).token
         app.start()
+        freeze_start_up()  # as callcenter run does
         await app.ami.when_ready().asFuture(asyncio.get_running_loop())
         while not len(app.crm.tiers):  # the tier index, loaded at start in the background
             await asyncio.sleep(0.1)
@@ -550,6 +565,9 @@ def report(live: LiveResult, lookups: dict[str, Spread], wrong_lookups: list[str
         "",
         HEADER,
         *(spread.row(what) for what, spread in spreads.items()),
+        "",
+        f"ring frame p99 per {SLICE:g} s of the run (ms): "
+        + ", ".join(f"{p:.0f}" for p in live.p99_by_slice()),
         "",
         f"errors: {len(live.errors)}",
         *(f"  {e}" for e in live.errors[:10]),
