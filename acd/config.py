@@ -12,12 +12,9 @@ it from its own settings; nothing here reads the process's configuration.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -31,12 +28,13 @@ from pydantic import (
 
 from acd.errors import AcdConfigError
 from crm_bridge.tiers import TIERS
+
+# The calendar is shared with the tickets' service levels; imported here so queue hours and
+# ``acd.config.BusinessHours`` keep working where they are.
+from cti.business_hours import BusinessHours
 from cti.yamlfile import YamlFileError, load_yaml
 
 Strategy = Literal["longest_idle", "fewest_calls", "round_robin", "ring_all", "skills_weighted"]
-Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_SPAN = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 #: Penalties are bounded so that ``penalty * PENALTY_STEP`` stays exact in a float score.
 MAX_PENALTY = 1000
 
@@ -109,70 +107,6 @@ class CallbackPolicy(_Section):
 
     attempts: int = Field(3, ge=1, le=20)
     spacing: float = Field(120.0, ge=0, description="seconds between two dials")
-
-
-class BusinessHours(_Section):
-    """Weekly opening spans (``"08:00-18:00"``) in ``time_zone``, and closed holidays.
-
-    A weekday missing from ``weekly`` is closed all day.
-    """
-
-    time_zone: str = "UTC"
-    weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], tuple[str, ...]]
-    holidays: tuple[date, ...] = ()
-
-    @field_validator("time_zone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name") from None
-        return value
-
-    @field_validator("weekly")
-    @classmethod
-    def _spans(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
-        for day, spans in value.items():
-            for span in spans:
-                m = _SPAN.match(span)
-                past_midnight = m is not None and m[3] == "24" and m[4] != "00"
-                if m is None or past_midnight or (m[1], m[2]) >= (m[3], m[4]):
-                    raise ValueError(
-                        f"{day}: {span!r} is not a span 'HH:MM-HH:MM' with start before end"
-                    )
-        return value
-
-    def is_open(self, now: float) -> bool:
-        """Whether the queue takes live callers at epoch second ``now``."""
-        return any(start <= now < end for start, end in self._spans_around(now))
-
-    def next_change(self, now: float) -> float | None:
-        """The first instant after ``now`` at which :meth:`is_open` may change."""
-        edges = [t for span in self._spans_around(now) for t in span if t > now]
-        return min(edges, default=None)
-
-    def _spans_around(self, now: float) -> list[tuple[float, float]]:
-        # Opening spans as epoch intervals from yesterday to a week ahead, local time (DST).
-        zone = ZoneInfo(self.time_zone)
-        today = datetime.fromtimestamp(now, zone).date()
-        spans = []
-        for offset in range(-1, 8):
-            day = today + timedelta(days=offset)
-            if day in self.holidays:
-                continue
-            for span in self.weekly.get(WEEKDAYS[day.weekday()], ()):
-                start, end = span.split("-")
-                spans.append((_at(day, start, zone), _at(day, end, zone)))
-        return spans
-
-
-def _at(day: date, hhmm: str, zone: ZoneInfo) -> float:
-    hours, minutes = int(hhmm[:2]), int(hhmm[3:])
-    midnight = datetime.combine(day, time(0), zone)
-    if hours == 24:
-        return datetime.combine(day + timedelta(days=1), time(0), zone).timestamp()
-    return midnight.replace(hour=hours, minute=minutes).timestamp()
 
 
 class QueueConfig(_Section):
