@@ -31,7 +31,14 @@ from acd.events import AcdEvent
 from acd.figures import QueueFigures
 from callcenter.settings import ConfigError, Settings, load_settings, require_production_secrets
 from cti.ami.client import LinkState
-from cti.calls.events import DeviceStateChanged, PbxEvent
+from cti.calls.events import (
+    AsyncAgiEnded,
+    AsyncAgiReplied,
+    AsyncAgiStarted,
+    DeviceStateChanged,
+    PbxEvent,
+)
+from ivr.events import IvrEvent, IvrFinished
 
 #: The built-in settings, for the defaults --help shows.
 _BUILT_IN = Settings()
@@ -411,6 +418,7 @@ def _install_reactor() -> Any:
 
 def _simulator_settings(settings: Settings, args: argparse.Namespace) -> Any:
     import pbx_simulator
+    from callcenter.demo import fastagi_routes
 
     sim = settings.simulator
     traffic = sim.traffic
@@ -422,6 +430,10 @@ def _simulator_settings(settings: Settings, args: argparse.Namespace) -> Any:
         username=settings.ami.username,
         secret=settings.ami.secret.get_secret_value(),
         seed=seed if seed is not None else 0,
+        # DID 5004's FastAGI script reaches this configuration's FastAGI server.
+        dids=fastagi_routes(
+            pbx_simulator.Settings().dids, settings.ivr.fastagi_host, settings.ivr.fastagi_port
+        ),
         traffic=pbx_simulator.TrafficSettings(
             enabled=traffic.enabled and rate > 0,
             calls_per_minute=rate if rate > 0 else traffic.calls_per_minute,
@@ -463,7 +475,11 @@ def _pbx_sim(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from callcenter.demo import demo_ivr
+
     reactor = _install_reactor()
+    # Before the simulator: its FastAGI DID dials the IVR's port.
+    settings, ivr_notes = demo_ivr(settings)
     port = _listen(reactor, settings, args)
     settings = _demo_api_port(settings)
     host = port.getHost()
@@ -477,6 +493,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         "Live call events follow; Ctrl-C stops.",
         flush=True,
     )
+    for note in ivr_notes:
+        print(note, flush=True)
     return _serve(reactor, settings, args.duration, args.figures_every, demo=True)
 
 
@@ -502,6 +520,8 @@ def _serve(
 
     def show(event: Any) -> None:
         tally[event.kind] += 1
+        if isinstance(event, AsyncAgiStarted | AsyncAgiReplied | AsyncAgiEnded):
+            return  # each AGI command's reply: the IVR's own lines say what the caller did
         print(describe(event), flush=True)
 
     app.watch(show, "console")
@@ -524,6 +544,8 @@ def _serve(
             figures = LoopingCall(show_figures)
             figures.clock = reactor
             figures.start(figures_every, now=False)
+    if app.ivr is not None:
+        app.ivr.events.subscribe(lambda e: print(describe_ivr(e), flush=True), name="console")
     logins = _demo_logins(app) if demo else []
     app.start()
     if demo:
@@ -1073,6 +1095,24 @@ def describe_acd(event: AcdEvent) -> str:
     fields.pop("at")
     detail = " ".join(f"{k}={_short(v)}" for k, v in fields.items() if v not in (None, "", ()))
     return f"{stamp} ACD {kind:<18} {detail}"
+
+
+def describe_ivr(event: IvrEvent) -> str:
+    """One line per IVR session: started (flow, transport, channel), finished (outcome,
+    queue, the nodes walked as ``IVR_PATH`` has them, the inputs, the flow's variables)."""
+    import time
+
+    stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
+    fields = event.to_record()
+    kind = fields.pop("kind").removeprefix("ivr_")
+    fields.pop("at")
+    if isinstance(event, IvrFinished):
+        fields["path"] = ">".join(event.path)
+        fields["digits"] = "-".join(event.digits)
+        own = {k: v for k, v in event.variables.items() if k not in ("IVR_PATH", "IVR_DIGITS")}
+        fields["variables"] = own
+    detail = " ".join(f"{k}={_short(v)}" for k, v in fields.items() if v not in (None, "", {}))
+    return f"{stamp} IVR {kind:<18} {detail}"
 
 
 def describe_figures(f: QueueFigures) -> str:

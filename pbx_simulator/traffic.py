@@ -1,6 +1,12 @@
 """Simulated callers: Poisson arrivals into the DIDs, caller IDs from a customer list,
 IVR digits, and patience (a caller not yet talking to an agent hangs up after it).
-Pure: drives the core through its scheduler and the same path as AMI Originate."""
+Pure: drives the core through its scheduler and the same path as AMI Originate.
+
+Callers of the dialplan menu (DID 5001) press 1 and an account number. Callers of the AGI
+DIDs (5002 AsyncAGI, 5004 FastAGI) key what the product's example flow ``config/ivr/main.yaml``
+asks: 1 for sales; 2, then a Luhn-valid account number and ``#`` for support; or 9 (French)
+then 1. Their patience starts after :data:`IVR_SECONDS`, the flow's prompts taking longer
+than a dialplan menu."""
 
 from __future__ import annotations
 
@@ -18,6 +24,9 @@ from .manager import ManagerCore
 from .settings import TrafficSettings
 
 DEMO_CUSTOMERS = Path(__file__).resolve().parent.parent / "config" / "demo-customers.csv"
+#: Seconds an AGI-route caller spends in the flow (welcome, menu, announcements) before
+#: its patience counts: they wait on hold, not in the menu.
+IVR_SECONDS = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +138,33 @@ class TrafficGenerator:
                 ("Variable", f"LAB_DTMF2={account}#"),
                 ("Variable", "LAB_WAIT=600"),
             ]
+        elif route is not None and route.kind in ("agi", "fastagi"):
+            exten = "dtmf"
+            variables += self._flow_keys()
+            patience += IVR_SECONDS
         else:
             exten = "stay"
         action = Message(
             [("Action", "Originate"), *caller_originate(did, customer.callerid, exten, variables)]
         )
         self.core.originate(action, lambda one: self._started(one, patience))
+
+    def _flow_keys(self) -> list[tuple[str, str]]:
+        """A caller's keys for the example flow's menu (see the module): the first key
+        during the welcome (barge-in makes it the menu choice), then the rest."""
+        choice = self.rng.random()
+        if choice < 0.5:
+            keys = ["1"]
+        elif choice < 0.85:
+            body = "".join(self.rng.choice("0123456789") for _ in range(9))
+            keys = ["2", f"{body}{luhn_digit(body)}#"]
+        else:
+            keys = ["9", "1"]
+        variables = [("Variable", "LAB_WAIT=600")]
+        for n, key in enumerate(keys, 1):
+            delay = round(self.rng.uniform(0.8, 2.5) if n == 1 else self.rng.uniform(0.5, 2.0), 1)
+            variables += [("Variable", f"LAB_DELAY{n}={delay}"), ("Variable", f"LAB_DTMF{n}={key}")]
+        return variables
 
     def _started(self, one: Channel, patience: float) -> None:
         if one.partner is not None:
@@ -147,3 +177,12 @@ class TrafficGenerator:
             self._waiting.pop(one.partner.name, None)
         if not one.gone and one.partner is not None and one.partner.bridge is None:
             self.pbx.hangup(one, 16, request=True)
+
+
+def luhn_digit(body: str) -> str:
+    """The check digit that makes ``body`` + it pass the Luhn check."""
+    total = 0
+    for i, ch in enumerate(reversed(body)):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return str(-total % 10)
