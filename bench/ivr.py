@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import logging
@@ -129,6 +130,8 @@ class StepTimer:
     pauses: int = 0
     paused_for: float = 0.0
     links_lost: int = 0
+    #: The garbage collector's pauses: (generation, seconds).
+    gc_pauses: list[tuple[int, float]] = field(default_factory=list)
     #: CPU seconds (this thread) spent inside the PBX simulator's core.
     simulator_cpu: float = 0.0
     #: Redirects the AMI refused or failed: channel -> why.
@@ -277,6 +280,15 @@ def instrumented(app: Any, timer: StepTimer) -> Iterator[None]:
         (app.ami, "resumeProducing", timed_resume),
         (ivr.asyncagi, "on_call_event", timed_event),
     ]
+    collecting: list[float] = []
+
+    def collected(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collecting.append(time.perf_counter())
+        elif collecting:
+            timer.gc_pauses.append((info["generation"], time.perf_counter() - collecting.pop()))
+
+    gc.callbacks.append(collected)
     originals = [(owner, name, owner.__dict__[name]) for owner, name, _ in on_classes]
     for owner, name, wrapper in [*on_classes, *on_objects]:
         setattr(owner, name, wrapper)
@@ -287,6 +299,7 @@ def instrumented(app: Any, timer: StepTimer) -> Iterator[None]:
             setattr(owner, name, original)
         for target, name, _ in on_objects:
             delattr(target, name)
+        gc.callbacks.remove(collected)
 
 
 # -- one run -------------------------------------------------------------------------------
@@ -512,6 +525,7 @@ def report(runs: Sequence[IvrRun]) -> str:
         rows = run.spreads()
         step = rows["per step, from the result's read"]
         backend = run.cpu - run.timer.simulator_cpu
+        full = [seconds for generation, seconds in run.timer.gc_pauses if generation == 2]
         lines += [
             f"{run.transport}: {run.placed:,} callers placed over {load.ramp:g} s, prompts "
             f"{load.prompt_seconds:g} s; {run.started:,} sessions started, {run.finished:,} "
@@ -527,6 +541,10 @@ def report(runs: Sequence[IvrRun]) -> str:
             f"; reactor lag p99 {lag.p99:.1f} ms, max "
             f"{lag.max:.1f} ms; AsyncAGI events outside an AMI read: "
             f"{run.timer.outside_reads}",
+            f"garbage collector: {len(full)} full collections, longest "
+            f"{1000 * max(full, default=0.0):.0f} ms, {1000 * sum(full):.0f} ms in all; "
+            f"{len(run.timer.gc_pauses) - len(full)} younger ones, "
+            f"{1000 * (sum(p for _, p in run.timer.gc_pauses) - sum(full)):.0f} ms in all",
             f"AMI link: stopped reading {run.timer.pauses} times for {run.timer.paused_for:.1f} "
             f"s in all, lost {run.timer.links_lost} times; most waiting: "
             + ", ".join(f"{name} {n:,}" for name, n in run.backlogs.items()),
