@@ -18,7 +18,7 @@ from acd.config import AcdConfig, load_acd_config, parse_acd_config
 from acd.dialplan import DialplanOptions, acd_dialplan, holding_spots, render
 from callcenter.settings import ConfigError, Settings
 from cti.asterisk_conf import read_conf
-from ivr.dialplan import IvrEntry, ivr_entry_dialplan
+from ivr.dialplan import IvrEntry, ivr_entry_dialplan, queue_holding
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +68,9 @@ def generate_dialplan(
         config = load_acd_config(settings.acd.queues)
     options = dialplan_options(settings, **site)
     ivr_contexts, ivr_routes = ivr_entry_dialplan(
-        ivr_entries, fastagi_host=fastagi[0], fastagi_port=fastagi[1]
-    )
+        ivr_entries, fastagi_host=fastagi[0], fastagi_port=fastagi[1],
+        holding=queue_holding(config, options),
+    )  # fmt: skip
     contexts = acd_dialplan(config, options, routes=ivr_routes, contexts=ivr_contexts)
     notes = []
     for spot in holding_spots(config, options):

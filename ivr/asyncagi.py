@@ -4,8 +4,11 @@ back as AsyncAGIExec events with the same CommandID.
 
 This module reads no AMI: the call model turns AsyncAGIStart / AsyncAGIExec / AsyncAGIEnd
 into :class:`~cti.calls.events.AsyncAgiStarted`, ``AsyncAgiReplied`` and ``AsyncAgiEnded`` on
-the call-event stream, which the process feeds to :meth:`AsyncAgi.on_call_event`. Actions go
-out through an injected :class:`~acd.service.ActionSender`-shaped object (the AMI client).
+the call-event stream (and a channel its (re)connect snapshot shows waiting in
+``AGI(agi:async)`` into a restored ``AsyncAgiStarted``: Asterisk keeps such a channel waiting
+for commands for ever, so a new session opens for it), which the process feeds to
+:meth:`AsyncAgi.on_call_event`. Actions go out through an injected
+:class:`~acd.service.ActionSender`-shaped object (the AMI client).
 """
 
 from __future__ import annotations
@@ -51,14 +54,23 @@ class ActionSender(Protocol):
 
 class AsyncAgiSession:
     """One channel's AsyncAGI session: an :class:`~ivr.agi.AgiChannel`. Made by
-    :class:`AsyncAgi`; ``call_id`` is the call the channel belongs to (None if unknown)."""
+    :class:`AsyncAgi`; ``call_id`` is the call the channel belongs to (None if unknown);
+    ``restored``: found in AsyncAGI in the PBX's snapshot after a (re)connect, its
+    environment rebuilt from it (no AsyncAGIStart was seen)."""
 
     def __init__(
-        self, transport: AsyncAgi, channel: str, env: AgiEnvironment, call_id: str | None
+        self,
+        transport: AsyncAgi,
+        channel: str,
+        env: AgiEnvironment,
+        call_id: str | None,
+        *,
+        restored: bool = False,
     ) -> None:
         self._transport = transport
         self.channel = channel
         self.call_id = call_id
+        self.restored = restored
         self._env = env
         self._end: AgiEnd | None = None
         self._closed: Deferred[AgiEnd] = Deferred()
@@ -221,7 +233,7 @@ class AsyncAgi:
         old = self._sessions.get(event.channel)
         if old is not None:  # its AsyncAGIEnd was lost (an AMI reconnect): it is over
             old._finish(AgiEnd.ENDED)
-        session = AsyncAgiSession(self, event.channel, env, event.call_id)
+        session = AsyncAgiSession(self, event.channel, env, event.call_id, restored=event.restored)
         self._sessions[event.channel] = session
         try:
             self.on_session(session)

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ivr.dialplan import IvrEntry
 from ivr.errors import IvrStartupError
 
-__all__ = ["IvrEntrySettings", "IvrSettings", "entry_flows", "flow_files"]
+__all__ = ["IvrEntrySettings", "IvrSettings", "entry_fallbacks", "entry_flows", "flow_files"]
 
 _ENTRY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+*#._-]*$")
 
@@ -37,11 +37,14 @@ class _Section(BaseModel):
 
 class IvrEntrySettings(_Section):
     """``entry`` (a DID, an extension, or a FastAGI script name) runs ``flow`` over
-    ``transport`` (what ``callcenter asterisk dialplan`` writes for it)."""
+    ``transport`` (what ``callcenter asterisk dialplan`` writes for it). A caller the
+    backend fails there (FastAGI unreachable or dropped mid-flow, the channel given back)
+    goes to ``fallback_queue``'s holding lane; None: the entry hangs up."""
 
     entry: str = Field(pattern=_ENTRY.pattern)
     flow: str = Field(min_length=1)
     transport: Literal["asyncagi", "fastagi"] = "asyncagi"
+    fallback_queue: str | None = Field(None, min_length=1)
 
     @field_validator("entry", "flow", mode="before")
     @classmethod
@@ -87,7 +90,7 @@ class IvrSettings(_Section):
 
     def dialplan_entries(self) -> list[IvrEntry]:
         """The entries as ``callcenter asterisk dialplan`` writes them."""
-        return [IvrEntry(e.entry, e.flow, e.transport) for e in self.entries]
+        return [IvrEntry(e.entry, e.flow, e.transport, e.fallback_queue) for e in self.entries]
 
     def flow_for(
         self,
@@ -145,5 +148,19 @@ def entry_flows(settings: IvrSettings, flows: Mapping[str, object]) -> None:
             raise IvrStartupError(
                 f"IVR entry {entry.entry!r} runs flow {entry.flow!r}, which no flow file "
                 f"defines (flows: {known}); name one of them or add its file",
+                setting="entries",
+            )
+
+
+def entry_fallbacks(settings: IvrSettings, queues: Collection[str]) -> None:
+    """Every entry's ``fallback_queue`` is one of ``queues`` (those with a holding lane):
+    :class:`IvrStartupError` for the first that is not."""
+    for entry in settings.entries:
+        if entry.fallback_queue is not None and entry.fallback_queue not in queues:
+            known = ", ".join(sorted(queues)) or "none"
+            raise IvrStartupError(
+                f"IVR entry {entry.entry!r}: fallback_queue {entry.fallback_queue!r} is not a "
+                f"queue of the ACD with a holding lane (queues: {known}); name one of them "
+                "or leave it out (the entry then hangs up on callers the backend fails)",
                 setting="entries",
             )

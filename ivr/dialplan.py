@@ -3,22 +3,32 @@ extension), which answers and hands the channel to a flow over AsyncAGI
 (``AGI(agi:async,<flow>)``: the flow's name arrives as ``agi_arg_1``) or FastAGI
 (``AGI(agi://host:port/<flow>)``: as ``agi_network_script``).
 
-The IVR routes a caller to a queue with an AMI Redirect to the queue's holding lane, so an
-AGI that returns means the flow is over (hang-up, message left, or nothing to route): the
-entry hangs up. :func:`ivr_entry_dialplan` takes the entries as a list so the process can
-pass them from its IVR settings; no entries, no IVR context. Pure.
+The IVR ends every flow with an AMI Redirect (to a queue's holding lane, voicemail, a
+transfer) or a ``HANGUP``, so an AGI that returns with the caller still there means the
+backend failed the caller: its FastAGI server could not be reached (``AGISTATUS=FAILURE``),
+its connection dropped mid-flow (Asterisk reports a closed FastAGI connection as
+``SUCCESS``), or it gave the channel back (an error, a shutdown). An entry with a
+``fallback_queue`` then sends the caller to that queue's holding spot (the one the IVR
+redirects to), so nobody is lost; without one the entry hangs up. An AsyncAGI channel never
+returns by itself when the backend dies: the restarted backend finds it in the AMI snapshot
+and runs its flow again (cti.calls.model, ivr.asyncagi).
+
+:func:`ivr_entry_dialplan` takes the entries as a list so the process can pass them from its
+IVR settings; :func:`queue_holding` gives each queue's holding spot. No entries, no IVR
+context. Pure.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from acd.dialplan import Context, Destination, DialplanError, Step
+from acd.config import AcdConfig
+from acd.dialplan import Context, Destination, DialplanError, DialplanOptions, Step, holding_spots
 
-__all__ = ["IVR_ENTRY_CONTEXT", "IvrEntry", "ivr_entry_dialplan"]
+__all__ = ["IVR_ENTRY_CONTEXT", "IvrEntry", "ivr_entry_dialplan", "queue_holding"]
 
 #: The context of the IVR's entry extensions.
 IVR_ENTRY_CONTEXT = "ivr-entry"
@@ -31,11 +41,24 @@ Transport = Literal["asyncagi", "fastagi"]
 @dataclass(frozen=True, slots=True)
 class IvrEntry:
     """``entry`` (a DID of the inbound context, or an extension) runs ``flow`` over
-    ``transport``."""
+    ``transport``; a caller the backend fails goes to ``fallback_queue`` (None: hangs up)."""
 
     entry: str
     flow: str
     transport: Transport
+    fallback_queue: str | None = None
+
+
+def queue_holding(config: AcdConfig, options: DialplanOptions) -> dict[str, Destination]:
+    """Each queue's plain holding spot of its first lane (``dialled`` for a queue without
+    lanes): where the IVR redirects the queue's callers, and where a fallback sends them."""
+    spots = holding_spots(config, options)
+    holding: dict[str, Destination] = {}
+    for queue in config.queues.values():
+        lane = queue.lanes[0] if queue.lanes else "dialled"
+        spot = next(s for s in spots if s.lane == lane and not s.callback_offer)
+        holding[queue.name] = Destination(spot.context, spot.exten)
+    return holding
 
 
 def ivr_entry_dialplan(
@@ -44,14 +67,19 @@ def ivr_entry_dialplan(
     fastagi_host: str = "127.0.0.1",
     fastagi_port: int = 4573,
     context: str = IVR_ENTRY_CONTEXT,
+    holding: Mapping[str, Destination] | None = None,
 ) -> tuple[list[Context], dict[str, Destination]]:
-    """The entry context (none without entries) and the inbound routes (DID -> entry)."""
+    """The entry context (none without entries) and the inbound routes (DID -> entry).
+    ``holding``: each queue's holding spot (:func:`queue_holding`), for the entries'
+    ``fallback_queue``; :class:`~acd.dialplan.DialplanError` for a fallback without one."""
     if not entries:
         return [], {}
+    holding = holding or {}
     ivr = Context(
         context,
-        "IVR entry points: the flow runs over AGI; it Redirects callers to "
-        "the ACD's holding lanes, so an AGI that returns ends the call",
+        "IVR entry points: the flow runs over AGI and ends by a Redirect (to the ACD's "
+        "holding lanes) or a HANGUP, so a caller still here after AGI lost the backend: "
+        "to the entry's fallback queue, else hung up",
     )
     routes: dict[str, Destination] = {}
     for item in entries:
@@ -75,11 +103,25 @@ def ivr_entry_dialplan(
             raise DialplanError(
                 f"IVR entry {item.entry}: transport {item.transport!r}; use asyncagi or fastagi"
             )
+        fallback: list[Step] = []
+        if item.fallback_queue is not None:
+            spot = holding.get(item.fallback_queue)
+            if spot is None:
+                known = ", ".join(sorted(holding)) or "none"
+                raise DialplanError(
+                    f"IVR entry {item.entry}: fallback_queue {item.fallback_queue!r} is not a "
+                    f"queue with a holding spot (queues: {known}); name one of them"
+                )
+            # FAILURE: the FastAGI server is unreachable. SUCCESS with the caller still
+            # here: the connection dropped mid-flow, or the IVR gave the channel back.
+            lost = '$["${AGISTATUS}" = "FAILURE" | "${AGISTATUS}" = "SUCCESS"]'
+            fallback = [Step("GotoIf", f"{lost}?{spot.target()}")]
         ivr.extensions[item.entry] = [
             Step("NoOp", f"IVR flow {item.flow} over {how}"),
             Step("Answer"),
             Step("AGI", agi),
             Step("NoOp", f"IVR flow {item.flow} ended: AGISTATUS=${{AGISTATUS}}"),
+            *fallback,
             Step("Hangup"),
         ]
         routes[item.entry] = Destination(context, item.entry)

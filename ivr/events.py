@@ -18,7 +18,9 @@ __all__ = ["IvrEvent", "IvrFinished", "IvrStarted"]
 @dataclass(frozen=True, slots=True)
 class IvrStarted:
     """``channel`` (of call ``call_id``, None when the call model does not know it) entered
-    ``flow`` over ``transport`` (``asyncagi`` or ``fastagi``)."""
+    ``flow`` over ``transport`` (``asyncagi`` or ``fastagi``). ``restored``: the channel was
+    found waiting in AsyncAGI in the PBX's snapshot after a (re)connect (the backend that
+    drove it is gone), and its flow starts again from the start."""
 
     kind: ClassVar[str] = "ivr_started"
     at: float
@@ -26,6 +28,7 @@ class IvrStarted:
     channel: str
     flow: str
     transport: str
+    restored: bool = field(default=False, kw_only=True)
 
     def to_record(self) -> dict[str, Any]:
         return {"kind": self.kind, **asdict(self)}

@@ -79,7 +79,7 @@ from ivr.agi import (
     wait_for_digit,
 )
 from ivr.asyncagi import AsyncAgi, AsyncAgiSession
-from ivr.config import IvrSettings, entry_flows, flow_files
+from ivr.config import IvrSettings, entry_fallbacks, entry_flows, flow_files
 from ivr.errors import FlowsInvalid, IvrStartupError
 from ivr.events import IvrEvent, IvrFinished, IvrStarted
 from ivr.fastagi import FastAgiServer, FastAgiSession
@@ -194,7 +194,12 @@ class IvrService:
     * ``checks``: a collect's named checks, ``value -> bool`` (or a Deferred of it).
 
     :class:`~ivr.errors.IvrStartupError` when the flows do not load, an entry names no
-    flow, or a queue the flows route to has no holding lane.
+    flow or a fallback queue without a holding lane, or a queue the flows route to has no
+    holding lane.
+
+    A channel the PBX's snapshot shows waiting in AsyncAGI after a (re)connect (its
+    backend SIGKILLed or restarted mid-flow) runs its flow again from the start: a caller
+    who was mid-menu hears the menu again (:attr:`IvrStarted.restored`).
     """
 
     def __init__(
@@ -225,6 +230,8 @@ class IvrService:
         except FlowsInvalid as exc:
             raise IvrStartupError(str(exc), setting="flows") from None
         entry_flows(settings, self.book.flows)
+        known = queues.keys() if isinstance(queues, Mapping) else set(queues)
+        entry_fallbacks(settings, [q for q in known if q in targets.holding])
         self._check_lanes()
         #: Sessions begun and finished, in order.
         self.events: EventStream[IvrEvent] = EventStream("ivr events")
@@ -287,7 +294,12 @@ class IvrService:
         if flow is None:
             log.debug("IVR: AsyncAGI on %s names no flow; left alone", channel.channel)
             return
-        self._begin(channel, flow, "asyncagi", channel.call_id)
+        if channel.restored:
+            # Its backend died (or the AMI link dropped) mid-flow: the caller hears
+            # silence until someone drives the channel again; the flow starts over.
+            log.info("IVR: %s found waiting in AsyncAGI; flow %s starts again",
+                     channel.channel, flow)  # fmt: skip
+        self._begin(channel, flow, "asyncagi", channel.call_id, restored=channel.restored)
 
     def _fast_session(self, channel: FastAgiSession) -> None:
         flow = self._flow_of(channel)
@@ -309,7 +321,15 @@ class IvrService:
             extension=env.extension,
         )
 
-    def _begin(self, channel: AgiChannel, flow: str, transport: str, call_id: str | None) -> None:
+    def _begin(
+        self,
+        channel: AgiChannel,
+        flow: str,
+        transport: str,
+        call_id: str | None,
+        *,
+        restored: bool = False,
+    ) -> None:
         env = channel.env
         now = self.reactor.seconds()
         call_id = call_id or self._call_of(env.channel)
@@ -327,7 +347,8 @@ class IvrService:
         run = _Run(session, channel, transport)
         self._runs[env.channel] = run
         channel.closed.addCallback(self._closed, run)
-        self.events.publish(IvrStarted(now, call_id, env.channel, flow, transport))
+        started = IvrStarted(now, call_id, env.channel, flow, transport, restored=restored)
+        self.events.publish(started)
         self._drive(run, session.start(now))
 
     def _closed(self, reason: AgiEnd, run: _Run) -> None:

@@ -3,6 +3,7 @@ FastAGI client side of a connection (environment out, command lines in, results 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -13,9 +14,13 @@ if TYPE_CHECKING:
 FASTAGI_PORT = 4573
 
 
-def agi_environment(ch: Channel, request: str, *, script: str | None = None) -> str:
-    """The ``agi_*`` block ending in a blank line; FastAGI adds the ``agi_network`` lines."""
+def agi_environment(
+    ch: Channel, request: str, *, script: str | None = None, args: Sequence[str] = ()
+) -> str:
+    """The ``agi_*`` block ending in a blank line; FastAGI adds the ``agi_network`` lines,
+    the application's arguments (``AGI(agi:async,a,b)``) come last as ``agi_arg_N``."""
     network = f"agi_network: yes\nagi_network_script: {script}\n" if script is not None else ""
+    arguments = "".join(f"agi_arg_{n}: {arg}\n" for n, arg in enumerate(args, 1))
     return (
         f"{network}agi_request: {request}\nagi_channel: {ch.name}\nagi_language: en\n"
         f"agi_type: Local\nagi_uniqueid: {ch.uniqueid}\nagi_version: 22.10.1\n"
@@ -23,7 +28,7 @@ def agi_environment(ch: Channel, request: str, *, script: str | None = None) -> 
         f"agi_callingani2: 0\nagi_callington: 0\nagi_callingtns: 0\nagi_dnid: unknown\n"
         f"agi_rdnis: unknown\nagi_context: {ch.context}\nagi_extension: {ch.exten}\n"
         f"agi_priority: {ch.priority}\nagi_enhanced: 0.0\nagi_accountcode: \n"
-        f"agi_threadid: 1\n\n"
+        f"agi_threadid: 1\n{arguments}\n"
     )
 
 

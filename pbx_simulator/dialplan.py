@@ -96,10 +96,18 @@ def _route_steps(did: str, route: Route, entry: Mapping[str, str]) -> list[Step]
         target = v.get("CTI_ROUTE") or route.target
         return f"{entry.get(target, 'queue-entry')},{target},1"
 
+    def lost(v: Mapping[str, str]) -> str:
+        return f"{int(v.get('AGISTATUS') in ('FAILURE', 'SUCCESS'))}?{route.fallback}"
+
+    # As the product's generated IVR entry (ivr/dialplan.py): a caller still here after
+    # FastAGI lost its backend (FAILURE: unreachable; SUCCESS: the connection closed, e.g.
+    # dropped mid-flow) parks in the fallback holding spot.
+    fallback = [Step("GotoIf", lost)] if route.kind == "fastagi" and route.fallback else []
     return [
         Step("Answer"),
         Step("AGI", agi),
         Step("NoOp", label + " returned AGISTATUS=${AGISTATUS} CTI_ROUTE=${CTI_ROUTE}"),
+        *fallback,
         Step("Goto", queue),
     ]
 

@@ -1576,11 +1576,12 @@ class Pbx:
     def _app_agi(self, ch: Channel, data: str) -> Generator[Wait, Any, Any]:
         if data.startswith("agi://"):
             return (yield from self._fast_agi(ch, data))
-        if data != "agi:async":
+        request, *args = data.split(",")
+        if request != "agi:async":
             self.set_var(ch, "AGISTATUS", "FAILURE")  # only async and FastAGI exist here
             return None
         ch.agi_commands = deque()
-        env = agi_environment(ch, "async")
+        env = agi_environment(ch, "async", args=args)
         self.emit_channel("AsyncAGIStart", "agi,all", ch, [("Env", agi_quote(env))])
         while True:
             if not ch.agi_commands:

@@ -20,11 +20,16 @@ class Route:
     or the holding context for an external ACD; ``cid-mask`` is the lab's DID 5007 of
     recordings 13 and 14: ``[did-cid-mask]`` sets ``CALLERID(num)`` and then
     ``CALLERID(name)`` (``LAB_MASK_NUM``/``LAB_MASK_NAME``, else ``+31201234567`` /
-    ``Masked Caller``), then queue ``target``."""
+    ``Masked Caller``), then queue ``target``. ``fallback`` (``context,exten,priority``,
+    e.g. ``holding,s,1``, the spot of lane ``external``) is where a FastAGI caller goes
+    when AGI returns (the script's server unreachable: AGISTATUS=FAILURE; the connection
+    closed, e.g. dropped mid-flow: SUCCESS), as the product's generated IVR entry does
+    (ivr/dialplan.py); empty: none, the lab as recorded (recording 09)."""
 
     kind: RouteKind
     target: str = "sales"
     agi_url: str = "agi://127.0.0.1:4573/lab-route"
+    fallback: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1448,6 +1448,48 @@ class CallModel:
             self._reconcile(
                 call, members, snapshot, entries, status, members_of, now, created, out
             )
+        for msg in snapshot.values():
+            self._restore_asyncagi(msg, now, out)
+
+    def _restore_asyncagi(self, msg: Message, now: float, out: list[PbxEvent]) -> None:
+        """A snapshot's channel sitting in ``AGI(agi:async[,args])``: its AsyncAGIStart went
+        to a connection that is gone, and Asterisk keeps it waiting for commands for ever
+        (the caller hears silence). Reported as :class:`AsyncAgiStarted` (restored) with
+        the environment the snapshot tells (channel, uniqueid, caller, language, context,
+        extension, priority, the arguments as ``agi_arg_N``), so the IVR can drive it
+        again; the caller's call is in the IVR."""
+        data = msg.get("ApplicationData") or ""
+        if (msg.get("Application") or "").lower() != "agi" or not (
+            data == "agi:async" or data.startswith("agi:async,")
+        ):
+            return
+        uid, name = msg.get("Uniqueid") or "", msg.get("Channel") or ""
+        ch = self._channels.get(uid)
+        call = self._call_of(ch)
+        if call is not None and ch is not None and ch.is_caller and ch.name == call.channel:
+            call._agi_kind = "AsyncAGI"
+            if call.state is CallState.ARRIVED:
+                call.state = CallState.IVR
+                entered = IvrEntered(
+                    call.call_id, now, "AsyncAGI", msg.get("Context"), restored=True
+                )
+                self._emit(call, entered, out)
+        env = {
+            "agi_request": "async",
+            "agi_channel": name,
+            "agi_language": msg.get("Language") or "en",
+            "agi_uniqueid": uid,
+            "agi_callerid": msg.get("CallerIDNum") or "unknown",
+            "agi_calleridname": msg.get("CallerIDName") or "unknown",
+            "agi_context": msg.get("Context") or "",
+            "agi_extension": msg.get("Exten") or "",
+            "agi_priority": msg.get("Priority") or "",
+            "agi_accountcode": msg.get("AccountCode") or "",
+        }
+        args = data.split(",")[1:]
+        env.update({f"agi_arg_{n}": arg for n, arg in enumerate(args, 1)})
+        call_id = ch.call_id if ch is not None else None
+        out.append(AsyncAgiStarted(now, name, call_id, env, restored=True))
 
     @staticmethod
     def _ended_unseen(
