@@ -1,0 +1,339 @@
+"""The tickets' one door: :class:`TicketService`.
+
+The process builds it from its settings (anything with ``categories``, ``priorities`` and
+``threads``, e.g. ``tickets.config.TicketSettings``), the SQL engine and the reactor. Every
+operation runs the store (:mod:`tickets.store`) on the service's own thread pool, never on
+the reactor, and answers a Deferred that fires on the reactor thread; each change is then
+published on :attr:`TicketService.events` (ticket_created, ticket_changed, and from the SLA
+timers sla_warning, sla_breached, ticket_escalated).
+
+SLA: ``deadlines`` sets a new ticket's due dates (tier, priority, opened at); ``sla`` reads
+a ticket's deadlines against its status history at a moment and says the state and the
+next instant a warning or breach happens (``tickets.sla.SlaClock`` does this; the process
+adapts it). The service keeps one timer per running ticket at that instant, never polls,
+and rebuilds the timers from the open tickets at :meth:`start`: a SIGKILL loses no
+deadline, a breach that passed while the process was down is published at start.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Engine
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from cti.stream import EventStream
+from tickets.events import (
+    SlaBreached,
+    SlaWarning,
+    TicketChanged,
+    TicketCreated,
+    TicketEscalated,
+    TicketEvent,
+)
+from tickets.store import (
+    Change,
+    Comment,
+    DeadlinePolicy,
+    NewTicket,
+    Page,
+    Ticket,
+    TicketQuery,
+    TicketStore,
+)
+
+__all__ = ["SlaAlarm", "SlaReading", "TicketService", "TicketServiceSettings"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class TicketServiceSettings(Protocol):
+    """What the service reads of its settings."""
+
+    @property
+    def categories(self) -> Sequence[str]: ...
+
+    @property
+    def priorities(self) -> Sequence[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SlaAlarm:
+    """A deadline reaching ``state`` (``warning`` or ``breached``) at ``at``."""
+
+    deadline: str
+    state: str
+    due: float
+
+
+@dataclass(frozen=True, slots=True)
+class SlaReading:
+    """A ticket's SLA at a moment: its overall ``state`` (ok / warning / breached / met),
+    the alarms that have happened by now, and the next instant one will (None: no more)."""
+
+    state: str
+    alarms: tuple[SlaAlarm, ...] = ()
+    next_at: float | None = None
+
+
+#: (ticket, its status history ``[(at, status)]``, now) -> the SLA then.
+SlaReader = Callable[[Ticket, list[tuple[float, str]], float], SlaReading]
+
+
+class TicketService:
+    """Tickets inside one backend."""
+
+    def __init__(
+        self,
+        settings: TicketServiceSettings,
+        *,
+        engine: Engine,
+        reactor: Any,
+        deadlines: DeadlinePolicy | None = None,
+        sla: SlaReader | None = None,
+        escalate_to: str | None = None,
+        threads: int = 4,
+    ) -> None:
+        self.settings = settings
+        self.reactor = reactor
+        self.store = TicketStore(
+            engine,
+            categories=settings.categories,
+            priorities=settings.priorities,
+            deadlines=deadlines,
+        )
+        self.sla = sla
+        #: The supervisors' group a breached ticket is given to (None: nobody).
+        self.escalate_to = escalate_to
+        #: Every ticket event, in order.
+        self.events: EventStream[TicketEvent] = EventStream("ticket events")
+        self._pool = ThreadPool(minthreads=1, maxthreads=threads, name="tickets")
+        self._timers: dict[int, IDelayedCall] = {}
+        #: Alarms published per ticket (so a re-read publishes each once).
+        self._told: dict[int, set[tuple[str, str]]] = {}
+        self._running = False
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def start(self) -> Deferred[None]:
+        """Start the pool and rebuild the SLA timers from the running tickets."""
+        self._pool.start()
+        self._running = True
+        if self.sla is None:
+            return succeed(None)
+
+        def watch(found: list[Ticket]) -> None:
+            for ticket in found:
+                self._watch(ticket.id)
+
+        d = self._in_thread(self.store.running).addCallback(watch)
+        return d.addErrback(self._log_failure, "rebuilding the SLA timers")
+
+    def stop(self) -> None:
+        """Cancel the timers and stop the pool (work queued on it finishes first)."""
+        self._running = False
+        for timer in self._timers.values():
+            if timer.active():
+                timer.cancel()
+        self._timers.clear()
+        self._pool.stop()
+
+    # -- operations (from the HTTP API, on the reactor thread) ----------------------------
+
+    def create(
+        self, draft: NewTicket, *, by: str, idempotency_key: str | None = None
+    ) -> Deferred[tuple[Ticket, bool]]:
+        """Store a new ticket; (ticket, True), or for a retried idempotency key the ticket
+        made the first time and False (nothing published again)."""
+        at = self.reactor.seconds()
+        d = self._in_thread(self.store.create, draft, by=by, at=at, idempotency_key=idempotency_key)
+
+        def created(result: tuple[Ticket, bool]) -> tuple[Ticket, bool]:
+            ticket, new = result
+            if new:
+                self.events.publish(
+                    TicketCreated(at, ticket.id, ticket.number, by=by,
+                                  customer_id=ticket.customer_id, category=ticket.category,
+                                  priority=ticket.priority, queue=ticket.queue)
+                )  # fmt: skip
+                self._watch(ticket.id)
+            return result
+
+        return d.addCallback(created)
+
+    def get(self, ticket_id: int) -> Deferred[Ticket]:
+        return self._in_thread(self.store.get, ticket_id)
+
+    def update(
+        self, ticket_id: int, version: int, changes: Mapping[str, Any], *, by: str
+    ) -> Deferred[Ticket]:
+        at = self.reactor.seconds()
+        return self._changed(
+            self._in_thread(self.store.update, ticket_id, version, changes, by=by, at=at),
+            by, tuple(changes),
+        )  # fmt: skip
+
+    def transition(
+        self, ticket_id: int, action: str, *, by: str, version: int | None = None
+    ) -> Deferred[Ticket]:
+        at = self.reactor.seconds()
+        d = self._in_thread(
+            self.store.transition, ticket_id, action, by=by, at=at, version=version
+        )
+        return self._changed(d, by, ("status",))
+
+    def assign(
+        self,
+        ticket_id: int,
+        *,
+        agent: str | None,
+        group: str | None,
+        by: str,
+        version: int | None = None,
+    ) -> Deferred[Ticket]:
+        at = self.reactor.seconds()
+        d = self._in_thread(
+            self.store.assign, ticket_id, agent=agent, group=group, by=by, at=at, version=version
+        )
+        return self._changed(d, by, ("assignee_agent", "assignee_group"))
+
+    def comment(self, ticket_id: int, body: str, *, public: bool, by: str) -> Deferred[Ticket]:
+        """Add a comment; answers the ticket after it."""
+        at = self.reactor.seconds()
+
+        def add() -> Ticket:
+            self.store.comment(ticket_id, body, public=public, by=by, at=at)
+            return self.store.get(ticket_id)
+
+        return self._changed(self._in_thread(add), by, ("comment",))
+
+    def link_call(self, ticket_id: int, pbx: str, call_id: str, *, by: str) -> Deferred[Ticket]:
+        at = self.reactor.seconds()
+
+        def link() -> Ticket:
+            self.store.link_call(ticket_id, pbx, call_id, by=by, at=at)
+            return self.store.get(ticket_id)
+
+        return self._changed(self._in_thread(link), by, ("call",))
+
+    def merge(self, duplicate_id: int, survivor_id: int, *, by: str) -> Deferred[Ticket]:
+        """Merge the duplicate into the survivor; answers the survivor."""
+        at = self.reactor.seconds()
+        d = self._in_thread(self.store.merge, duplicate_id, survivor_id, by=by, at=at)
+
+        def merged(pair: tuple[Ticket, Ticket]) -> Ticket:
+            duplicate, survivor = pair
+            self._publish_change(duplicate, by, ("status", "merged_into"))
+            self._publish_change(survivor, by, ("merged",))
+            return survivor
+
+        return d.addCallback(merged)
+
+    def calls(self, ticket_id: int) -> Deferred[list[tuple[str, str]]]:
+        """The calls linked to the ticket, ``(pbx, call_id)``."""
+        return self._in_thread(self.store.calls, ticket_id)
+
+    def comments(self, ticket_id: int) -> Deferred[list[Comment]]:
+        """The ticket's comments, with those of the tickets merged into it."""
+        return self._in_thread(self.store.comments, ticket_id)
+
+    def changes(self, ticket_id: int) -> Deferred[list[Change]]:
+        """The ticket's audit trail, oldest first."""
+        return self._in_thread(self.store.changes, ticket_id)
+
+    def search(self, query: TicketQuery) -> Deferred[Page]:
+        return self._in_thread(self.store.search, query)
+
+    def open_for_customer(self, customer_id: str, limit: int = 10) -> Deferred[list[Ticket]]:
+        """The customer's open tickets, newest first (the screen pop shows them)."""
+        return self._in_thread(self.store.open_for_customer, customer_id, limit)
+
+    # -- the SLA timers -------------------------------------------------------------------
+
+    def _changed(self, d: Deferred[Ticket], by: str, fields: tuple[str, ...]) -> Deferred[Ticket]:
+        def publish(ticket: Ticket) -> Ticket:
+            self._publish_change(ticket, by, fields)
+            return ticket
+
+        return d.addCallback(publish)
+
+    def _publish_change(self, ticket: Ticket, by: str, fields: tuple[str, ...]) -> None:
+        self.events.publish(
+            TicketChanged(ticket.updated_at, ticket.id, ticket.number, by=by, fields=fields,
+                          status=ticket.status, version=ticket.version)
+        )  # fmt: skip
+        self._watch(ticket.id)
+
+    def _watch(self, ticket_id: int) -> None:
+        """Read the ticket's SLA now: publish what happened, set its one timer."""
+        if self.sla is None or not self._running:
+            return
+        d = self._in_thread(self._read_sla, ticket_id, self.reactor.seconds())
+        d.addCallback(self._sla_read)
+        d.addErrback(self._log_failure, f"reading the SLA of ticket {ticket_id}")
+
+    def _read_sla(self, ticket_id: int, now: float) -> tuple[Ticket, SlaReading]:
+        assert self.sla is not None
+        ticket = self.store.get(ticket_id)
+        reading = self.sla(ticket, self.store.status_history(ticket_id), now)
+        if reading.state != ticket.sla_state:
+            ticket = self.store.record_sla(ticket_id, reading.state, by="sla", at=now)
+        return ticket, reading
+
+    def _sla_read(self, result: tuple[Ticket, SlaReading]) -> None:
+        ticket, reading = result
+        told = self._told.setdefault(ticket.id, set())
+        now = self.reactor.seconds()
+        for alarm in reading.alarms:
+            if (alarm.deadline, alarm.state) in told:
+                continue
+            told.add((alarm.deadline, alarm.state))
+            kind = SlaWarning if alarm.state == "warning" else SlaBreached
+            self.events.publish(kind(now, ticket.id, ticket.number, alarm.deadline, alarm.due))
+            if alarm.state == "breached" and self.escalate_to is not None:
+                self._escalate(ticket, alarm)
+        old = self._timers.pop(ticket.id, None)
+        if old is not None and old.active():
+            old.cancel()
+        if reading.next_at is not None and not ticket.done and self._running:
+            delay = max(0.0, reading.next_at - now)
+            self._timers[ticket.id] = self.reactor.callLater(delay, self._watch, ticket.id)
+        elif ticket.done:
+            self._told.pop(ticket.id, None)
+
+    def _escalate(self, ticket: Ticket, alarm: SlaAlarm) -> None:
+        group = self.escalate_to
+        assert group is not None
+        if ticket.assignee_group == group:
+            return
+        d = self._in_thread(
+            self.store.assign, ticket.id, agent=ticket.assignee_agent, group=group,
+            by="sla", at=self.reactor.seconds(),
+        )  # fmt: skip
+
+        def escalated(t: Ticket) -> None:
+            reason = f"{alarm.deadline.replace('_', ' ')} deadline breached"
+            self.events.publish(
+                TicketEscalated(t.updated_at, t.id, t.number, group=group, reason=reason)
+            )
+
+        d.addCallback(escalated)
+        d.addErrback(self._log_failure, f"escalating ticket {ticket.number}")
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Deferred[T]:
+        return deferToThreadPool(self.reactor, self._pool, fn, *args, **kwargs)
+
+    @staticmethod
+    def _log_failure(failure: Failure, what: str) -> None:
+        log.warning("tickets: %s failed: %s", what, failure.getErrorMessage())
