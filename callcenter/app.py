@@ -51,6 +51,9 @@ from cti.stream import EventStream
 from ivr.errors import IvrStartupError
 from ivr.interpreter import CallerFound, CallerUnknown, WaitFigures
 from ivr.service import HoldingLane, IvrService, IvrTargets
+from tickets.http import ticket_routes
+from tickets.service import TicketService
+from tickets.store import DEFAULT_CATEGORIES, DEFAULT_PRIORITIES
 from web.accounts import Accounts
 from web.api import build_api
 from web.auth import current_account
@@ -256,6 +259,14 @@ def _channel_of(model: CallModel, call_id: str) -> str | None:
     return call.channel if call is not None else None
 
 
+class DefaultTicketSettings:
+    """The tickets' categories and priorities until a ``tickets:`` section configures them
+    (``tickets.config.TicketSettings``); no SLA deadlines yet."""
+
+    categories = DEFAULT_CATEGORIES
+    priorities = DEFAULT_PRIORITIES
+
+
 class CallCenter:
     """One backend process attached to one PBX."""
 
@@ -361,6 +372,9 @@ class CallCenter:
             # The pop shows the flow walked, its inputs and outcome, not only the keys.
             self.ivr.events.subscribe(self.crm.on_ivr_event, name="screen pop")
 
+        #: Tickets: complaints and requests, their deadlines and audit trail.
+        self.tickets = TicketService(DefaultTicketSettings(), engine=self.engine, reactor=reactor)
+
         # -- the agent API (web/): accounts, log-in, each domain's routes ---------------------
         #: The HTTP API (``http.enabled``); served from :meth:`start`, see :meth:`add_router`.
         self.api: ApiServer | None = None
@@ -368,6 +382,7 @@ class CallCenter:
             self.accounts = Accounts(self.engine, token_hours=settings.http.token_hours)
             routers = [agent_routes(self.acd, account=current_account)] if self.acd else []
             routers.append(pop_routes(self.crm, self.crm.settings.default_region))
+            routers.append(ticket_routes(self.tickets, queues_of=self._queues_of, pbx=self.pbx))
             app = build_api(accounts=self.accounts, routers=routers, title="callcenter")
             self.api = ApiServer(app, reactor=reactor)
         # -- end of the agent API -------------------------------------------------------------
@@ -389,6 +404,7 @@ class CallCenter:
                 raise ivr_config_error(exc) from None
         self._restore_open()
         self.crm.start()
+        self.tickets.start()
         self.ami.start()
         if self.acd is not None:
             self.acd.start()
@@ -479,6 +495,7 @@ class CallCenter:
         self.call_events.subscribe(consumer, max_pending=max_pending, name=name)
 
     def _stop_bridge(self) -> Deferred[Any]:
+        self.tickets.stop()
         stopping = [self.crm.stop()]
         if self.external_crm is not None:
             closing = asyncio.ensure_future(self.external_crm.aclose())
@@ -503,6 +520,13 @@ class CallCenter:
             if figures.queue == queue:
                 return WaitFigures(figures.calls_waiting + 1, figures.estimated_wait.seconds)
         return WaitFigures(None, None)
+
+    def _queues_of(self, agent: str) -> tuple[str, ...]:
+        """The queues an agent is a member of (the ACD configuration's), for the tickets
+        they see; none without an ACD."""
+        config = self.acd.config if self.acd is not None else None
+        member = config.agents.get(agent) if config is not None else None
+        return tuple(member.queues) if member is not None else ()
 
     def _agent_of(self, interface: str) -> str | None:
         """The agent at an agent-side device: the ACD's configuration, else its name."""
