@@ -1111,7 +1111,8 @@ def describe_ivr(event: IvrEvent) -> str:
         fields["digits"] = "-".join(event.digits)
         own = {k: v for k, v in event.variables.items() if k not in ("IVR_PATH", "IVR_DIGITS")}
         fields["variables"] = own
-    detail = " ".join(f"{k}={_short(v)}" for k, v in fields.items() if v not in (None, "", {}))
+    shown = {k: v for k, v in fields.items() if v not in (None, "", {}, False)}
+    detail = " ".join(f"{k}={_short(v)}" for k, v in shown.items())
     return f"{stamp} IVR {kind:<18} {detail}"
 
 

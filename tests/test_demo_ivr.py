@@ -18,10 +18,12 @@ from pathlib import Path
 
 import yaml
 
+from callcenter.cli import describe_ivr
 from callcenter.demo import DEMO_FLOWS, demo_ivr, fastagi_routes
 from callcenter.settings import Settings as CallcenterSettings
 from callcenter.settings import load_settings
 from cti.ami.codec import Message
+from ivr.events import IvrFinished, IvrStarted
 from ivr.flow import luhn_valid
 from pbx_simulator import ManagerCore, Send, Settings
 from pbx_simulator.settings import TrafficSettings
@@ -104,6 +106,33 @@ def test_a_taken_fastagi_port_gives_way_to_a_free_one_the_simulator_dials() -> N
     assert fastagi_routes(Settings().dids, "127.0.0.1", 0) == Settings().dids
     assert fastagi_routes(Settings().dids, "0.0.0.0", 4600)["5004"].agi_url == (
         "agi://127.0.0.1:4600/lab-route"
+    )
+
+
+# -- the console --------------------------------------------------------------------------
+
+
+def test_ivr_console_lines_show_the_walk_the_keys_and_the_flows_own_variables() -> None:
+    started = describe_ivr(IvrStarted(T0, "c1", "Local/5002@inbound-1;2", "main", "asyncagi"))
+    assert started.endswith(
+        " IVR started            call_id=c1 channel=Local/5002@inbound-1;2 flow=main "
+        "transport=asyncagi"
+    )
+    finished = IvrFinished(
+        T0, "c1", "Local/5004@inbound-2;2", "main", "fastagi", "queued",
+        ("main.menu", "account_number.ask", "main.support"), ("2", "79927398713"), "support",
+        {"IVR_PATH": "main.menu>account_number.ask>main.support", "IVR_DIGITS": "2-79927398713",
+         "ACCOUNT": "79927398713"},
+    )  # fmt: skip
+    assert describe_ivr(finished).endswith(
+        " IVR finished           call_id=c1 channel=Local/5004@inbound-2;2 flow=main "
+        "transport=fastagi outcome=queued path=main.menu>account_number.ask>main.support "
+        "digits=2-79927398713 queue=support variables=(ACCOUNT=79927398713)"
+    )
+    hung_up = IvrFinished(T0, None, "ch", "main", "asyncagi", "hung_up", ("main.welcome",), ())
+    assert describe_ivr(hung_up).endswith(
+        " IVR finished           channel=ch flow=main transport=asyncagi outcome=hung_up "
+        "path=main.welcome"
     )
 
 
