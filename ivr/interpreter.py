@@ -44,7 +44,8 @@ Results: ``PlayDone(digit: str | None)``, ``DigitsCollected(digits: str, timed_o
 Outcomes: ``queued``, ``voicemail``, ``transferred``, ``callback`` (a hangup node after a
 callback request), ``ended`` (a hangup node, or a ``return`` outside any call),
 ``retries_exhausted`` (a menu or collect without ``after_retries``), ``hung_up`` (the
-caller), ``channel_gone`` (AGI 511), ``agi_error`` (another transport error), ``flow_loop``
+caller), ``channel_gone`` (AGI 511), ``agi_error`` (another transport error), ``stopped``
+(the backend shut down mid-flow: :meth:`IvrSession.on_stop`), ``flow_loop``
 (a safety stop: 1,000 nodes without input; the loader rejects such flows).
 
 The path is the nodes entered, as ``flow.node``; the digits are each input keyed (a menu
@@ -417,6 +418,14 @@ class IvrSession:
     def on_hangup(self, at: float) -> list[Step]:
         """The caller hung up: the session ends, outcome ``hung_up``."""
         return self.on_result(HungUp(), at)
+
+    def on_stop(self, at: float) -> list[Step]:
+        """This side stops (the backend shuts down): the session ends, outcome ``stopped``;
+        the caller is still there, in the dialplan's hands."""
+        if self.finished:
+            return []
+        self._now = at
+        return self._finish("stopped", [])
 
     # -- the walk --
 

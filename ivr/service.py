@@ -275,7 +275,13 @@ class IvrService:
         )  # fmt: skip
 
     def stop(self) -> Deferred[None]:
-        """Stop listening and close every AGI session (each caller's dialplan goes on)."""
+        """Stop listening and close every AGI session (each caller's dialplan goes on); a
+        flow cut short ends with outcome ``stopped``, not as a transport error."""
+        now = self.now()
+        for run in list(self._runs.values()):
+            for step in run.session.on_stop(now):
+                if isinstance(step, Finished):
+                    self._finished(run, step)
         self.fastagi.close_all()
         self.asyncagi.close_all()
         port, self._port = self._port, None

@@ -799,3 +799,12 @@ def test_random_menu_keys_and_hang_up(keys: list[str | None], hang_up_at: int) -
         assert len(s.digits) <= 3  # one try and two retries
     else:
         assert isinstance(s.waiting_for, Play | WaitDigit)
+
+
+def test_the_backend_stopping_ends_a_session_stopped_once() -> None:
+    session = _session(EXAMPLES)
+    session.start(T0)
+    (finished,) = session.on_stop(T0 + 5)
+    assert isinstance(finished, Finished) and finished.outcome == "stopped"
+    assert session.finished and session.ended_at == T0 + 5
+    assert session.on_stop(T0 + 6) == [] and session.on_hangup(T0 + 7) == []

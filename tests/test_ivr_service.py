@@ -188,6 +188,19 @@ def test_a_hang_up_while_a_command_waits_ends_the_session_once() -> None:
     assert channel.closes == 0
 
 
+def test_a_flow_cut_short_by_the_backend_stopping_ends_stopped_and_hands_the_caller_back(
+) -> None:
+    clock, ami = Clock(), Ami()
+    ivr, seen = service(clock, ami)
+    channel = Channel(lambda command: None)
+    ivr._begin(channel, "main", "fastagi", "c")
+    ivr.stop()
+    channel.end(AgiEnd.CLOSED)  # the connection closing after
+    finished = [e for e in seen if isinstance(e, IvrFinished)]
+    assert [e.outcome for e in finished] == ["stopped"] and not ivr.sessions
+    assert channel.closes == 1  # the dialplan goes on (the entry's fallback, if any)
+
+
 def test_the_vip_fast_lane_uses_the_lookup_and_a_slow_lookup_counts_as_unknown() -> None:
     clock, ami = Clock(), Ami()
     ivr, seen = service(clock, ami, lookup_caller=lambda n: CallerFound("Ελένη", "vip", 0))
