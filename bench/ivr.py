@@ -1,18 +1,27 @@
 """IVR benchmark (issue 15): ``--sessions`` concurrent IVR sessions through the PBX
-simulator in one process, over AsyncAGI and FastAGI: the time the IVR adds per step
-(median, p99), the process's CPU, and the sessions that did not end as expected. Goals:
-p99 < 20 ms per step, no errors.
+simulator, over AsyncAGI and FastAGI: the time the backend's IVR adds per step (median,
+p99), the backend's CPU, and the sessions that did not end as expected. Goals: p99 < 20 ms
+per step, no errors.
 
     python -m bench.ivr [--sessions 1000] [--transport fastagi|asyncagi|both] [--ramp 5]
         [--prompt-seconds 1.0] [--seed 1] [--deadline 120]
 
-One process, one reactor (Twisted's asyncio reactor, as ``callcenter run``), one run per
-transport, each with a fresh PBX simulator on a free loopback port and an unmodified
-:class:`~callcenter.app.CallCenter` logged in to it over TCP AMI: call model, ACD in
-memory (queues ``sales`` and ``support``, no agent logged in: callers routed there stay
-parked), call history on SQLite, and the IVR with the shipped flows (``config/ivr``),
-entered over AsyncAGI on DID 5002 (``AGI(agi:async)``) or FastAGI on DID 5004
-(``AGI(agi://127.0.0.1:<free port>/lab-route)``, the backend's own FastAGI server).
+Two processes, so that the system under test runs alone as in production (where Asterisk
+is another machine), one run per transport, each with a fresh pair:
+
+* this one, the backend under test, on Twisted's asyncio reactor as ``callcenter run``
+  (``freeze_start_up`` after start): an unmodified :class:`~callcenter.app.CallCenter`
+  logged in over TCP AMI to the child's simulator: call model, ACD in memory (queues
+  ``sales`` and ``support``, no agent logged in: callers routed there stay parked), call
+  history on SQLite, and the IVR with the shipped flows (``config/ivr``), entered over
+  AsyncAGI on DID 5002 (``AGI(agi:async)``) or FastAGI on DID 5004 (the backend's own
+  FastAGI server on a free port, which the child's simulator dials:
+  ``AGI(agi://127.0.0.1:<port>/lab-route)``);
+* a child, ``python -m bench.ivr_world`` (:mod:`bench.ivr_world`, same interpreter): the
+  PBX simulator on a free loopback port and the callers it places (its collector off
+  during the run: its heap grows with every call, and its stalls would be measured here).
+  It hangs every channel up when told the run is over and hands back its CPU and loop lag
+  as JSON.
 
 Callers are placed by the simulator itself (no AMI action), evenly over ``--ramp``
 seconds; prompts play ``--prompt-seconds`` each. Every caller presses 2 (the account
@@ -26,9 +35,11 @@ VARIABLE`` of IVR_PATH, IVR_DIGITS, ACCOUNT...), then the AMI ``Redirect`` to su
 holding lane. Expected of every caller: one session, ended ``queued`` in ``support`` over
 the transport run, keys ``2`` and the account, ACCOUNT_STATUS ``verified``, the path
 ending at ``main.support``. Errors: anything else, a caller who never reached the IVR, a
-session not over ``--deadline`` seconds after the last caller was placed.
+session not over ``--deadline`` seconds after the last caller was placed, a ``Redirect``
+the AMI refused.
 
-What is timed (``time.perf_counter``; the bench wraps methods, the product is unchanged):
+What is timed, in the backend's process (``time.perf_counter``; the bench wraps methods,
+the product is unchanged):
 
 * **from**: the read that carried an AGI result. FastAGI: ``FastAgiSession.dataReceived``
   entered while a command is in flight (the reply line; one connection per call).
@@ -43,9 +54,10 @@ What is timed (``time.perf_counter``; the bench wraps methods, the product is un
 A step is a result followed by a command; a result after which the session ends is none.
 The first command after the session starts (the FastAGI environment read, or the
 AsyncAGIStart's read) is shown apart and not in the goal. CPU is ``time.process_time()``
-over the run divided by its wall time: the whole process, simulator included (the PBX's
-side of every command and event, and the history writer's thread), so the IVR's own
-share is less. The reactor's lag (a 10 ms ``LoopingCall``'s lateness) is printed too.
+over the run divided by its wall time, per process: the backend's (its history writer's
+thread included) and the simulator's. The backend reactor's lag (a 10 ms
+``LoopingCall``'s lateness), its garbage collector's pauses, and the simulator's loop lag
+are printed too.
 """
 
 from __future__ import annotations
@@ -57,7 +69,7 @@ import gc
 import itertools
 import json
 import logging
-import random
+import os
 import socket
 import sys
 import tempfile
@@ -70,16 +82,20 @@ from typing import Any
 
 import yaml
 
+from bench.ivr_world import (
+    ACCOUNT,
+    AMI_SECRET,
+    AMI_USERNAME,
+    DIDS,
+    FASTAGI_SCRIPT,
+    TRANSPORTS,
+    Load,
+    WorldRecords,
+    write_spec,
+)
 from bench.screen_pop import HEADER, Spread, machine, percentile
 
 ROOT = Path(__file__).resolve().parents[1]
-#: A Luhn-valid account number (the account sub-flow checks it).
-ACCOUNT = "79927398713"
-AMI_USERNAME, AMI_SECRET = "bench", "bench-ivr-secret"
-#: The simulator's DIDs: 5002 runs ``AGI(agi:async)``, 5004 the FastAGI script.
-DIDS = {"asyncagi": "5002", "fastagi": "5004"}
-FASTAGI_SCRIPT = "lab-route"
-TRANSPORTS = ("asyncagi", "fastagi")
 GOAL_P99_MS = 20.0
 #: The ACD's queues: the flows route to sales and support; no agent is logged in, so
 #: callers routed there stay parked (the bench hangs them up at the end).
@@ -95,19 +111,6 @@ QUEUES = {
 LAG_TICK = 0.01
 #: The attribute a bench stamp is kept in on an AGI channel object.
 _STAMP = "_bench_ivr_stamp"
-
-
-@dataclass(frozen=True, slots=True)
-class Load:
-    """``sessions`` callers placed evenly over ``ramp`` seconds, prompts of
-    ``prompt_seconds``, key delays drawn with ``seed``; sessions not over ``deadline``
-    seconds after the last caller was placed are errors."""
-
-    sessions: int = 1000
-    ramp: float = 5.0
-    prompt_seconds: float = 1.0
-    seed: int = 1
-    deadline: float = 120.0
 
 
 @dataclass(slots=True)
@@ -132,8 +135,6 @@ class StepTimer:
     links_lost: int = 0
     #: The garbage collector's pauses: (generation, seconds).
     gc_pauses: list[tuple[int, float]] = field(default_factory=list)
-    #: CPU seconds (this thread) spent inside the PBX simulator's core.
-    simulator_cpu: float = 0.0
     #: Redirects the AMI refused or failed: channel -> why.
     refused: dict[str, str] = field(default_factory=dict)
 
@@ -166,25 +167,8 @@ def instrumented(app: Any, timer: StepTimer) -> Iterator[None]:
     from cti.ami.client import AmiProtocol
     from cti.calls.events import AsyncAgiReplied, AsyncAgiStarted
     from ivr.fastagi import FastAgiSession
-    from pbx_simulator.server import AmiServerFactory
 
     ivr = app.ivr
-    simulator = {name: getattr(AmiServerFactory, name) for name in ("receive", "_drive", "_tick")}
-    depth = [0]
-
-    def in_simulator(original: Callable[..., None]) -> Callable[..., None]:
-        def timed(*args: Any) -> None:
-            depth[0] += 1
-            started = time.thread_time()
-            try:
-                original(*args)
-            finally:
-                depth[0] -= 1
-                if not depth[0]:
-                    timer.simulator_cpu += time.thread_time() - started
-
-        return timed
-
     ami_read = AmiProtocol.dataReceived
     ami_lost = AmiProtocol.connectionLost
     pause, resume = app.ami.pauseProducing, app.ami.resumeProducing
@@ -265,10 +249,9 @@ def instrumented(app: Any, timer: StepTimer) -> Iterator[None]:
                 timer.command(agi, "Redirect" if name == "Redirect" else _verb(values["Command"]))
         return d
 
-    # Class methods (the simulator's core, the AMI and FastAGI protocols) are put back as
-    # they were; the instance wrappers (the AMI client, the AsyncAGI transport) removed.
+    # Class methods (the AMI and FastAGI protocols) are put back as they were; the instance
+    # wrappers (the AMI client, the AsyncAGI transport) removed.
     on_classes: list[tuple[type, str, Any]] = [
-        *((AmiServerFactory, name, in_simulator(original)) for name, original in simulator.items()),
         (AmiProtocol, "dataReceived", timed_ami_read),
         (AmiProtocol, "connectionLost", lost),
         (FastAgiSession, "dataReceived", timed_fast_read),
@@ -308,8 +291,9 @@ def instrumented(app: Any, timer: StepTimer) -> Iterator[None]:
 @dataclass(slots=True)
 class IvrRun:
     """What one transport's run saw: the steps timed, the sessions' ends, what went wrong
-    (each a sentence), the process's CPU seconds over ``wall`` seconds, the most sessions
-    live at once, and the reactor's lateness (ms) while the callers were in the IVR."""
+    (each a sentence), the backend process's CPU seconds over ``wall`` seconds, the most
+    sessions live at once, the backend reactor's lateness (ms) while the callers were in
+    the IVR, and what the simulator's process reported (its CPU and loop lag)."""
 
     transport: str
     load: Load
@@ -325,6 +309,7 @@ class IvrRun:
     lag_ms: list[float] = field(default_factory=list)
     #: The most items each subscriber of the AMI and call-event streams had waiting.
     backlogs: dict[str, int] = field(default_factory=dict)
+    simulator: WorldRecords = field(default_factory=WorldRecords)
 
     def spreads(self) -> dict[str, Spread]:
         steps = self.timer.steps
@@ -348,25 +333,46 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _callers(load: Load, did: str) -> list[list[tuple[str, str]]]:
-    """Each caller's Originate fields (the simulator's caller script ``dtmf``)."""
-    from pbx_simulator.traffic import caller_originate
+class WorldProcess:
+    """The child process ``python -m bench.ivr_world`` (same interpreter, this checkout),
+    spoken to one JSON line at a time (its module docstring has the steps)."""
 
-    rng = random.Random(load.seed)
-    # The welcome's 2 prompts and the menu's 5, then 2 s of the menu's wait for a key.
-    last_key = 7 * load.prompt_seconds + 2.0
-    callers = []
-    for n in range(load.sessions):
-        variables = [
-            ("Variable", f"LAB_DELAY1={rng.uniform(0.5, last_key):.2f}"),
-            ("Variable", "LAB_DTMF1=2"),
-            ("Variable", f"LAB_DELAY2={rng.uniform(0.5, 2.0):.2f}"),
-            ("Variable", f"LAB_DTMF2={ACCOUNT}#"),
-            ("Variable", "LAB_WAIT=600"),  # stays parked; hung up by the bench at the end
-        ]
-        number = f"+1555{n:07d}"
-        callers.append(caller_originate(did, f'"Caller {n}" <{number}>', "dtmf", variables))
-    return callers
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @staticmethod
+    async def start(spec: Path) -> WorldProcess:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.ivr_world", str(spec),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT, env=env,
+        )  # fmt: skip
+        return WorldProcess(process)
+
+    async def hear(self, what: str, timeout: float) -> Any:
+        """The value of ``what`` in the world's next line."""
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        if not line:
+            code = await self.process.wait()
+            raise RuntimeError(f"the simulator's process ended (exit {code}) before saying "
+                               f"{what!r}")  # fmt: skip
+        return json.loads(line)[what]
+
+    def tell(self, **message: Any) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+
+    async def stop(self) -> None:
+        """Close its stdin (it stops) and wait for it; killed after 30 s."""
+        if self.process.stdin is not None and not self.process.stdin.is_closing():
+            self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), 30)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
 
 
 def _check(event: Any, transport: str) -> str | None:
@@ -388,48 +394,22 @@ async def run_transport(
     reactor: Any, transport: str, load: Load, workdir: Path, say: Callable[[str], None] = print
 ) -> IvrRun:
     """``load.sessions`` callers through the IVR over ``transport`` (``asyncagi`` or
-    ``fastagi``): simulator and backend on ``reactor``, files in ``workdir``."""
-    from twisted.internet import defer
+    ``fastagi``): the backend on ``reactor``, the simulator and its callers in a child
+    process; files in ``workdir``."""
     from twisted.internet.task import LoopingCall
 
-    import pbx_simulator
-    from callcenter.app import CallCenter
+    from callcenter.app import CallCenter, freeze_start_up
     from callcenter.settings import Settings
-    from cti.ami.codec import Message
     from ivr.events import IvrFinished, IvrStarted
-    from pbx_simulator.settings import Route
 
     if transport not in TRANSPORTS:
         raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
     loop = asyncio.get_running_loop()
     agi_port = _free_port()
-    dids = {**pbx_simulator.Settings().dids,
-            DIDS["fastagi"]: Route("fastagi", "sales",
-                                   f"agi://127.0.0.1:{agi_port}/{FASTAGI_SCRIPT}")}  # fmt: skip
-    simulator: Any = pbx_simulator.serve(reactor, pbx_simulator.Settings(
-        port=0, username=AMI_USERNAME, secret=AMI_SECRET, seed=load.seed, dids=dids,
-        prompt_seconds=load.prompt_seconds,
-    ))  # fmt: skip
-    queues = workdir / f"queues-{transport}.yaml"
-    queues.write_text(yaml.safe_dump(QUEUES))
-    settings = Settings.model_validate({
-        "ami": {"port": simulator.getHost().port, "username": AMI_USERNAME,
-                "secret": AMI_SECRET},
-        "acd": {"queues": str(queues)},
-        "database": {"url": f"sqlite:///{workdir / f'ivr-{transport}.sqlite3'}"},
-        "history": {"spool_dir": str(workdir / f"spool-{transport}")},
-        "http": {"enabled": False},
-        "ivr": {
-            "flows": [str(ROOT / "config" / "ivr")],
-            "entries": [{"entry": DIDS["asyncagi"], "flow": "main", "transport": "asyncagi"},
-                        {"entry": FASTAGI_SCRIPT, "flow": "main", "transport": "fastagi"}],
-            "fastagi_port": agi_port,
-        },
-        "pbx": f"ivr-bench-{transport}",
-        "log_level": "WARNING",
-    })  # fmt: skip
-    app = CallCenter(settings, reactor)
-    assert app.ivr is not None
+    spec, records = workdir / f"world-{transport}.json", workdir / f"world-{transport}-out.json"
+    write_spec(spec, load, transport, agi_port, records)
+    world = await WorldProcess.start(spec)
+    app: CallCenter | None = None
     result = IvrRun(transport, load, StepTimer())
     live: set[str] = set()
     done: dict[str, Any] = {}
@@ -446,35 +426,50 @@ async def run_transport(
                 result.errors.append(f"{event.channel}: a second end ({event.outcome})")
             done[event.channel] = event
 
-    app.ivr.events.subscribe(seen, name="bench")
     ticks: list[float] = []
     probe = LoopingCall(lambda: ticks.append(time.perf_counter()))
-    core = simulator.factory.core
-    pbx = core.pbx
     try:
+        port = await world.hear("port", 60)
+        queues = workdir / f"queues-{transport}.yaml"
+        queues.write_text(yaml.safe_dump(QUEUES))
+        settings = Settings.model_validate({
+            "ami": {"port": port, "username": AMI_USERNAME, "secret": AMI_SECRET},
+            "acd": {"queues": str(queues)},
+            "database": {"url": f"sqlite:///{workdir / f'ivr-{transport}.sqlite3'}"},
+            "history": {"spool_dir": str(workdir / f"spool-{transport}")},
+            "http": {"enabled": False},
+            "ivr": {
+                "flows": [str(ROOT / "config" / "ivr")],
+                "entries": [{"entry": DIDS["asyncagi"], "flow": "main", "transport": "asyncagi"},
+                            {"entry": FASTAGI_SCRIPT, "flow": "main", "transport": "fastagi"}],
+                "fastagi_port": agi_port,
+            },
+            "pbx": f"ivr-bench-{transport}",
+            "log_level": "WARNING",
+        })  # fmt: skip
+        app = CallCenter(settings, reactor)
+        assert app.ivr is not None
+        app.ivr.events.subscribe(seen, name="bench")
         app.start()
+        freeze_start_up()  # as callcenter run does
         await app.ami.when_ready().asFuture(loop)
-        callers = _callers(load, DIDS[transport])
-        gap = load.ramp / len(callers) if callers else 0.0
-
-        def place(fields: list[tuple[str, str]]) -> None:
-            simulator.factory.inside(
-                lambda: core.originate(Message([("Action", "Originate"), *fields]))
-            )
-            result.placed += 1
 
         with instrumented(app, result.timer):
-            say(f"{transport}: placing {len(callers):,} callers over {load.ramp:g} s "
-                f"(prompts {load.prompt_seconds:g} s)")  # fmt: skip
+            say(f"{transport}: placing {load.sessions:,} callers over {load.ramp:g} s "
+                f"(prompts {load.prompt_seconds:g} s; simulator pid {world.process.pid}, "
+                f"backend pid {os.getpid()})")  # fmt: skip
             cpu0, wall0 = time.process_time(), time.perf_counter()
             probe.start(LAG_TICK, now=True)
-            for n, fields in enumerate(callers):
-                reactor.callLater(n * gap, place, fields)
-            last_placed = wall0 + load.ramp
-            while result.placed < len(callers) or result.finished < result.placed or live:
-                if time.perf_counter() > last_placed + load.deadline:
+            world.tell(place=True)
+            placing = asyncio.ensure_future(world.hear("placed", load.ramp + load.deadline + 60))
+            give_up = wall0 + load.ramp + load.deadline
+            while not placing.done() or result.finished < result.placed or live:
+                if placing.done():
+                    result.placed = placing.result()
+                if time.perf_counter() > give_up:
                     break
                 await asyncio.sleep(0.05)
+            result.placed = await placing
             result.cpu = time.process_time() - cpu0
             result.wall = time.perf_counter() - wall0
             probe.stop()
@@ -484,19 +479,18 @@ async def run_transport(
             for stream in streams
             for sub in stream.subscriptions
         }
-        result.lag_ms = [
-            1000 * max(0.0, b - a - LAG_TICK) for a, b in itertools.pairwise(ticks)
-        ]
+        result.lag_ms = [1000 * max(0.0, b - a - LAG_TICK) for a, b in itertools.pairwise(ticks)]
+        # The parked callers (and any left in the IVR) hang up; the backend sees them go.
+        world.tell(end=True)
+        await world.hear("done", 60)
+        result.simulator = WorldRecords.from_json(json.loads(records.read_text("utf-8")))
+        await asyncio.sleep(0.5)
     finally:
         if probe.running:
             probe.stop()
-        # The parked callers (and any left in the IVR) hang up; the backend sees them go.
-        simulator.factory.inside(
-            lambda: [pbx.hangup(ch, 16, request=True) for ch in list(pbx.channels.values())]
-        )
-        await asyncio.sleep(0.5)
-        await app.stop().asFuture(loop)
-        await defer.maybeDeferred(simulator.stopListening).asFuture(loop)
+        if app is not None:
+            await app.stop().asFuture(loop)
+        await world.stop()
 
     for event in done.values():
         wrong = _check(event, transport)
@@ -524,7 +518,7 @@ def report(runs: Sequence[IvrRun]) -> str:
         lag = Spread.of([ms / 1000 for ms in run.lag_ms])
         rows = run.spreads()
         step = rows["per step, from the result's read"]
-        backend = run.cpu - run.timer.simulator_cpu
+        sim = run.simulator
         full = [seconds for generation, seconds in run.timer.gc_pauses if generation == 2]
         lines += [
             f"{run.transport}: {run.placed:,} callers placed over {load.ramp:g} s, prompts "
@@ -535,13 +529,14 @@ def report(runs: Sequence[IvrRun]) -> str:
             *(spread.row(what) for what, spread in rows.items()),
             "p99 by next command (ms): "
             + ", ".join(f"{verb} {p99:.1f} (n {n:,})" for verb, n, p99 in run.by_verb()),
-            f"CPU: {run.cpu:.1f} s over {run.wall:.1f} s = {run.cpu / run.wall:.0%} of one "
-            f"core, of which the simulator's core {run.timer.simulator_cpu:.1f} s, the rest "
-            f"(backend, sockets, history thread) {backend / run.wall:.0%}"
-            f"; reactor lag p99 {lag.p99:.1f} ms, max "
-            f"{lag.max:.1f} ms; AsyncAGI events outside an AMI read: "
-            f"{run.timer.outside_reads}",
-            f"garbage collector: {len(full)} full collections, longest "
+            f"CPU: the backend {run.cpu:.1f} s over {run.wall:.1f} s = "
+            f"{run.cpu / run.wall:.0%} of one core (its history thread included); the "
+            f"simulator's process {sim.cpu:.1f} s over {sim.wall:.1f} s = "
+            f"{sim.cpu / sim.wall if sim.wall else 0.0:.0%}",
+            f"backend reactor lag p99 {lag.p99:.1f} ms, max {lag.max:.1f} ms; simulator loop "
+            f"lag p99 {sim.lag_p99:.1f} ms, max {sim.lag_max:.1f} ms; AsyncAGI events "
+            f"outside an AMI read: {run.timer.outside_reads}",
+            f"backend's garbage collector: {len(full)} full collections, longest "
             f"{1000 * max(full, default=0.0):.0f} ms, {1000 * sum(full):.0f} ms in all; "
             f"{len(run.timer.gc_pauses) - len(full)} younger ones, "
             f"{1000 * (sum(p for _, p in run.timer.gc_pauses) - sum(full)):.0f} ms in all",
@@ -566,7 +561,8 @@ def summary(runs: Sequence[IvrRun]) -> list[dict[str, Any]]:
         out.append({"transport": run.transport, "sessions": run.load.sessions,
                     "placed": run.placed, "started": run.started, "finished": run.finished,
                     "outcomes": dict(run.outcomes), "errors": run.errors, "cpu": run.cpu,
-                    "wall": run.wall, "peak": run.peak, "spreads": rows})  # fmt: skip
+                    "wall": run.wall, "peak": run.peak, "spreads": rows,
+                    "simulator": run.simulator.to_json()})  # fmt: skip
     return out
 
 
@@ -582,8 +578,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ramp", type=float, default=5.0, help="seconds to place them over")
     parser.add_argument("--prompt-seconds", type=float, default=1.0, help="each prompt's length")
     parser.add_argument("--seed", type=int, default=1, help="the callers' key delays")
-    parser.add_argument("--deadline", type=float, default=120.0,
-                        help="seconds after the last caller for every session to end")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=120.0,
+        help="seconds after the last caller for every session to end",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)  # fmt: skip
     if args.sessions < 1:
