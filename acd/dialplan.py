@@ -93,6 +93,10 @@ class HoldingSpot:
     #: Whether a key press there asks for a callback.
     callback_offer: bool
 
+    def target(self) -> str:
+        """``context,exten,1``: the argument of ``Goto``."""
+        return Destination(self.context, self.exten).target()
+
 
 @dataclass(frozen=True, slots=True)
 class DialplanOptions:

@@ -28,7 +28,7 @@ from twisted.internet.defer import Deferred, gatherResults, succeed
 
 import migrations
 from acd.config import AcdConfig, AcdHistorySettings, AcdServiceSettings
-from acd.dialplan import DialplanOptions, holding_spots
+from acd.dialplan import DialplanOptions
 from acd.driver import Dialplan as AcdTargets
 from acd.errors import AcdStartupError
 from acd.http import agent_routes
@@ -48,6 +48,7 @@ from cti.calls.model import CallModel
 from cti.calls.numbers import NumberingPlan, normalise
 from cti.history import CallEventRecorder, Closed, open_calls
 from cti.stream import EventStream
+from ivr.dialplan import queue_holding
 from ivr.errors import IvrStartupError
 from ivr.interpreter import CallerFound, CallerUnknown, WaitFigures
 from ivr.service import HoldingLane, IvrService, IvrTargets
@@ -219,11 +220,8 @@ def ivr_targets(settings: Settings, config: AcdConfig | None) -> IvrTargets:
             parked_event=calls.parked_event, callback_event=calls.callback_event,
             holding=calls.holding,
         )  # fmt: skip
-        spots = holding_spots(config, options)
-        for queue in config.queues.values():
-            lane = queue.lanes[0] if queue.lanes else "dialled"
-            spot = next(s for s in spots if s.lane == lane and not s.callback_offer)
-            holding[queue.name] = HoldingLane(spot.context, spot.exten, lane)
+        for queue, spot in queue_holding(config, options).items():
+            holding[queue] = HoldingLane(spot.context, spot.exten, spot.lane)
     return IvrTargets(
         holding,
         voicemail_context=acd.overflow_contexts["voicemail"],

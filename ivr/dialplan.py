@@ -26,7 +26,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from acd.config import AcdConfig
-from acd.dialplan import Context, Destination, DialplanError, DialplanOptions, Step, holding_spots
+from acd.dialplan import (
+    Context,
+    Destination,
+    DialplanError,
+    DialplanOptions,
+    HoldingSpot,
+    Step,
+    holding_spots,
+)
 
 __all__ = ["IVR_ENTRY_CONTEXT", "IvrEntry", "ivr_entry_dialplan", "queue_holding"]
 
@@ -49,15 +57,14 @@ class IvrEntry:
     fallback_queue: str | None = None
 
 
-def queue_holding(config: AcdConfig, options: DialplanOptions) -> dict[str, Destination]:
+def queue_holding(config: AcdConfig, options: DialplanOptions) -> dict[str, HoldingSpot]:
     """Each queue's plain holding spot of its first lane (``dialled`` for a queue without
     lanes): where the IVR redirects the queue's callers, and where a fallback sends them."""
     spots = holding_spots(config, options)
-    holding: dict[str, Destination] = {}
+    holding: dict[str, HoldingSpot] = {}
     for queue in config.queues.values():
         lane = queue.lanes[0] if queue.lanes else "dialled"
-        spot = next(s for s in spots if s.lane == lane and not s.callback_offer)
-        holding[queue.name] = Destination(spot.context, spot.exten)
+        holding[queue.name] = next(s for s in spots if s.lane == lane and not s.callback_offer)
     return holding
 
 
@@ -67,7 +74,7 @@ def ivr_entry_dialplan(
     fastagi_host: str = "127.0.0.1",
     fastagi_port: int = 4573,
     context: str = IVR_ENTRY_CONTEXT,
-    holding: Mapping[str, Destination] | None = None,
+    holding: Mapping[str, HoldingSpot] | None = None,
 ) -> tuple[list[Context], dict[str, Destination]]:
     """The entry context (none without entries) and the inbound routes (DID -> entry).
     ``holding``: each queue's holding spot (:func:`queue_holding`), for the entries'
