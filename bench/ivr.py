@@ -543,6 +543,15 @@ def report(runs: Sequence[IvrRun]) -> str:
             f"AMI link: stopped reading {run.timer.pauses} times for {run.timer.paused_for:.1f} "
             f"s in all, lost {run.timer.links_lost} times; most waiting: "
             + ", ".join(f"{name} {n:,}" for name, n in run.backlogs.items()),
+            "the simulator dropped it (its writetimeout): "
+            + (
+                ", ".join(
+                    f"at {d.at:.1f} s ({d.buffered / 1e6:.1f} MB in its own write buffer, "
+                    f"{d.unsent / 1e6:.1f} MB unsent in the kernel)"
+                    for d in sim.drops
+                )
+                or "never"
+            ),
             f"errors: {len(run.errors)}",
             *(f"  {e}" for e in run.errors[:10]),
             f"goal ({run.transport}): per step p99 < {GOAL_P99_MS:g} ms: "

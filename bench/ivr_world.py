@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import gc
 import json
 import logging
 import random
+import struct
 import sys
+import termios
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +46,8 @@ FASTAGI_SCRIPT = "lab-route"
 TRANSPORTS = ("asyncagi", "fastagi")
 #: How often the world's loop lag is probed, in seconds.
 LAG_PERIOD = 0.01
+#: Channels hung up per loop turn at the end (all at once, their events are one burst).
+HANGUP_BATCH = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +67,8 @@ class Load:
 class WorldRecords:
     """What the world saw: callers placed, channels hung up at the end, its process's CPU
     seconds over ``wall`` seconds (first caller to the end), its loop's lag (p99 and max,
-    ms) over the same span."""
+    ms) over the same span, and each time the simulator dropped the backend's AMI link
+    (:class:`LinkDrop`)."""
 
     placed: int = 0
     hung_up: int = 0
@@ -70,16 +76,32 @@ class WorldRecords:
     wall: float = 0.0
     lag_p99: float = 0.0
     lag_max: float = 0.0
+    drops: list[LinkDrop] = field(default_factory=list)
     lags: list[float] = field(default_factory=list, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"placed": self.placed, "hung_up": self.hung_up, "cpu": self.cpu,
-                "wall": self.wall, "lag_p99": self.lag_p99, "lag_max": self.lag_max}  # fmt: skip
+                "wall": self.wall, "lag_p99": self.lag_p99, "lag_max": self.lag_max,
+                "drops": [asdict(d) for d in self.drops]}  # fmt: skip
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> WorldRecords:
         return WorldRecords(data["placed"], data["hung_up"], data["cpu"], data["wall"],
-                            data["lag_p99"], data["lag_max"])  # fmt: skip
+                            data["lag_p99"], data["lag_max"],
+                            [LinkDrop(**d) for d in data["drops"]])  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDrop:
+    """The simulator dropped the AMI link (``writetimeout``) ``at`` seconds into the run:
+    ``buffered`` bytes waited in its own write buffer (written during this loop turn, or
+    not taken by the kernel), ``unsent`` bytes in the kernel's send queue (not yet read by
+    the backend, or not yet in its socket's receive buffer). A small ``unsent`` means the
+    backend was reading: the backlog was one turn of the simulator's own output."""
+
+    at: float
+    buffered: int
+    unsent: int
 
 
 def write_spec(path: Path, load: Load, transport: str, agi_port: int, records: Path) -> None:
@@ -114,6 +136,15 @@ def callers(load: Load, did: str) -> list[list[tuple[str, str]]]:
     return placed
 
 
+def _unsent(transport: Any) -> int:
+    """Bytes in the kernel's send queue of ``transport``'s socket (-1: unknown)."""
+    try:
+        raw = fcntl.ioctl(transport.socket.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, AttributeError):
+        return -1
+    return int(struct.unpack("i", raw)[0])
+
+
 def say(**message: Any) -> None:
     """One line to the parent."""
     print(json.dumps(message), flush=True)
@@ -139,6 +170,7 @@ async def live(reactor: Any, spec: dict[str, Any]) -> None:
     """Steps 1-4 of the module's protocol."""
     import pbx_simulator
     from cti.ami.codec import Message
+    from pbx_simulator.server import AmiServerProtocol
     from pbx_simulator.settings import Route
 
     load, transport = Load(**spec["load"]), spec["transport"]
@@ -155,6 +187,19 @@ async def live(reactor: Any, spec: dict[str, Any]) -> None:
     say(port=simulator.getHost().port)
     records = WorldRecords()
     prober: asyncio.Future[None] | None = None
+    started = [time.perf_counter()]
+    send = AmiServerProtocol.send
+
+    def noting_drops(protocol: Any, frame: bytes) -> None:
+        transport = protocol.transport
+        aborting = getattr(transport, "_aborting", False)
+        buffered = len(getattr(transport, "dataBuffer", b"")) + transport._tempDataLen
+        send(protocol, frame)
+        if not aborting and getattr(transport, "_aborting", False):
+            at = time.perf_counter() - started[0]
+            records.drops.append(LinkDrop(round(at, 3), buffered + len(frame), _unsent(transport)))
+
+    AmiServerProtocol.send = noting_drops  # type: ignore[method-assign,assignment]
     try:
         await heard(stdin, "place")
         # The instrument must not stall: full collections of a heap that grows with every
@@ -176,6 +221,7 @@ async def live(reactor: Any, spec: dict[str, Any]) -> None:
 
         prober = asyncio.ensure_future(probe_lag(records.lags))
         cpu0, wall0 = time.process_time(), time.perf_counter()
+        started[0] = wall0
         for n, fields in enumerate(fields_of):
             reactor.callLater(n * gap, place, fields)
         while records.placed < len(fields_of):
@@ -192,13 +238,17 @@ async def live(reactor: Any, spec: dict[str, Any]) -> None:
             records.lag_max = ms[-1]
         channels = list(pbx.channels.values())
         records.hung_up = len(channels)
-        simulator.factory.inside(lambda: [pbx.hangup(ch, 16, request=True) for ch in channels])
+        for first in range(0, len(channels), HANGUP_BATCH):
+            batch = channels[first : first + HANGUP_BATCH]
+            simulator.factory.inside(lambda b=batch: [pbx.hangup(c, 16, request=True) for c in b])
+            await asyncio.sleep(0.01)  # a loop turn: the batch's events are written out
         Path(spec["records"]).write_text(json.dumps(records.to_json()), encoding="utf-8")
         say(done=spec["records"])
 
         while await stdin.readline():  # until the parent has stopped its backend
             pass
     finally:
+        AmiServerProtocol.send = send  # type: ignore[method-assign]
         if prober is not None:
             prober.cancel()
         stopped = simulator.stopListening()
