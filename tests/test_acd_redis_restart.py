@@ -112,6 +112,10 @@ def _kinds(app: Any, kind: str) -> list[Any]:
     return [e for e in app.acd_seen if e.kind == kind]
 
 
+#: How much earlier than the other backend's release a claim's stamp may be (see the test).
+STAMP_SKEW = 0.1
+
+
 def _holds(apps: list[Any]) -> list[tuple[str, float, float]]:
     """(agent, rung at, let go at) for every offer any backend made."""
     holds = []
@@ -212,11 +216,15 @@ def test_redis_restarted_empty_under_traffic_routing_resumes_and_nobody_is_lost(
     by_agent: dict[str, list[tuple[str, float, float]]] = defaultdict(list)
     for hold in holds:
         by_agent[hold[0]].append(hold)
+    # Each backend stamps a step with the time it was queued for its router thread, not the
+    # time it ran: a claim queued just before the other backend released the agent in Redis
+    # (and run just after) carries the earlier stamp. Seen: 1.3 ms under load. A real double
+    # booking lasts a whole ring or call.
     overlapping = [
         (a, b)
         for agent_holds in by_agent.values()
         for a, b in pairwise(sorted(agent_holds, key=lambda h: h[1]))
-        if b[1] < a[2]
+        if b[1] < a[2] - STAMP_SKEW
     ]
     assert overlapping == [], "an agent on two calls at once"
 
