@@ -546,7 +546,8 @@ def report(runs: Sequence[IvrRun]) -> str:
             "the simulator dropped it (its writetimeout): "
             + (
                 ", ".join(
-                    f"at {d.at:.1f} s ({d.buffered / 1e6:.1f} MB in its own write buffer, "
+                    f"at {d.at:.1f} s (counted {d.counted / 1e6:.1f} MB, of which "
+                    f"{d.held / 1e6:.1f} MB held in its own buffer; "
                     f"{d.unsent / 1e6:.1f} MB unsent in the kernel)"
                     for d in sim.drops
                 )

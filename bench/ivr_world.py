@@ -17,6 +17,12 @@ The parent (the backend under test) starts it and they talk one JSON object a li
    writes its records (:class:`WorldRecords` as JSON) and prints ``{"done": path}``;
 4. it stops when stdin closes (the parent has stopped its backend by then, so the AMI link
    is not dropped under a running backend).
+
+The simulator's AMI connections hand the kernel all they hold each loop turn (Twisted's
+``SEND_LIMIT`` raised from 128 KB): with the default, a busy simulator dropped the backend
+for not reading (its ``writetimeout`` check, which counts Twisted's buffer) while the
+kernel's send queue was empty. Each drop is recorded (:class:`LinkDrop`) with where the
+bytes were, so a drop says which side held the backlog.
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ TRANSPORTS = ("asyncagi", "fastagi")
 LAG_PERIOD = 0.01
 #: Channels hung up per loop turn at the end (all at once, their events are one burst).
 HANGUP_BATCH = 50
+#: Bytes the AMI server's transport may hand the kernel per loop turn (Twisted's default,
+#: 128 KB, capped a busy simulator's output and filled its own buffer: see live()).
+SEND_LIMIT = 1 << 26
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +103,15 @@ class WorldRecords:
 @dataclass(frozen=True, slots=True)
 class LinkDrop:
     """The simulator dropped the AMI link (``writetimeout``) ``at`` seconds into the run:
-    ``buffered`` bytes waited in its own write buffer (written during this loop turn, or
-    not taken by the kernel), ``unsent`` bytes in the kernel's send queue (not yet read by
-    the backend, or not yet in its socket's receive buffer). A small ``unsent`` means the
-    backend was reading: the backlog was one turn of the simulator's own output."""
+    ``counted`` bytes is what its check counted (Twisted's write buffer, the part already
+    sent included), ``held`` the bytes in that buffer not yet handed to the kernel,
+    ``unsent`` the bytes in the kernel's send queue (not yet in the backend's socket's
+    receive buffer: it is full when the backend does not read). A small ``unsent`` means
+    the backend was reading and the backlog was the simulator's own."""
 
     at: float
-    buffered: int
+    counted: int
+    held: int
     unsent: int
 
 
@@ -184,22 +195,33 @@ async def live(reactor: Any, spec: dict[str, Any]) -> None:
         port=0, username=AMI_USERNAME, secret=AMI_SECRET, seed=load.seed, dids=dids,
         prompt_seconds=load.prompt_seconds,
     ))  # fmt: skip
-    say(port=simulator.getHost().port)
     records = WorldRecords()
     prober: asyncio.Future[None] | None = None
     started = [time.perf_counter()]
-    send = AmiServerProtocol.send
+    send, made = AmiServerProtocol.send, AmiServerProtocol.connectionMade
 
     def noting_drops(protocol: Any, frame: bytes) -> None:
         transport = protocol.transport
         aborting = getattr(transport, "_aborting", False)
-        buffered = len(getattr(transport, "dataBuffer", b"")) + transport._tempDataLen
+        counted = len(transport.dataBuffer) + transport._tempDataLen + len(frame)
+        held = counted - transport.offset
         send(protocol, frame)
         if not aborting and getattr(transport, "_aborting", False):
-            at = time.perf_counter() - started[0]
-            records.drops.append(LinkDrop(round(at, 3), buffered + len(frame), _unsent(transport)))
+            at = round(time.perf_counter() - started[0], 3)
+            records.drops.append(LinkDrop(at, counted, held, _unsent(transport)))
+
+    def flushing(protocol: Any) -> None:
+        # Twisted hands the kernel at most 128 KB per connection and loop turn, and the
+        # simulator's writetimeout check counts Twisted's buffer (the part sent, too): at
+        # 1,000 calls its turns grew long and it dropped the link with 4.2 MB "unread" while
+        # the kernel's send queue was empty, the backend waiting for data. Asterisk writes
+        # straight to the socket: only a backend that does not read fills it.
+        protocol.transport.SEND_LIMIT = SEND_LIMIT
+        made(protocol)
 
     AmiServerProtocol.send = noting_drops  # type: ignore[method-assign,assignment]
+    AmiServerProtocol.connectionMade = flushing  # type: ignore[method-assign,assignment]
+    say(port=simulator.getHost().port)
     try:
         await heard(stdin, "place")
         # The instrument must not stall: full collections of a heap that grows with every
@@ -249,6 +271,7 @@ async def live(reactor: Any, spec: dict[str, Any]) -> None:
             pass
     finally:
         AmiServerProtocol.send = send  # type: ignore[method-assign]
+        AmiServerProtocol.connectionMade = made  # type: ignore[method-assign]
         if prober is not None:
             prober.cancel()
         stopped = simulator.stopListening()
