@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,6 +40,7 @@ from crm_bridge.external import HttpCrm
 from crm_bridge.external import from_settings as external_crm
 from crm_bridge.http import pop_routes
 from crm_bridge.numbers import region_for_country_code
+from crm_bridge.pop import CallRecord
 from crm_bridge.service import CrmBridgeService
 from cti.ami.client import DEFAULT_RESYNC_ACTIONS, AmiClient, AmiClientSettings, LinkChange
 from cti.ami.codec import Message
@@ -52,7 +53,8 @@ from ivr.dialplan import queue_holding
 from ivr.errors import IvrStartupError
 from ivr.interpreter import CallerFound, CallerUnknown, WaitFigures
 from ivr.service import HoldingLane, IvrService, IvrTargets
-from tickets.http import ticket_routes
+from tickets.events import TicketChanged, TicketCreated, TicketEvent
+from tickets.http import CallFacts, ticket_routes
 from tickets.service import TicketService
 from tickets.store import DEFAULT_CATEGORIES, DEFAULT_PRIORITIES
 from web.accounts import Accounts
@@ -319,6 +321,8 @@ class CallCenter:
                 engine=self.engine,
                 agent_of=self._agent_of,
                 directory=self.external_crm,
+                open_tickets=self._open_tickets,
+                complaint_calls=self._complaint_calls,
             )
         except CrmStartupError as exc:
             raise crm_config_error(exc) from None
@@ -372,6 +376,9 @@ class CallCenter:
 
         #: Tickets: complaints and requests, their deadlines and audit trail.
         self.tickets = TicketService(DefaultTicketSettings(), engine=self.engine, reactor=reactor)
+        # The pop shows a customer's open tickets as they change; complaints count in the
+        # customer's satisfaction (neither domain imports the other: this wiring joins them).
+        self.tickets.events.subscribe(self._ticket_to_pop, name="screen pop")
 
         # -- the agent API (web/): accounts, log-in, each domain's routes ---------------------
         #: The HTTP API (``http.enabled``); served from :meth:`start`, see :meth:`add_router`.
@@ -380,7 +387,8 @@ class CallCenter:
             self.accounts = Accounts(self.engine, token_hours=settings.http.token_hours)
             routers = [agent_routes(self.acd, account=current_account)] if self.acd else []
             routers.append(pop_routes(self.crm, self.crm.settings.default_region))
-            routers.append(ticket_routes(self.tickets, queues_of=self._queues_of, pbx=self.pbx))
+            routers.append(ticket_routes(self.tickets, queues_of=self._queues_of, pbx=self.pbx,
+                                         call_of=self._call_facts))  # fmt: skip
             app = build_api(accounts=self.accounts, routers=routers, title="callcenter")
             self.api = ApiServer(app, reactor=reactor)
         # -- end of the agent API -------------------------------------------------------------
@@ -525,6 +533,51 @@ class CallCenter:
         config = self.acd.config if self.acd is not None else None
         member = config.agents.get(agent) if config is not None else None
         return tuple(member.queues) if member is not None else ()
+
+    # -- what the tickets and the screen pop tell each other -------------------------------
+
+    def _open_tickets(self, customer_id: str) -> list[dict[str, Any]]:
+        """A customer's open tickets for the pop card (on the pop's look-up thread)."""
+        return [t.to_dict() for t in self.tickets.store.open_for_customer(customer_id)]
+
+    def _complaint_calls(self, calls: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Of these calls, those linked to a complaint ticket (on the contacts' thread)."""
+        return self.tickets.calls_in_category(calls, "complaint")
+
+    def _ticket_to_pop(self, event: TicketEvent) -> None:
+        """A ticket event: pops showing its customer (or it) are updated; a complaint's
+        calls are marked complained on. Other events than a creation name no customer: the
+        ticket is read for it."""
+        if isinstance(event, TicketCreated):
+            self.crm.tickets_changed(event.customer_id, event.ticket_id)
+            if event.category == "complaint":
+                self._recheck_complaints(event.ticket_id)
+            return
+        d = self.tickets.get(event.ticket_id)
+        d.addCallback(lambda t: self.crm.tickets_changed(t.customer_id, t.id))
+        d.addErrback(lambda f: log.warning("screen pop: ticket %s unread: %s",
+                                           event.number, f.getErrorMessage()))  # fmt: skip
+        if isinstance(event, TicketChanged) and {"call", "category"} & set(event.fields):
+            self._recheck_complaints(event.ticket_id)
+
+    def _recheck_complaints(self, ticket_id: int) -> None:
+        d = self.tickets.calls(ticket_id).addCallback(self.crm.complaints_changed)
+        d.addErrback(lambda f: log.warning("screen pop: calls of ticket %s unread: %s",
+                                           ticket_id, f.getErrorMessage()))  # fmt: skip
+
+    def _call_facts(self, call_id: str) -> Deferred[CallFacts | None]:
+        """What the pop knew of a call, for a ticket made from it."""
+
+        def facts(record: CallRecord | None) -> CallFacts | None:
+            if record is None:
+                return None
+            customer = record.customer_id
+            if customer is not None and customer.startswith("crm:"):
+                customer = None  # the external CRM's customer has no row to link to
+            return CallFacts(call_id, customer, record.number, record.queue, record.ivr,
+                             record.digits, record.agents)  # fmt: skip
+
+        return self.crm.call_record(call_id).addCallback(facts)
 
     def _agent_of(self, interface: str) -> str | None:
         """The agent at an agent-side device: the ACD's configuration, else its name."""

@@ -17,7 +17,11 @@ One row per (pbx, call) once the call has ended (its ``ended`` call event is sto
   outcome of its own);
 * ``ivr_path``: the ``ivr_entered`` and ``digits`` events in order (NULL: none);
 * ``customer_id``: the customer an agent chose for the call (``call_customers``), else the
-  only customer on the number, else NULL (unknown, withheld or shared number).
+  only customer on the number, else NULL (unknown, withheld or shared number);
+* ``complaint``: the customer complained on this call, i.e. the call is linked to a
+  complaint ticket. The tickets domain answers that through the ``complaints`` callable the
+  process passes (crm_bridge reads no ticket table); a complaint ticket made or linked
+  after the contact is stored marks it then (``CrmBridgeService.complaints_changed``).
 
 Idempotent and restart-safe without a stored watermark: a pass reads ``ended`` events
 whose (pbx, call) has no contact row (the contacts' primary key answers that), inserts with
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +45,11 @@ from crm_bridge.recompute import breathe
 from crm_bridge.schema import call_customers, contacts, customer_numbers, customers
 from cti.history import call_events
 
-__all__ = ["FillSummary", "contact_row", "fill_contacts"]
+__all__ = ["ComplaintCalls", "FillSummary", "contact_row", "fill_contacts"]
+
+#: Of these calls ``(pbx, call_id)``, those the customer complained on (linked to a
+#: complaint ticket). Blocking: called on the contacts pass's thread.
+ComplaintCalls = Callable[[Sequence[tuple[str, str]]], Collection[tuple[str, str]]]
 
 #: The ACD event kinds a contact reads.
 _ACD_KINDS = (
@@ -72,6 +80,7 @@ def fill_contacts(
     now: float | None = None,
     pause: float = 0.0,
     rest: float = 0.0,
+    complaints: ComplaintCalls | None = None,
 ) -> FillSummary:
     """Add a contact for every ended call that has none yet, ``batch`` calls a transaction.
 
@@ -82,7 +91,8 @@ def fill_contacts(
     history (the first pass, ``callcenter``). ``now`` is the ``changed_at`` given to the
     customers (default: the wall clock). ``pause`` and ``rest``: after each batch, sleep
     ``pause`` plus ``rest`` times as long as the batch took (a background thread hands the
-    GIL back to the thread answering calls that way)."""
+    GIL back to the thread answering calls that way). ``complaints``: which calls were
+    complained on (None: none known, ``complaint`` stays false)."""
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     started = time.monotonic()
@@ -108,6 +118,10 @@ def fill_contacts(
             if not calls:
                 break
             rows = _contact_rows(conn, calls)
+            if complaints is not None and rows:
+                flagged = set(complaints([(r["pbx"], r["call_id"]) for r in rows]))
+                for row in rows:
+                    row["complaint"] = (row["pbx"], row["call_id"]) in flagged
             new = _insert(conn, rows)
             ids = {cid for cid in new if cid is not None}
             if ids:

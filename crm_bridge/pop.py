@@ -15,15 +15,20 @@ The pop follows the call:
 * ``transferred`` — the call left this agent (a transfer): the new agent gets ``ring`` or
   ``answered`` with the same customer, the one the first agent picked included.
 * ``update`` — what is known changed while the pop is up: the look-up answered, an agent
-  picked a candidate, the caller ID changed, the external CRM answered late.
+  picked a candidate, the caller ID changed, the external CRM answered late, a customer's
+  open tickets changed (:meth:`PopDesk.tickets_changed`).
 * ``ended`` — the caller hung up; the pop is closed.
 
 :meth:`PopDesk.current` gives an agent's pop of the call in progress again (a reconnect).
+:meth:`PopDesk.call_record` tells what the pop knew of a call, live or ended lately (the
+last :data:`KEEP_ENDED`), and who talked to the caller: a ticket made in wrap-up is
+prefilled from it, and only those agents may make it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -51,6 +56,8 @@ from cti.calls.events import (
 )
 
 __all__ = [
+    "KEEP_ENDED",
+    "CallRecord",
     "FrameKind",
     "Identity",
     "PopDesk",
@@ -64,6 +71,10 @@ FrameKind = Literal["ring", "answered", "withdrawn", "transferred", "update", "e
 #: ``several`` (candidates: the agent picks), ``unknown`` (no customer has the number),
 #: ``withheld`` (no number to look up).
 IdentityState = Literal["pending", "known", "several", "unknown", "withheld"]
+
+#: Ended calls the desk remembers (newest kept) for the agents' wrap-up: a ticket made from
+#: a call just hung up is prefilled from its pop. Older ones: the pops' audit rows.
+KEEP_ENDED = 5_000
 
 
 class PopError(Exception):
@@ -116,6 +127,22 @@ class PopFrame:
     pop: Mapping[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """What the pop knew of a call: the customer (known or picked), the caller's number,
+    the queue, the IVR path and digits, the agents who talked to the caller (``agents``) and
+    whether it ``ended``."""
+
+    call_id: str
+    customer_id: str | None
+    number: str | None
+    queue: str | None
+    ivr: tuple[Mapping[str, Any], ...]
+    digits: str
+    agents: frozenset[str]
+    ended: bool
+
+
 @dataclass(slots=True)
 class _Call:
     call_id: str
@@ -132,6 +159,7 @@ class _Call:
     ringing: set[str] = field(default_factory=set)
     agent: str | None = None  # the agent talking to the caller
     answered_at: float | None = None
+    had: set[str] = field(default_factory=set)  # every agent who talked to the caller
     revision: int = 0
 
 
@@ -145,6 +173,8 @@ class PopDesk:
         self._calls: dict[str, _Call] = {}
         #: The call each agent's pop shows (ringing or talking).
         self._with: dict[str, str] = {}
+        #: Calls ended lately, oldest first (at most KEEP_ENDED).
+        self._ended: OrderedDict[str, _Call] = OrderedDict()
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -300,6 +330,55 @@ class PopDesk:
         """How many calls the desk follows."""
         return len(self._calls)
 
+    def call_record(self, call_id: str) -> CallRecord | None:
+        """What the pop knew of ``call_id``, live or among the last :data:`KEEP_ENDED`
+        ended (None: neither)."""
+        call = self._calls.get(call_id)
+        ended = call is None
+        if call is None:
+            call = self._ended.get(call_id)
+        if call is None:
+            return None
+        return CallRecord(
+            call.call_id, call.identity.chosen, call.number, call.queue,
+            tuple(dict(step) for step in call.ivr), call.digits, frozenset(call.had), ended,
+        )  # fmt: skip
+
+    def customers_shown(self, customer_ids: Collection[str | None], ticket_id: Any) -> set[str]:
+        """Of the customers on live calls' pops (the one known or candidates), those in
+        ``customer_ids`` and those whose open tickets show ``ticket_id``: whose tickets to
+        read again when a ticket changes."""
+        shown: set[str] = set()
+        for call in self._calls.values():
+            for card in call.identity.cards:
+                cid = str(card["id"])
+                if cid in customer_ids or any(
+                    t.get("id") == ticket_id for t in card.get("open_tickets") or ()
+                ):
+                    shown.add(cid)
+        return shown
+
+    def tickets_changed(
+        self, customer_id: str, tickets: Sequence[Mapping[str, Any]], at: float
+    ) -> list[PopFrame]:
+        """``customer_id``'s open tickets are now ``tickets``: every live call showing that
+        customer (known or a candidate) has its card updated, and the agents with it an
+        ``update``."""
+        frames: list[PopFrame] = []
+        for call in self._calls.values():
+            cards = call.identity.cards
+            if not any(str(c["id"]) == customer_id for c in cards):
+                continue
+            new = tuple(
+                {**c, "open_tickets": list(tickets)} if str(c["id"]) == customer_id else c
+                for c in cards
+            )
+            if new == cards:
+                continue
+            call.identity = replace(call.identity, cards=new)
+            frames += self._update(call, at)
+        return frames
+
     # -- inside ---------------------------------------------------------------------------
 
     def _own_call(self, call_id: str, agent: str) -> _Call:
@@ -359,6 +438,7 @@ class PopDesk:
             frames.append(self._frame(call, other, "withdrawn", at))
         previous = call.agent
         call.agent, call.answered_at = agent, at
+        call.had.add(agent)
         self._with[agent] = call_id
         if previous is not None:
             self._release(previous, call_id)
@@ -374,6 +454,9 @@ class PopDesk:
         call = self._calls.pop(call_id, None)
         if call is None:
             return []
+        self._ended[call_id] = call
+        while len(self._ended) > KEEP_ENDED:
+            self._ended.popitem(last=False)
         agents = sorted(call.ringing | ({call.agent} if call.agent else set()))
         frames = []
         for agent in agents:

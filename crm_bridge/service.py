@@ -14,6 +14,14 @@ asks the external CRM only for callers the customer tables do not know and never
 it (the pop goes out with what is known and is updated when the CRM answers), delivers
 frames to the agents' open sessions, and keeps an audit row of every frame sent.
 
+Tickets (another domain: this package imports nothing of it) reach the pop through
+callables the process passes: ``open_tickets(customer_id)`` gives a customer's open tickets
+(dicts with at least ``id``), read with the caller's look-up on this pool and shown on the
+card (:func:`ticket_card`); ``complaint_calls(calls)`` says which calls are linked to a
+complaint ticket. The process subscribes the tickets' events to :meth:`tickets_changed`
+(a pop showing the customer is re-read and updated) and :meth:`complaints_changed` (the
+calls' contacts are marked, their customers re-profiled by the incremental path).
+
 Recovery: after a restart the call model's snapshot re-announces the calls in progress and
 the ACD its connected callers, so the desk rebuilds each agent's pop; the customer an agent
 picked for a call is read back from ``call_customers``. While the database is down, pops
@@ -26,11 +34,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, case, func, insert, select, tuple_, update
 from sqlalchemy.exc import SQLAlchemyError
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
@@ -41,16 +49,17 @@ from twisted.python.threadpool import ThreadPool
 from acd.events import AcdEvent
 from crm_bridge import store
 from crm_bridge.config import CrmServiceSettings, load_profile_rules
-from crm_bridge.contacts import fill_contacts
+from crm_bridge.contacts import ComplaintCalls, fill_contacts
 from crm_bridge.external import CrmUnavailable, CustomerDirectory, ExternalCustomer
-from crm_bridge.pop import Identity, PopDesk, PopError, PopFrame
+from crm_bridge.pop import CallRecord, Identity, PopDesk, PopError, PopFrame
 from crm_bridge.recompute import NoTierRun, recompute_changed
-from crm_bridge.schema import customers, pops, tier_runs
+from crm_bridge.schema import contacts, customers, pops, tier_runs
 from crm_bridge.tiers import TierIndex
 from cti.calls.events import CallArrived, CallerChanged, PbxEvent
 from ivr.events import IvrEvent, IvrFinished
 
-__all__ = ["CrmBridgeService", "PopSessions", "card_of"]
+__all__ = ["TICKET_FIELDS", "CrmBridgeService", "OpenTickets", "PopSessions", "card_of",
+           "ticket_card"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +86,12 @@ REST = 3.0
 CRM_BUDGET = 2.0
 
 Sender = Callable[[Mapping[str, Any]], None]
+#: A customer's open tickets, newest first (blocking: called on this service's pool).
+OpenTickets = Callable[[str], Sequence[Mapping[str, Any]]]
+#: What a pop card shows of each open ticket: what it is, how urgent, where it stands, when
+#: it is due and whether that promise is kept (``sla_state``: ok / warning / breached).
+TICKET_FIELDS = ("id", "number", "subject", "category", "priority", "status",
+                 "first_response_due", "resolution_due", "sla_state", "created_at")  # fmt: skip
 
 
 class PopSessions:
@@ -111,7 +126,16 @@ class PopSessions:
         return len(self._by_agent.get(agent, ()))
 
 
-def card_of(record: store.CustomerRecord, last_contacts: list[dict[str, Any]]) -> dict[str, Any]:
+def ticket_card(ticket: Mapping[str, Any]) -> dict[str, Any]:
+    """An open ticket as the pop card shows it (:data:`TICKET_FIELDS`)."""
+    return {name: ticket.get(name) for name in TICKET_FIELDS}
+
+
+def card_of(
+    record: store.CustomerRecord,
+    last_contacts: list[dict[str, Any]],
+    open_tickets: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
     """A customer as the pop shows it: who, the stored profile (tier, loyalty, lifecycle,
     lifetime value, next step, each with its reason), the last contacts, open tickets."""
     return {
@@ -124,8 +148,7 @@ def card_of(record: store.CustomerRecord, last_contacts: list[dict[str, Any]]) -
         "profile": record.profile,
         "profiled_at": record.profiled_at,
         "last_contacts": last_contacts,
-        # Tickets (tickets/) are not built yet: the pop shows none until they are.
-        "open_tickets": [],
+        "open_tickets": [ticket_card(t) for t in open_tickets],
     }
 
 
@@ -168,8 +191,13 @@ class CrmBridgeService:
         engine: Engine,
         agent_of: Callable[[str], str | None],
         directory: CustomerDirectory | None = None,
+        open_tickets: OpenTickets | None = None,
+        complaint_calls: ComplaintCalls | None = None,
     ) -> None:
         self.settings = settings
+        #: The tickets domain's answers (None: no tickets, cards show none).
+        self.open_tickets = open_tickets
+        self.complaint_calls = complaint_calls
         self.reactor = reactor
         self.engine = engine
         #: The customer-profile rules (CrmConfigError at construction when the file is bad).
@@ -308,6 +336,80 @@ class CrmBridgeService:
         """The customers on ``number`` (E.164), as pop cards."""
         return self._in_thread(lambda: self._find(number, None).cards)
 
+    def call_record(self, call_id: str) -> Deferred[CallRecord | None]:
+        """What the pop knew of ``call_id`` and who talked to the caller: live or lately
+        ended calls from the desk, older ones (or after a restart) from the pops' audit
+        rows. None: no pop was ever shown for it."""
+        record = self.desk.call_record(call_id)
+        if record is not None:
+            return succeed(record)
+        return self._in_thread(self._audited_call, call_id)
+
+    # -- what the tickets say (the process subscribes these to the tickets' events) ------
+
+    def tickets_changed(self, customer_id: str | None, ticket_id: Any) -> Deferred[None]:
+        """A ticket of ``customer_id`` (None: no customer) was created or changed: every
+        live pop showing that customer, or showing the ticket (it may have moved to another
+        customer, or closed), has the customer's open tickets read again and is updated.
+        Nothing is read when no pop shows them."""
+        if self.open_tickets is None:
+            return succeed(None)
+        shown = self.desk.customers_shown({customer_id} if customer_id else set(), ticket_id)
+        if not shown:
+            return succeed(None)
+
+        def read() -> dict[str, list[dict[str, Any]]]:
+            assert self.open_tickets is not None
+            return {cid: [ticket_card(t) for t in self.open_tickets(cid)] for cid in shown}
+
+        def show(found: dict[str, list[dict[str, Any]]]) -> None:
+            now = self.reactor.seconds()
+            for cid, tickets in sorted(found.items()):
+                self._deliver(self.desk.tickets_changed(cid, tickets, now))
+
+        d: Deferred[None] = self._in_thread(read).addCallback(show)
+        d.addErrback(self._log_failure, f"reading the open tickets of {sorted(shown)}")
+        return d
+
+    def complaints_changed(self, calls: Sequence[tuple[str, str]]) -> Deferred[int]:
+        """A complaint ticket was made, linked to ``calls`` or re-categorised: their
+        contacts are marked (or unmarked) as ``complaint_calls`` now says, and the customers
+        of those that changed get ``changed_at`` bumped, so the next background pass
+        re-profiles them (satisfaction, quadrant, next step). Contacts not stored yet are
+        marked when the contacts pass stores them. Answers how many contacts changed."""
+        if self.complaint_calls is None or not calls:
+            return succeed(0)
+        d: Deferred[int] = self._in_thread(self._mark_complaints, list(dict.fromkeys(calls)))
+        d.addErrback(self._log_failure, "marking complaints")
+        return d
+
+    def _mark_complaints(self, calls: list[tuple[str, str]]) -> int:
+        assert self.complaint_calls is not None
+        flagged = set(self.complaint_calls(calls))
+        now = self.reactor.seconds()
+        changed = 0
+        c = contacts.c
+        with self.engine.begin() as conn:
+            for complaint in (True, False):
+                chosen = [call for call in calls if (call in flagged) == complaint]
+                if not chosen:
+                    continue
+                which = (tuple_(c.pbx, c.call_id).in_(chosen), c.complaint.is_not(complaint))
+                touched = {
+                    cid for (cid,) in conn.execute(select(c.customer_id).where(*which))
+                    if cid is not None
+                }  # fmt: skip
+                changed += conn.execute(update(contacts).where(*which).values(
+                    complaint=complaint)).rowcount  # fmt: skip
+                if touched:
+                    k = customers.c
+                    conn.execute(
+                        update(customers)
+                        .where(k.id.in_(sorted(touched)))
+                        .values(changed_at=case((k.changed_at < now, now), else_=k.changed_at))
+                    )
+        return changed
+
     # -- look-ups ------------------------------------------------------------------------
 
     def _identify(self, call_id: str, number: str) -> None:
@@ -329,11 +431,23 @@ class CrmBridgeService:
                 if call_id is not None and len(records) > 1
                 else None
             )
-            cards = [
-                card_of(r, store.last_contacts(conn, r.id, self.settings.last_contacts))
+            contacts_of = {
+                r.id: store.last_contacts(conn, r.id, self.settings.last_contacts)
                 for r in records
-            ]
+            }
+        cards = [card_of(r, contacts_of[r.id], self._tickets_of(r.id)) for r in records]
         return _Found(cards, chosen)
+
+    def _tickets_of(self, customer_id: str) -> Sequence[Mapping[str, Any]]:
+        """The customer's open tickets; none when the tickets' answer fails (the pop goes
+        out without them rather than not at all)."""
+        if self.open_tickets is None:
+            return ()
+        try:
+            return self.open_tickets(customer_id)
+        except Exception as exc:  # another domain's failure must not cost the pop
+            log.warning("screen pop: open tickets of %s unread: %s", customer_id, exc)
+            return ()
 
     def _found(self, found: _Found, call_id: str, number: str) -> None:
         if found.cards or self.directory is None:
@@ -371,6 +485,29 @@ class CrmBridgeService:
             )
         )
         d.addErrback(self._log_failure, f"asking the CRM about call {call_id}")
+
+    def _audited_call(self, call_id: str) -> CallRecord | None:
+        """A call's record from the pops' audit rows (the desk forgot it: long ended, or
+        the process restarted): the agents it was answered by, the last pop's customer,
+        number, queue and IVR path."""
+        p = pops.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(p.agent, p.kind, p.payload)
+                .where(p.pbx == self.settings.pbx, p.call_id == call_id)
+                .order_by(p.id)
+            ).all()
+            chosen = store.chosen_customer(conn, self.settings.pbx, call_id)
+        if not rows:
+            return None
+        last = rows[-1].payload or {}
+        customer = last.get("customer") or {}
+        ivr = last.get("ivr") or {}
+        return CallRecord(
+            call_id, chosen or customer.get("id"), (last.get("caller") or {}).get("number"),
+            last.get("queue"), tuple(ivr.get("path") or ()), ivr.get("digits") or "",
+            frozenset(r.agent for r in rows if r.kind == "answered"), True,
+        )  # fmt: skip
 
     # -- the agent's changes (in a thread) ------------------------------------------------
 
@@ -514,8 +651,9 @@ class CrmBridgeService:
 
     def _fill_and_profile(self, since: float, now: float) -> None:
         fill_contacts(
-            self.engine, since=since, now=now, batch=BACKGROUND_BATCH, pause=PAUSE, rest=REST
-        )
+            self.engine, since=since, now=now, batch=BACKGROUND_BATCH, pause=PAUSE, rest=REST,
+            complaints=self.complaint_calls,
+        )  # fmt: skip
         # Everyone changed since the last pass: new contacts (just filled) and new orders
         # (an import, the CRM) alike bump ``changed_at``.
         changed_since = now - FILL_LOOKBACK if self._filled_until is None else self._filled_until

@@ -8,6 +8,13 @@
 * ``PATCH /api/v1/tickets/{id}`` — change fields; the body names the ``version`` read (or
   an ``If-Match`` header does): 409 naming the current version when someone came first.
 * ``POST /api/v1/tickets/{id}/transition | comments | assign | calls | merge``.
+* ``POST /api/v1/calls/{call_id}/ticket`` — a ticket made from a call, during it or in
+  wrap-up, prefilled from what the pop knew (``call_of``, passed by the process): the
+  customer (the one picked), the call linked, the queue, the caller's number and IVR path
+  and digits in the description; the body may set or override any field.
+
+A call is the agents': only an agent who talked to the caller (or a supervisor) may make a
+ticket from it or link it to a ticket (403 otherwise), when the process passes ``call_of``.
 
 Roles: supervisors and admins see and change every ticket; an agent those assigned to
 them, of their queues (``queues_of(agent)``: the ACD configuration's queue memberships,
@@ -19,8 +26,9 @@ Errors are ``{"errors": [{field, problem}]}`` (``web.api``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
@@ -45,7 +53,7 @@ from tickets.store import (
 from web.accounts import Account
 from web.auth import require_role
 
-__all__ = ["ticket_routes"]
+__all__ = ["CallFacts", "CallTicketIn", "ticket_routes"]
 
 T = TypeVar("T")
 
@@ -111,15 +119,71 @@ class MergeIn(_Body):
     into: int = Field(ge=1, description="the ticket that survives")
 
 
+class CallTicketIn(_Body):
+    """A ticket from a call: every field optional, the call's facts fill the rest."""
+
+    subject: str | None = Field(None, min_length=1, max_length=MAX_SUBJECT)
+    category: str = Field("inquiry", min_length=1, max_length=32)
+    priority: str = Field("normal", min_length=1, max_length=16)
+    description: str = Field("", max_length=MAX_DESCRIPTION)
+    customer_id: str | None = Field(None, min_length=1, max_length=64)
+    queue: str | None = Field(None, min_length=1, max_length=64)
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
+    assignee_agent: str | None = Field(None, min_length=1, max_length=64)
+    assignee_group: str | None = Field(None, min_length=1, max_length=64)
+
+
+@dataclass(frozen=True, slots=True)
+class CallFacts:
+    """What the process knows of a call (the screen pop's record of it): the customer
+    known or picked, the caller's number, the queue, the IVR steps and digits keyed, and
+    the agents who talked to the caller."""
+
+    call_id: str
+    customer_id: str | None = None
+    number: str | None = None
+    queue: str | None = None
+    ivr: Sequence[Mapping[str, Any]] = ()
+    digits: str = ""
+    agents: frozenset[str] = frozenset()
+
+
+#: A call's facts (None: no such call known), answered on the reactor thread.
+CallOf = Callable[[str], Deferred["CallFacts | None"]]
+
+
+def call_context(facts: CallFacts) -> str:
+    """The description's lines about the call a ticket came from."""
+    lines = [f"From call {facts.call_id}" + (f" of {facts.number}" if facts.number else "")
+             + (f" in queue {facts.queue}" if facts.queue else "") + "."]  # fmt: skip
+    steps = []
+    for step in facts.ivr:
+        if step.get("flow"):
+            nodes = " > ".join(str(n) for n in step.get("nodes") or ())
+            steps.append(f"flow {step['flow']}" + (f": {nodes}" if nodes else "")
+                         + (f" ({step['outcome']})" if step.get("outcome") else ""))  # fmt: skip
+        elif step.get("application"):
+            steps.append(f"{step['application']}" + (
+                f" in {step['context']}" if step.get("context") else ""))  # fmt: skip
+    if steps:
+        lines.append("IVR: " + "; ".join(steps) + ".")
+    if facts.digits:
+        lines.append(f"Keyed: {facts.digits}")
+    return "\n".join(lines)
+
+
 def ticket_routes(
     service: TicketService,
     *,
     queues_of: Callable[[str], Collection[str]],
     groups_of: Callable[[str], Collection[str]] = lambda agent: (),
     pbx: str = "default",
+    call_of: CallOf | None = None,
 ) -> APIRouter:
     """The routes on ``service``; ``queues_of``/``groups_of`` answer an agent's queues and
-    ticket groups (the process's wiring knows them)."""
+    ticket groups, ``call_of`` what the screen pop knew of a call (the process's wiring
+    knows them; without ``call_of`` no ticket is made from a call and linking a call is
+    not checked)."""
     router = APIRouter(prefix="/api/v1/tickets", tags=["tickets"])
 
     def scope(account: Account) -> Scope | None:
@@ -129,6 +193,17 @@ def ticket_routes(
             raise HTTPException(403, f"account {account.username!r} is no agent's")
         agent = account.agent
         return Scope(agent, frozenset(queues_of(agent)), frozenset(groups_of(agent)))
+
+    async def call_facts(call_id: str, account: Account) -> CallFacts:
+        """The call's facts when ``account`` may act on the call: 404 unknown, 403 an agent
+        who did not talk to the caller."""
+        assert call_of is not None
+        facts = await _awaited(call_of(call_id))
+        if facts is None:
+            raise HTTPException(404, f"no call {call_id!r} is known")
+        if account.role not in SUPERVISING and account.agent not in facts.agents:
+            raise HTTPException(403, f"call {call_id!r} was not with agent {account.agent}")
+        return facts
 
     async def visible(ticket_id: int, account: Account) -> Ticket:
         allowed = scope(account)
@@ -258,6 +333,8 @@ def ticket_routes(
     async def link_call(ticket_id: int, body: CallIn, account: Staff) -> dict[str, Any]:
         with _refusals():
             await visible(ticket_id, account)
+            if call_of is not None:
+                await call_facts(body.call_id, account)
             ticket = await _awaited(
                 service.link_call(ticket_id, body.pbx or pbx, body.call_id, by=account.username)
             )
@@ -271,7 +348,48 @@ def ticket_routes(
             survivor = await _awaited(service.merge(ticket_id, body.into, by=account.username))
         return survivor.to_dict()
 
-    return router
+    calls = APIRouter(prefix="/api/v1/calls", tags=["tickets"])
+
+    @calls.post("/{call_id}/ticket", status_code=201, summary="a ticket from a call")
+    async def from_call(
+        call_id: str,
+        body: CallTicketIn,
+        account: Staff,
+        response: Response,
+        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    ) -> dict[str, Any]:
+        if call_of is None:
+            raise HTTPException(404, "tickets from calls need the screen pop")
+        with _refusals():
+            allowed = scope(account)
+            facts = await call_facts(call_id, account)
+            queue = body.queue or facts.queue
+            agent = body.assignee_agent
+            if agent is None and allowed is not None and (queue not in allowed.queues):
+                agent = allowed.agent  # else the agent could not see the ticket they made
+            context = call_context(facts)
+            described = f"{body.description}\n\n{context}" if body.description else context
+            subject = body.subject or (
+                f"{body.category.capitalize()} from a call of {facts.number or 'a withheld number'}"
+            )
+            draft = NewTicket(
+                subject=subject[:MAX_SUBJECT], category=body.category, priority=body.priority,
+                description=described[:MAX_DESCRIPTION],
+                customer_id=body.customer_id or facts.customer_id, queue=queue,
+                tags=tuple(body.tags), assignee_agent=agent,
+                assignee_group=body.assignee_group, calls=((pbx, call_id),),
+            )  # fmt: skip
+            ticket, created = await _awaited(
+                service.create(draft, by=account.username, idempotency_key=idempotency_key)
+            )
+        if not created:
+            response.status_code = status.HTTP_200_OK
+        return ticket.to_dict()
+
+    both = APIRouter()
+    both.include_router(router)
+    both.include_router(calls)
+    return both
 
 
 def _version(if_match: str | None) -> int | None:

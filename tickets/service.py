@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select, tuple_
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.threads import deferToThreadPool
@@ -38,6 +38,7 @@ from tickets.events import (
     TicketEscalated,
     TicketEvent,
 )
+from tickets.schema import ticket_calls, tickets
 from tickets.store import (
     Change,
     Comment,
@@ -256,6 +257,24 @@ class TicketService:
     def open_for_customer(self, customer_id: str, limit: int = 10) -> Deferred[list[Ticket]]:
         """The customer's open tickets, newest first (the screen pop shows them)."""
         return self._in_thread(self.store.open_for_customer, customer_id, limit)
+
+    def calls_in_category(
+        self, calls: Sequence[tuple[str, str]], category: str
+    ) -> set[tuple[str, str]]:
+        """Of ``calls`` ``(pbx, call_id)``, those linked to a ticket of ``category`` (the
+        screen pop's contacts: which calls were complained on). Blocking, one query: for
+        another domain's worker thread, never the reactor."""
+        wanted = list(dict.fromkeys(calls))
+        if not wanted:
+            return set()
+        c, t = ticket_calls.c, tickets.c
+        query = (
+            select(c.pbx, c.call_id)
+            .join(tickets, t.id == c.ticket_id)
+            .where(tuple_(c.pbx, c.call_id).in_(wanted), t.category == category)
+        )
+        with self.store.engine.connect() as conn:
+            return {(pbx, call_id) for pbx, call_id in conn.execute(query)}
 
     # -- the SLA timers -------------------------------------------------------------------
 
