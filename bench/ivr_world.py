@@ -19,10 +19,13 @@ The parent (the backend under test) starts it and they talk one JSON object a li
    is not dropped under a running backend).
 
 The simulator's AMI connections hand the kernel all they hold each loop turn (Twisted's
-``SEND_LIMIT`` raised from 128 KB): with the default, a busy simulator dropped the backend
-for not reading (its ``writetimeout`` check, which counts Twisted's buffer) while the
-kernel's send queue was empty. Each drop is recorded (:class:`LinkDrop`) with where the
-bytes were, so a drop says which side held the backlog.
+``SEND_LIMIT`` raised from 128 KB), and when a frame would take them past the simulator's
+``max_write_buffer`` they hand it to the kernel at once, before the check: as Asterisk,
+whose writes go straight to the socket, the link is dropped only when the kernel refuses
+4 MB more (the backend does not read). Before, a busy simulator dropped the backend for
+not reading (its check counts Twisted's buffer, which is flushed only between loop turns)
+while the kernel's send queue was empty. Each drop is recorded (:class:`LinkDrop`) with
+where the bytes were, so a drop says which side held the backlog.
 """
 
 from __future__ import annotations
@@ -200,9 +203,15 @@ async def live(reactor: Any, spec: dict[str, Any]) -> None:
     started = [time.perf_counter()]
     send, made = AmiServerProtocol.send, AmiServerProtocol.connectionMade
 
+    limit = simulator.factory.settings.max_write_buffer
+
     def noting_drops(protocol: Any, frame: bytes) -> None:
         transport = protocol.transport
         aborting = getattr(transport, "_aborting", False)
+        if not aborting and len(transport.dataBuffer) + transport._tempDataLen + len(frame) > limit:
+            # Asterisk's write blocks on the socket (up to writetimeout): hand the kernel
+            # what it takes now, so that only what it refuses counts as unread.
+            transport.doWrite()
         counted = len(transport.dataBuffer) + transport._tempDataLen + len(frame)
         held = counted - transport.offset
         send(protocol, frame)
@@ -211,11 +220,12 @@ async def live(reactor: Any, spec: dict[str, Any]) -> None:
             records.drops.append(LinkDrop(at, counted, held, _unsent(transport)))
 
     def flushing(protocol: Any) -> None:
-        # Twisted hands the kernel at most 128 KB per connection and loop turn, and the
-        # simulator's writetimeout check counts Twisted's buffer (the part sent, too): at
-        # 1,000 calls its turns grew long and it dropped the link with 4.2 MB "unread" while
-        # the kernel's send queue was empty, the backend waiting for data. Asterisk writes
-        # straight to the socket: only a backend that does not read fills it.
+        # Twisted hands the kernel at most 128 KB per connection and loop turn, and only
+        # between turns; the simulator's writetimeout check counts Twisted's buffer (the
+        # part sent, too): at 1,000 calls its turns grew long (a resync's Status burst is
+        # one turn) and it dropped the link with 4.2 MB "unread" while the kernel's send
+        # queue was empty, the backend waiting for data. Asterisk writes straight to the
+        # socket: only a backend that does not read fills it.
         protocol.transport.SEND_LIMIT = SEND_LIMIT
         made(protocol)
 
