@@ -18,7 +18,7 @@ is the calendar's. ``warn_before`` is a share of each deadline (``20%``) or a du
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -237,6 +237,44 @@ class TicketSettings(_Section):
             warn_fraction=warn.fraction,
             warn_seconds=warn.seconds,
         )
+
+    def groups_of(self, agent: str) -> tuple[str, ...]:
+        """The groups ACD agent ``agent`` works in (the tickets they see beside their
+        queues')."""
+        return tuple(name for name, group in self.groups.items() if agent in group.agents)
+
+    def unknown_members(
+        self, queues: Collection[str] | None, agents: Collection[str] | None, origin: str
+    ) -> list[str]:
+        """What the groups name that the ACD does not have (``queues``/``agents``: the ACD's;
+        None: no ACD), and an ``escalate_to`` group with nobody in it: one line each,
+        naming ``origin``, the key and the fix. Empty when all is well."""
+        problems = []
+        for name, group in self.groups.items():
+            for key, names, known, what in (
+                ("queues", group.queues, queues, "queue"),
+                ("agents", group.agents, agents, "agent"),
+            ):
+                for member in names:
+                    if known is None:
+                        problems.append(
+                            f"{origin}: key 'groups.{name}.{key}': {member!r} is no ACD "
+                            f"{what}: no ACD is configured; configure one or remove it"
+                        )
+                    elif member not in known:
+                        choices = ", ".join(sorted(known)) or "none"
+                        problems.append(
+                            f"{origin}: key 'groups.{name}.{key}': {member!r} is no ACD "
+                            f"{what} (the ACD's: {choices}); fix the name or remove it"
+                        )
+        supervisors = self.groups[self.escalate_to]
+        if not supervisors.agents and not supervisors.accounts:
+            problems.append(
+                f"{origin}: key 'escalate_to': group {self.escalate_to!r} has no agents or "
+                "accounts, so a breached ticket would be escalated to nobody; add its "
+                f"supervisors under 'groups.{self.escalate_to}.accounts'"
+            )
+        return problems
 
 
 class _Unknown:

@@ -18,6 +18,8 @@ agree). Times are epoch seconds, like the call events'.
   (JSON), written in the same transaction as the change.
 * ``ticket_comments`` — internal notes and replies to the customer (``public``).
 * ``ticket_attachments`` — metadata only; the file lives where ``url`` says.
+* ``ticket_events`` — the tickets' event stream persisted (``tickets.history``), shaped
+  like the call and ACD events' tables (``cti.history.event_table``), with the ticket id.
 * ``ticket_idempotency`` — a create's ``Idempotency-Key`` per account, with the ticket it
   made and a hash of the request: a retry gets that ticket, a different request under the
   same key is refused.
@@ -45,6 +47,7 @@ from sqlalchemy import (
 )
 
 from crm_bridge.schema import customers
+from cti.history import event_table
 
 __all__ = [
     "metadata",
@@ -52,6 +55,7 @@ __all__ = [
     "ticket_calls",
     "ticket_changes",
     "ticket_comments",
+    "ticket_events",
     "ticket_idempotency",
     "tickets",
 ]
@@ -188,4 +192,13 @@ ticket_idempotency = Table(
     _ticket_ref(),
     Column("request_hash", String(64), nullable=False),
     Column("created_at", _TIME, nullable=False),
+)
+
+ticket_events = event_table(
+    "ticket_events",
+    metadata,
+    Column("ticket_id", _ID, nullable=False),
+    # event_table's fact index is per call; ticket events name none (no fact: NULL).
+    Column("call_id", String(128), nullable=True),
+    indexes=(Index("ix_ticket_events_ticket_at", "ticket_id", "at"),),
 )

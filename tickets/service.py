@@ -42,7 +42,9 @@ from tickets.schema import ticket_calls, tickets
 from tickets.store import (
     Change,
     Comment,
+    ConflictError,
     DeadlinePolicy,
+    Deadlines,
     NewTicket,
     Page,
     Ticket,
@@ -55,6 +57,9 @@ __all__ = ["SlaAlarm", "SlaReading", "TicketService", "TicketServiceSettings"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Reads of a ticket's SLA before giving up when people keep changing it meanwhile.
+_SLA_ATTEMPTS = 5
 
 
 class TicketServiceSettings(Protocol):
@@ -79,11 +84,24 @@ class SlaAlarm:
 @dataclass(frozen=True, slots=True)
 class SlaReading:
     """A ticket's SLA at a moment: its overall ``state`` (ok / warning / breached / met),
-    the alarms that have happened by now, and the next instant one will (None: no more)."""
+    the alarms that have happened by now, the next instant one will (None: no more) and
+    the due instants as of now (None: leave the stored ones)."""
 
     state: str
     alarms: tuple[SlaAlarm, ...] = ()
     next_at: float | None = None
+    due: Deadlines | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _SlaRecorded:
+    """What one SLA read wrote: the ticket after it, the alarms told for the first time,
+    whether it escalated the ticket, and the reading."""
+
+    ticket: Ticket
+    told: tuple[SlaAlarm, ...]
+    escalated: bool
+    reading: SlaReading
 
 
 #: (ticket, its status history ``[(at, status)]``, now) -> the SLA then.
@@ -119,8 +137,6 @@ class TicketService:
         self.events: EventStream[TicketEvent] = EventStream("ticket events")
         self._pool = ThreadPool(minthreads=1, maxthreads=threads, name="tickets")
         self._timers: dict[int, IDelayedCall] = {}
-        #: Alarms published per ticket (so a re-read publishes each once).
-        self._told: dict[int, set[tuple[str, str]]] = {}
         self._running = False
 
     # -- life cycle -----------------------------------------------------------------------
@@ -140,7 +156,10 @@ class TicketService:
         return d.addErrback(self._log_failure, "rebuilding the SLA timers")
 
     def stop(self) -> None:
-        """Cancel the timers and stop the pool (work queued on it finishes first)."""
+        """Cancel the timers and stop the pool (work queued on it finishes first); again:
+        nothing."""
+        if not self._running:
+            return
         self._running = False
         for timer in self._timers.values():
             if timer.active():
@@ -300,53 +319,61 @@ class TicketService:
         d.addCallback(self._sla_read)
         d.addErrback(self._log_failure, f"reading the SLA of ticket {ticket_id}")
 
-    def _read_sla(self, ticket_id: int, now: float) -> tuple[Ticket, SlaReading]:
+    def _read_sla(self, ticket_id: int, now: float) -> _SlaRecorded:
+        """Read the ticket's SLA and record what is new in one compare-and-set: the alarms
+        told are in the store, so each is published once, after a restart too, and of two
+        readers at once (a change and a timer, or two processes) one tells it."""
         assert self.sla is not None
-        ticket = self.store.get(ticket_id)
-        reading = self.sla(ticket, self.store.status_history(ticket_id), now)
-        if reading.state != ticket.sla_state:
-            ticket = self.store.record_sla(ticket_id, reading.state, by="sla", at=now)
-        return ticket, reading
+        for _ in range(_SLA_ATTEMPTS):
+            ticket = self.store.get(ticket_id)
+            reading = self.sla(ticket, self.store.status_history(ticket_id), now)
+            told = self.store.sla_alarms(ticket_id)
+            new = tuple(a for a in reading.alarms if (a.deadline, a.state) not in told)
+            escalate = (
+                self.escalate_to
+                if any(a.state == "breached" for a in new)
+                and self.escalate_to is not None
+                and ticket.assignee_group != self.escalate_to
+                else None
+            )
+            due = reading.due
+            if due is not None and due == Deadlines(
+                ticket.first_response_due, ticket.resolution_due
+            ):
+                due = None
+            if not new and escalate is None and due is None and reading.state == ticket.sla_state:
+                return _SlaRecorded(ticket, (), False, reading)
+            try:
+                ticket = self.store.record_sla(
+                    ticket_id, reading.state, by="sla", at=now, version=ticket.version,
+                    alarms=[(a.deadline, a.state) for a in new], due=due,
+                    escalate_to=escalate,
+                )  # fmt: skip
+            except ConflictError:
+                continue  # changed meanwhile: read it again
+            return _SlaRecorded(ticket, new, escalate is not None, reading)
+        raise ConflictError(ticket_id, ticket.version, self.store.get(ticket_id).version)
 
-    def _sla_read(self, result: tuple[Ticket, SlaReading]) -> None:
-        ticket, reading = result
-        told = self._told.setdefault(ticket.id, set())
+    def _sla_read(self, recorded: _SlaRecorded) -> None:
+        ticket, reading = recorded.ticket, recorded.reading
         now = self.reactor.seconds()
-        for alarm in reading.alarms:
-            if (alarm.deadline, alarm.state) in told:
-                continue
-            told.add((alarm.deadline, alarm.state))
+        for alarm in recorded.told:
             kind = SlaWarning if alarm.state == "warning" else SlaBreached
             self.events.publish(kind(now, ticket.id, ticket.number, alarm.deadline, alarm.due))
-            if alarm.state == "breached" and self.escalate_to is not None:
-                self._escalate(ticket, alarm)
+        if recorded.escalated:
+            breached = next(a for a in recorded.told if a.state == "breached")
+            reason = f"{breached.deadline.replace('_', ' ')} deadline breached"
+            group = ticket.assignee_group
+            assert group is not None
+            self.events.publish(
+                TicketEscalated(now, ticket.id, ticket.number, group=group, reason=reason)
+            )
         old = self._timers.pop(ticket.id, None)
         if old is not None and old.active():
             old.cancel()
         if reading.next_at is not None and not ticket.done and self._running:
             delay = max(0.0, reading.next_at - now)
             self._timers[ticket.id] = self.reactor.callLater(delay, self._watch, ticket.id)
-        elif ticket.done:
-            self._told.pop(ticket.id, None)
-
-    def _escalate(self, ticket: Ticket, alarm: SlaAlarm) -> None:
-        group = self.escalate_to
-        assert group is not None
-        if ticket.assignee_group == group:
-            return
-        d = self._in_thread(
-            self.store.assign, ticket.id, agent=ticket.assignee_agent, group=group,
-            by="sla", at=self.reactor.seconds(),
-        )  # fmt: skip
-
-        def escalated(t: Ticket) -> None:
-            reason = f"{alarm.deadline.replace('_', ' ')} deadline breached"
-            self.events.publish(
-                TicketEscalated(t.updated_at, t.id, t.number, group=group, reason=reason)
-            )
-
-        d.addCallback(escalated)
-        d.addErrback(self._log_failure, f"escalating ticket {ticket.number}")
 
     # -- plumbing -------------------------------------------------------------------------
 

@@ -13,8 +13,9 @@ transaction as the ticket, under a primary key, so a retry (even a concurrent on
 the ticket made the first time and never makes a second; the same key with a different
 request is :class:`IdempotencyMismatch`.
 
-Bad input raises :class:`TicketInputError` naming the field before anything is written.
-Every error of the store is a :class:`~tickets.errors.TicketError`, like the workflow's
+Bad input raises :class:`~tickets.errors.TicketInputError` naming the field before
+anything is written. The store's errors live in :mod:`tickets.errors` (re-exported here);
+each is a :class:`~tickets.errors.TicketError`, like the workflow's
 :class:`~tickets.errors.IllegalTransition` (which a transition passes on unchanged).
 """
 
@@ -40,7 +41,12 @@ from sqlalchemy.exc import IntegrityError
 
 from crm_bridge.schema import customer_numbers, customers
 from tickets import workflow
-from tickets.errors import TicketError
+from tickets.errors import (
+    ConflictError,
+    IdempotencyMismatch,
+    TicketInputError,
+    UnknownTicket,
+)
 from tickets.schema import (
     MAX_DESCRIPTION,
     MAX_SUBJECT,
@@ -75,58 +81,12 @@ __all__ = [
 
 DEFAULT_CATEGORIES: tuple[str, ...] = ("complaint", "inquiry", "request", "suggestion")
 DEFAULT_PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "urgent")
-#: Statuses a ticket is done in: no deadline runs, not "open" for the screen pop.
-DONE: frozenset[str] = frozenset(workflow.DONE)
 #: Fields an update may change (status, assignee, merge have their own operations).
 EDITABLE = ("subject", "description", "tags", "category", "priority", "customer_id", "queue")
+#: The audit field of an SLA alarm told, before its deadline's name (``sla.resolution``).
+SLA_ALARM = "sla."
 #: The most rows a search page holds.
 MAX_PAGE = 200
-
-
-# -- errors ---------------------------------------------------------------------------------
-
-
-class TicketInputError(TicketError, ValueError):
-    """Input the store refuses; ``field`` names it (``subject``, ``tags.3``)."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        self.field = field
-        self.problem = problem
-        super().__init__(f"{field}: {problem}")
-
-
-class UnknownTicket(TicketError, LookupError):
-    """No ticket has this id (or number)."""
-
-    def __init__(self, ticket: int | str) -> None:
-        self.ticket = ticket
-        super().__init__(f"no ticket {ticket}")
-
-
-class ConflictError(TicketError):
-    """The ticket changed since the caller read it: nothing was written. ``current`` is the
-    version now in the database (read again, re-apply, send that)."""
-
-    def __init__(self, ticket_id: int, expected: int, current: int) -> None:
-        self.ticket_id = ticket_id
-        self.expected = expected
-        self.current = current
-        super().__init__(
-            f"ticket {ticket_number(ticket_id)} is at version {current}, not {expected}: "
-            "someone changed it since you read it; read it again and re-apply your change"
-        )
-
-
-class IdempotencyMismatch(TicketError):
-    """An idempotency key used before with a different request."""
-
-    def __init__(self, key: str, ticket_id: int) -> None:
-        self.key = key
-        self.ticket_id = ticket_id
-        super().__init__(
-            f"Idempotency-Key {key!r} was used for another request (it created ticket "
-            f"{ticket_number(ticket_id)}); use a new key for a new ticket"
-        )
 
 
 # -- values ---------------------------------------------------------------------------------
@@ -210,7 +170,7 @@ class Ticket:
     @property
     def done(self) -> bool:
         """Resolved, closed or merged: no deadline runs."""
-        return self.status in DONE
+        return self.status in workflow.DONE
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__} | {
@@ -465,7 +425,7 @@ class TicketStore:
                 edit.set(ticket, "resolved_at", at)
                 if ticket.first_response_at is None:
                     edit.set(ticket, "first_response_at", at)
-            elif ticket.status in ("resolved", "closed") and status not in DONE:
+            elif ticket.status in ("resolved", "closed") and status not in workflow.DONE:
                 edit.set(ticket, "resolved_at", None)  # reopened: the clock runs again
 
         return self._change(ticket_id, version, by, at, edit)
@@ -490,13 +450,47 @@ class TicketStore:
 
         return self._change(ticket_id, version, by, at, edit)
 
-    def record_sla(self, ticket_id: int, state: str, *, by: str, at: float) -> Ticket:
-        """Keep the ticket's SLA state (ok / warning / breached / met) for search; audited."""
+    def record_sla(
+        self,
+        ticket_id: int,
+        state: str,
+        *,
+        by: str,
+        at: float,
+        version: int | None = None,
+        alarms: Iterable[tuple[str, str]] = (),
+        due: Deadlines | None = None,
+        escalate_to: str | None = None,
+    ) -> Ticket:
+        """Keep the ticket's SLA as read at ``version`` (None: the current): its state (ok /
+        warning / breached / met) for search, the ``alarms`` told now as ``(deadline,
+        state)`` (audit rows ``sla.<deadline>``, so :meth:`sla_alarms` knows them after a
+        restart), the ``due`` instants when a pause moved them, and, for a breach, the
+        ticket given to ``escalate_to``. One transaction; :class:`ConflictError` when the
+        ticket changed since ``version`` (read again: another reader may have told them)."""
 
         def edit(conn: Connection, ticket: Ticket, edit: _Edit) -> None:
             edit.set(ticket, "sla_state", state)
+            if due is not None:
+                edit.set(ticket, "first_response_due", due.first_response)
+                edit.set(ticket, "resolution_due", due.resolution)
+            if escalate_to is not None:
+                edit.set(ticket, "assignee_group", escalate_to)
+            for deadline, reached in alarms:
+                edit.audit.append((f"{SLA_ALARM}{deadline}", None, reached))
 
-        return self._change(ticket_id, None, by, at, edit)
+        return self._change(ticket_id, version, by, at, edit)
+
+    def sla_alarms(self, ticket_id: int) -> set[tuple[str, str]]:
+        """The alarms told of the ticket, ``(deadline, state)`` (see :meth:`record_sla`)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ticket_changes.c.field, ticket_changes.c.new).where(
+                    ticket_changes.c.ticket_id == ticket_id,
+                    ticket_changes.c.field.startswith(SLA_ALARM),
+                )
+            )
+            return {(r.field.removeprefix(SLA_ALARM), r.new) for r in rows}
 
     def comment(
         self, ticket_id: int, body: str, *, public: bool, by: str, at: float
@@ -616,7 +610,7 @@ class TicketStore:
                 raise ConflictError(ticket_id, version, ticket.version)
             edit = _Edit()
             build(conn, ticket, edit)
-            if not edit.values:
+            if not edit.values and not edit.audit:
                 return ticket
             values = {k: list(v) if k == "tags" else v for k, v in edit.values.items()}
             self._cas(conn, ticket, values, by, at)
@@ -717,7 +711,10 @@ class TicketStore:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(tickets)
-                .where(tickets.c.customer_id == customer_id, tickets.c.status.not_in(DONE))
+                .where(
+                    tickets.c.customer_id == customer_id,
+                    tickets.c.status.not_in(workflow.DONE),
+                )
                 .order_by(tickets.c.id.desc())
                 .limit(limit)
             )
@@ -729,7 +726,7 @@ class TicketStore:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(tickets).where(
-                    tickets.c.status.not_in(DONE),
+                    tickets.c.status.not_in(workflow.DONE),
                     or_(
                         tickets.c.first_response_due.is_not(None),
                         tickets.c.resolution_due.is_not(None),
