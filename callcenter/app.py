@@ -53,10 +53,13 @@ from ivr.dialplan import queue_holding
 from ivr.errors import IvrStartupError
 from ivr.interpreter import CallerFound, CallerUnknown, WaitFigures
 from ivr.service import HoldingLane, IvrService, IvrTargets
+from tickets.config import TicketSettings, load_ticket_settings
+from tickets.errors import TicketStartupError
 from tickets.events import TicketChanged, TicketCreated, TicketEvent
+from tickets.history import TicketEventRecorder
 from tickets.http import CallFacts, ticket_routes
+from tickets.policies import SlaPolicies
 from tickets.service import TicketService
-from tickets.store import DEFAULT_CATEGORIES, DEFAULT_PRIORITIES
 from web.accounts import Accounts
 from web.api import build_api
 from web.auth import current_account
@@ -259,12 +262,39 @@ def _channel_of(model: CallModel, call_id: str) -> str | None:
     return call.channel if call is not None else None
 
 
-class DefaultTicketSettings:
-    """The tickets' categories and priorities until a ``tickets:`` section configures them
-    (``tickets.config.TicketSettings``); no SLA deadlines yet."""
+#: The keys of this process's configuration behind the tickets' settings.
+TICKET_SETTING_KEYS = {"tickets": "key 'tickets' (CALLCENTER_TICKETS)"}
 
-    categories = DEFAULT_CATEGORIES
-    priorities = DEFAULT_PRIORITIES
+
+def ticket_config_error(exc: TicketStartupError) -> ConfigError:
+    """The tickets' start-up error as this process's, naming its key and variable."""
+    if exc.setting is None:
+        return ConfigError(str(exc))
+    key = TICKET_SETTING_KEYS.get(exc.setting, f"the tickets setting {exc.setting!r}")
+    return ConfigError(exc.message(key))
+
+
+def ticket_settings(settings: Settings, acd: AcdConfig | None) -> TicketSettings:
+    """The tickets file's settings (``tickets``), their groups checked against the ACD's
+    queues and agents: a named file's mismatch stops the start, the default file's is
+    logged (see :attr:`Settings.tickets_named`)."""
+    path = settings.tickets
+    if path is not None and not settings.tickets_named and not path.is_file():
+        path = None  # no tickets.yaml where the default looks: the built-in defaults
+    try:
+        loaded = load_ticket_settings(path)
+    except TicketStartupError as exc:
+        raise ticket_config_error(exc) from None
+    problems = loaded.unknown_members(
+        acd.queues if acd is not None else None,
+        acd.agents if acd is not None else None,
+        str(path) if path is not None else "built-in tickets settings",
+    )
+    if problems and settings.tickets_named:
+        raise ConfigError("invalid tickets configuration:\n  " + "\n  ".join(problems))
+    for problem in problems:
+        log.warning("tickets: %s (set key 'tickets' to make this stop the start)", problem)
+    return loaded
 
 
 class CallCenter:
@@ -375,7 +405,22 @@ class CallCenter:
             self.ivr.events.subscribe(self.crm.on_ivr_event, name="screen pop")
 
         #: Tickets: complaints and requests, their deadlines and audit trail.
-        self.tickets = TicketService(DefaultTicketSettings(), engine=self.engine, reactor=reactor)
+        self.ticket_settings = ticket_settings(settings, acd_config)
+        policies = SlaPolicies(self.ticket_settings)
+        self.tickets = TicketService(
+            self.ticket_settings, engine=self.engine, reactor=reactor,
+            deadlines=policies.deadlines, sla=policies.read,
+            escalate_to=self.ticket_settings.escalate_to,
+        )  # fmt: skip
+        self.ticket_history = TicketEventRecorder(
+            self.engine, reactor, pbx=self.pbx, **history_options(settings)
+        )
+        self.tickets.events.subscribe(
+            self.ticket_history.record,
+            max_pending=MAX_PENDING_CALL_EVENTS,
+            window=MAX_PENDING_CALL_EVENTS,
+            name="ticket history",
+        )
         # The pop shows a customer's open tickets as they change; complaints count in the
         # customer's satisfaction (neither domain imports the other: this wiring joins them).
         self.tickets.events.subscribe(self._ticket_to_pop, name="screen pop")
@@ -388,6 +433,7 @@ class CallCenter:
             routers = [agent_routes(self.acd, account=current_account)] if self.acd else []
             routers.append(pop_routes(self.crm, self.crm.settings.default_region))
             routers.append(ticket_routes(self.tickets, queues_of=self._queues_of, pbx=self.pbx,
+                                         groups_of=self.ticket_settings.groups_of,
                                          call_of=self._call_facts))  # fmt: skip
             app = build_api(accounts=self.accounts, routers=routers, title="callcenter")
             self.api = ApiServer(app, reactor=reactor)
@@ -452,7 +498,8 @@ class CallCenter:
         d = self.ami.stop()
         if self.api is not None:  # the agent API: no more requests, open ones finish
             d.addBoth(self._stop_api)
-        closers = [self.history.close]
+        self.tickets.stop()  # no ticket event after its history closes
+        closers = [self.history.close, self.ticket_history.close]
         if self.acd is not None:
             self.acd.stop()
             closers.append(self.acd.close)

@@ -39,6 +39,7 @@ from cti.calls.events import (
     PbxEvent,
 )
 from ivr.events import IvrEvent, IvrFinished
+from tickets.events import TicketEvent
 
 #: The built-in settings, for the defaults --help shows.
 _BUILT_IN = Settings()
@@ -546,6 +547,7 @@ def _serve(
             figures.start(figures_every, now=False)
     if app.ivr is not None:
         app.ivr.events.subscribe(lambda e: print(describe_ivr(e), flush=True), name="console")
+    app.tickets.events.subscribe(lambda e: print(describe_ticket(e), flush=True), name="console")
     logins = _demo_logins(app) if demo else []
     app.start()
     if demo:
@@ -1114,6 +1116,24 @@ def describe_ivr(event: IvrEvent) -> str:
     shown = {k: v for k, v in fields.items() if v not in (None, "", {}, False)}
     detail = " ".join(f"{k}={_short(v)}" for k, v in shown.items())
     return f"{stamp} IVR {kind:<18} {detail}"
+
+
+def describe_ticket(event: TicketEvent) -> str:
+    """One line per ticket event: created, changed, an SLA warning or breach (the deadline
+    and when it is or was due), escalated."""
+    import time
+
+    stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
+    fields = event.to_record()
+    kind = fields.pop("kind")
+    fields.pop("at"), fields.pop("ticket_id")
+    subject = fields.pop("number")
+    if isinstance(fields.get("due"), float):
+        fields["due"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(fields["due"]))
+    if isinstance(fields.get("fields"), tuple | list):
+        fields["fields"] = ",".join(fields["fields"])
+    detail = " ".join(f"{k}={_short(v)}" for k, v in fields.items() if v not in (None, "", ()))
+    return f"{stamp} ticket {subject:<11} {kind:<16} {detail}"
 
 
 def describe_figures(f: QueueFigures) -> str:

@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -265,7 +266,20 @@ class Settings(_Section):
     numbering: NumberingSettings = NumberingSettings()
     calls: CallSettings = CallSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    #: The tickets file (categories, groups, SLA policies: config/tickets.yaml), relative to
+    #: this file. Left unset: ``tickets.yaml`` beside this file when there is one, else the
+    #: built-in defaults; null: the built-in defaults.
+    tickets: Path | None = Path("tickets.yaml")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    _tickets_named: bool = PrivateAttr(False)
+
+    @property
+    def tickets_named(self) -> bool:
+        """Whether ``tickets`` was set (in the file or the environment) rather than left to
+        its default: a named file's groups must match the ACD, or the start stops; the
+        default file's mismatches are warnings (a lab's queues file beside the shipped
+        tickets.yaml still starts)."""
+        return self._tickets_named
 
     @model_validator(mode="after")
     def _redis_for_shared_state(self) -> Settings:
@@ -379,9 +393,15 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     crm = settings.crm.model_copy(update={"rules": resolved(settings.crm.rules)})
     flows = tuple(base / f if not f.is_absolute() else f for f in settings.ivr.flows)
     ivr = settings.ivr.model_copy(update={"flows": flows})
-    return settings.model_copy(
-        update={"simulator": simulator, "acd": acd, "crm": crm, "ivr": ivr}
+    named = "tickets" in settings.model_fields_set
+    tickets = resolved(settings.tickets)
+    if not named and tickets is not None and not tickets.is_file():
+        tickets = None  # no tickets.yaml beside this file: the built-in defaults
+    resolved_settings = settings.model_copy(
+        update={"simulator": simulator, "acd": acd, "crm": crm, "ivr": ivr, "tickets": tickets}
     )
+    resolved_settings._tickets_named = named
+    return resolved_settings
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -32,12 +32,14 @@ def test_shipped_files_are_valid_and_differ_from_built_ins_only_where_documented
     assert shipped.simulator.traffic.customers == ROOT / "config" / "demo-customers.csv"
     assert shipped.simulator.traffic.customers.is_file()
     assert shipped.acd.queues == ROOT / "config" / "queues.yaml"
+    assert shipped.tickets == ROOT / "config" / "tickets.yaml"  # the default, beside the file
     # The demo file turns on the ACD for the simulator's parked callers; all else is default.
     assert _differences(shipped, Settings()) == {
         "simulator.traffic.customers",
         "simulator.traffic.dids",
         "acd.queues",
         "acd.login_agents",
+        "tickets",  # resolved beside the file: the built-in is "tickets.yaml" unresolved
     }
     prod = load_settings(ROOT / "config/production.example.yaml", {})
     assert prod.database.migrate_on_start is False
