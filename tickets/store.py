@@ -700,9 +700,19 @@ class TicketStore:
     def search(self, query: TicketQuery) -> Page:
         """Tickets matching ``query``, newest first, one page."""
         limit = max(1, min(query.limit, MAX_PAGE))
-        stmt = _filtered(select(tickets), query).order_by(tickets.c.id.desc()).limit(limit + 1)
         with self.engine.connect() as conn:
-            rows = conn.execute(stmt).all()
+            owners = None
+            if query.number is not None:
+                # The number's customers first, then ``customer_id IN (those)``: as a
+                # sub-select PostgreSQL read and sorted every ticket of the customer (3,466
+                # for the busiest in bench.tickets: 54 ms) instead of walking
+                # ix_tickets_customer newest first (0.2 ms).
+                owners = list(conn.execute(
+                    select(customer_numbers.c.customer_id)
+                    .where(customer_numbers.c.number == query.number)
+                ).scalars())  # fmt: skip
+            stmt = _filtered(select(tickets), query, owners)
+            rows = conn.execute(stmt.order_by(tickets.c.id.desc()).limit(limit + 1)).all()
         found = [_ticket(r._mapping) for r in rows[:limit]]
         return Page(found, found[-1].id if len(rows) > limit else None)
 
@@ -797,14 +807,21 @@ def _check_length(name: str, value: str | None, most: int) -> None:
         raise TicketInputError(name, f"{len(value)} characters: at most {most}")
 
 
-def _filtered(stmt: Select[Any], q: TicketQuery) -> Select[Any]:
+def _filtered(
+    stmt: Select[Any], q: TicketQuery, owners: list[str] | None = None
+) -> Select[Any]:
+    """``stmt`` narrowed to ``q``; ``owners``: the customers on ``q.number`` (looked up by
+    the caller; None: looked up here, in a sub-select)."""
     t = tickets
     if q.customer_id is not None:
         stmt = stmt.where(t.c.customer_id == q.customer_id)
     if q.number is not None:
-        on_number = select(customer_numbers.c.customer_id).where(
-            customer_numbers.c.number == q.number
-        )
+        if owners is None:
+            on_number: Any = select(customer_numbers.c.customer_id).where(
+                customer_numbers.c.number == q.number
+            )
+        else:
+            on_number = owners
         stmt = stmt.where(t.c.customer_id.in_(on_number))
     for name in ("status", "assignee_agent", "assignee_group", "category", "sla_state"):
         value = getattr(q, name)
