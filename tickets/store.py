@@ -291,11 +291,14 @@ class TicketStore:
         fingerprint = draft.fingerprint()
         if idempotency_key is not None:
             _check_length("Idempotency-Key", idempotency_key, 200)
-            earlier = self._earlier(by, idempotency_key, fingerprint)
-            if earlier is not None:
-                return earlier, False
         try:
             with self.engine.begin() as conn:
+                # The key looked up in the create's own transaction: a connection of its
+                # own cost two more round trips (BEGIN, ROLLBACK) per create.
+                if idempotency_key is not None:
+                    earlier = self._earlier_on(conn, by, idempotency_key, fingerprint)
+                    if earlier is not None:
+                        return earlier, False
                 ticket = self._insert(conn, draft, by, at)
                 if idempotency_key is not None:
                     conn.execute(
@@ -317,16 +320,21 @@ class TicketStore:
 
     def _earlier(self, account: str, key: str, fingerprint: str) -> Ticket | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(ticket_idempotency.c.ticket_id, ticket_idempotency.c.request_hash).where(
-                    ticket_idempotency.c.account == account, ticket_idempotency.c.key == key
-                )
-            ).first()
-            if row is None:
-                return None
-            if row.request_hash != fingerprint:
-                raise IdempotencyMismatch(key, row.ticket_id)
-            return self._read(conn, row.ticket_id)
+            return self._earlier_on(conn, account, key, fingerprint)
+
+    def _earlier_on(
+        self, conn: Connection, account: str, key: str, fingerprint: str
+    ) -> Ticket | None:
+        row = conn.execute(
+            select(ticket_idempotency.c.ticket_id, ticket_idempotency.c.request_hash).where(
+                ticket_idempotency.c.account == account, ticket_idempotency.c.key == key
+            )
+        ).first()
+        if row is None:
+            return None
+        if row.request_hash != fingerprint:
+            raise IdempotencyMismatch(key, row.ticket_id)
+        return self._read(conn, row.ticket_id)
 
     def _insert(self, conn: Connection, draft: NewTicket, by: str, at: float) -> Ticket:
         tier: str | None = None
@@ -352,11 +360,16 @@ class TicketStore:
             .returning(tickets.c.id)
         ).scalar_one()  # fmt: skip
         number = ticket_number(ticket_id)
-        conn.execute(update(tickets).where(tickets.c.id == ticket_id).values(number=number))
+        # The row as stored comes back with its number (links below do not change it): no
+        # read of it again.
+        row = conn.execute(
+            update(tickets).where(tickets.c.id == ticket_id).values(number=number)
+            .returning(*tickets.c)
+        ).one()  # fmt: skip
         self._audit(conn, ticket_id, by, at, [("created", None, number)])
         for pbx, call_id in dict.fromkeys(draft.calls):
             self._link(conn, ticket_id, pbx, call_id, by, at)
-        return self._read(conn, ticket_id)
+        return _ticket(row._mapping)
 
     def get(self, ticket_id: int) -> Ticket:
         """The ticket (:class:`UnknownTicket` if there is none)."""
