@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import fcntl
 import gc
 import json
@@ -41,6 +42,7 @@ import struct
 import sys
 import termios
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,11 +182,58 @@ async def heard(stdin: asyncio.StreamReader, what: str) -> Any:
     return json.loads(line)[what]
 
 
+@contextlib.contextmanager
+def writes_like_asterisk(
+    records: WorldRecords, limit: int, clock: Callable[[], float]
+) -> Iterator[None]:
+    """While open, the simulator's AMI connections write as Asterisk's: all the kernel
+    takes each loop turn, and before the ``writetimeout`` check (``limit`` bytes unread)
+    a frame's backlog goes to the kernel at once; each drop is appended to
+    ``records.drops``, ``at`` = ``clock()``."""
+    from pbx_simulator.server import AmiServerProtocol
+
+    send, made = AmiServerProtocol.send, AmiServerProtocol.connectionMade
+
+    def noting_drops(protocol: Any, frame: bytes) -> None:
+        transport = protocol.transport
+        aborting = getattr(transport, "_aborting", False)
+        if not aborting and len(transport.dataBuffer) + transport._tempDataLen + len(frame) > limit:
+            # Asterisk's write blocks on the socket (up to writetimeout): hand the kernel
+            # what it takes now, so that only what it refuses counts as unread; and cut
+            # what it took off Twisted's buffer, which the check would count too.
+            transport.doWrite()
+            if transport.offset:
+                transport.dataBuffer = transport.dataBuffer[transport.offset :]
+                transport.offset = 0
+        counted = len(transport.dataBuffer) + transport._tempDataLen + len(frame)
+        held = counted - transport.offset
+        send(protocol, frame)
+        if not aborting and getattr(transport, "_aborting", False):
+            records.drops.append(LinkDrop(round(clock(), 3), counted, held, _unsent(transport)))
+
+    def flushing(protocol: Any) -> None:
+        # Twisted hands the kernel at most 128 KB per connection and loop turn, and only
+        # between turns; the simulator's writetimeout check counts Twisted's buffer (the
+        # part sent, too): at 1,000 calls its turns grew long (a resync's Status burst is
+        # one turn) and it dropped the link with 4.2 MB "unread" while the kernel's send
+        # queue was empty, the backend waiting for data. Asterisk writes straight to the
+        # socket: only a backend that does not read fills it.
+        protocol.transport.SEND_LIMIT = SEND_LIMIT
+        made(protocol)
+
+    AmiServerProtocol.send = noting_drops  # type: ignore[method-assign,assignment]
+    AmiServerProtocol.connectionMade = flushing  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        AmiServerProtocol.send = send  # type: ignore[method-assign]
+        AmiServerProtocol.connectionMade = made  # type: ignore[method-assign]
+
+
 async def live(reactor: Any, spec: dict[str, Any]) -> None:
     """Steps 1-4 of the module's protocol."""
     import pbx_simulator
     from cti.ami.codec import Message
-    from pbx_simulator.server import AmiServerProtocol
     from pbx_simulator.settings import Route
 
     load, transport = Load(**spec["load"]), spec["transport"]
@@ -201,92 +250,67 @@ async def live(reactor: Any, spec: dict[str, Any]) -> None:
     records = WorldRecords()
     prober: asyncio.Future[None] | None = None
     started = [time.perf_counter()]
-    send, made = AmiServerProtocol.send, AmiServerProtocol.connectionMade
 
-    limit = simulator.factory.settings.max_write_buffer
+    def clock() -> float:
+        return time.perf_counter() - started[0]
 
-    def noting_drops(protocol: Any, frame: bytes) -> None:
-        transport = protocol.transport
-        aborting = getattr(transport, "_aborting", False)
-        if not aborting and len(transport.dataBuffer) + transport._tempDataLen + len(frame) > limit:
-            # Asterisk's write blocks on the socket (up to writetimeout): hand the kernel
-            # what it takes now, so that only what it refuses counts as unread.
-            transport.doWrite()
-        counted = len(transport.dataBuffer) + transport._tempDataLen + len(frame)
-        held = counted - transport.offset
-        send(protocol, frame)
-        if not aborting and getattr(transport, "_aborting", False):
-            at = round(time.perf_counter() - started[0], 3)
-            records.drops.append(LinkDrop(at, counted, held, _unsent(transport)))
+    with writes_like_asterisk(records, simulator.factory.settings.max_write_buffer, clock):
+        say(port=simulator.getHost().port)
+        try:
+            await heard(stdin, "place")
+            # The instrument must not stall: full collections of a heap that grows with every
+            # call stop this loop, and the backend would be measured waiting for them. A run is
+            # well under a minute; the memory is given back when the process ends.
+            gc.collect()
+            gc.freeze()
+            gc.disable()
+            core = simulator.factory.core
+            pbx = core.pbx
+            fields_of = callers(load, DIDS[transport])
+            gap = load.ramp / len(fields_of) if fields_of else 0.0
 
-    def flushing(protocol: Any) -> None:
-        # Twisted hands the kernel at most 128 KB per connection and loop turn, and only
-        # between turns; the simulator's writetimeout check counts Twisted's buffer (the
-        # part sent, too): at 1,000 calls its turns grew long (a resync's Status burst is
-        # one turn) and it dropped the link with 4.2 MB "unread" while the kernel's send
-        # queue was empty, the backend waiting for data. Asterisk writes straight to the
-        # socket: only a backend that does not read fills it.
-        protocol.transport.SEND_LIMIT = SEND_LIMIT
-        made(protocol)
+            def place(fields: list[tuple[str, str]]) -> None:
+                simulator.factory.inside(
+                    lambda: core.originate(Message([("Action", "Originate"), *fields]))
+                )
+                records.placed += 1
 
-    AmiServerProtocol.send = noting_drops  # type: ignore[method-assign,assignment]
-    AmiServerProtocol.connectionMade = flushing  # type: ignore[method-assign,assignment]
-    say(port=simulator.getHost().port)
-    try:
-        await heard(stdin, "place")
-        # The instrument must not stall: full collections of a heap that grows with every
-        # call stop this loop, and the backend would be measured waiting for them. A run is
-        # well under a minute; the memory is given back when the process ends.
-        gc.collect()
-        gc.freeze()
-        gc.disable()
-        core = simulator.factory.core
-        pbx = core.pbx
-        fields_of = callers(load, DIDS[transport])
-        gap = load.ramp / len(fields_of) if fields_of else 0.0
+            prober = asyncio.ensure_future(probe_lag(records.lags))
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            started[0] = wall0
+            for n, fields in enumerate(fields_of):
+                reactor.callLater(n * gap, place, fields)
+            while records.placed < len(fields_of):
+                await asyncio.sleep(0.05)
+            say(placed=records.placed)
 
-        def place(fields: list[tuple[str, str]]) -> None:
-            simulator.factory.inside(
-                lambda: core.originate(Message([("Action", "Originate"), *fields]))
-            )
-            records.placed += 1
-
-        prober = asyncio.ensure_future(probe_lag(records.lags))
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        started[0] = wall0
-        for n, fields in enumerate(fields_of):
-            reactor.callLater(n * gap, place, fields)
-        while records.placed < len(fields_of):
-            await asyncio.sleep(0.05)
-        say(placed=records.placed)
-
-        await heard(stdin, "end")
-        records.cpu = time.process_time() - cpu0
-        records.wall = time.perf_counter() - wall0
-        prober.cancel()
-        if records.lags:
-            ms = sorted(1000 * lag for lag in records.lags)
-            records.lag_p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
-            records.lag_max = ms[-1]
-        channels = list(pbx.channels.values())
-        records.hung_up = len(channels)
-        for first in range(0, len(channels), HANGUP_BATCH):
-            batch = channels[first : first + HANGUP_BATCH]
-            simulator.factory.inside(lambda b=batch: [pbx.hangup(c, 16, request=True) for c in b])
-            await asyncio.sleep(0.01)  # a loop turn: the batch's events are written out
-        Path(spec["records"]).write_text(json.dumps(records.to_json()), encoding="utf-8")
-        say(done=spec["records"])
-
-        while await stdin.readline():  # until the parent has stopped its backend
-            pass
-    finally:
-        AmiServerProtocol.send = send  # type: ignore[method-assign]
-        AmiServerProtocol.connectionMade = made  # type: ignore[method-assign]
-        if prober is not None:
+            await heard(stdin, "end")
+            records.cpu = time.process_time() - cpu0
+            records.wall = time.perf_counter() - wall0
             prober.cancel()
-        stopped = simulator.stopListening()
-        if stopped is not None:
-            await stopped.asFuture(loop)
+            if records.lags:
+                ms = sorted(1000 * lag for lag in records.lags)
+                records.lag_p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
+                records.lag_max = ms[-1]
+            channels = list(pbx.channels.values())
+            records.hung_up = len(channels)
+            for first in range(0, len(channels), HANGUP_BATCH):
+                batch = channels[first : first + HANGUP_BATCH]
+                simulator.factory.inside(
+                    lambda b=batch: [pbx.hangup(c, 16, request=True) for c in b]
+                )
+                await asyncio.sleep(0.01)  # a loop turn: the batch's events are written out
+            Path(spec["records"]).write_text(json.dumps(records.to_json()), encoding="utf-8")
+            say(done=spec["records"])
+
+            while await stdin.readline():  # until the parent has stopped its backend
+                pass
+        finally:
+            if prober is not None:
+                prober.cancel()
+            stopped = simulator.stopListening()
+            if stopped is not None:
+                await stopped.asFuture(loop)
 
 
 def main(argv: list[str] | None = None) -> int:
