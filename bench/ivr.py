@@ -546,8 +546,7 @@ def report(runs: Sequence[IvrRun]) -> str:
             "the simulator dropped it (its writetimeout): "
             + (
                 ", ".join(
-                    f"at {d.at:.1f} s (counted {d.counted / 1e6:.1f} MB, of which "
-                    f"{d.held / 1e6:.1f} MB held in its own buffer; "
+                    f"at {d.at:.1f} s ({d.held / 1e6:.1f} MB the kernel did not take; "
                     f"{d.unsent / 1e6:.1f} MB unsent in the kernel)"
                     for d in sim.drops
                 )

@@ -18,14 +18,9 @@ The parent (the backend under test) starts it and they talk one JSON object a li
 4. it stops when stdin closes (the parent has stopped its backend by then, so the AMI link
    is not dropped under a running backend).
 
-The simulator's AMI connections hand the kernel all they hold each loop turn (Twisted's
-``SEND_LIMIT`` raised from 128 KB), and when a frame would take them past the simulator's
-``max_write_buffer`` they hand it to the kernel at once, before the check: as Asterisk,
-whose writes go straight to the socket, the link is dropped only when the kernel refuses
-4 MB more (the backend does not read). Before, a busy simulator dropped the backend for
-not reading (its check counts Twisted's buffer, which is flushed only between loop turns)
-while the kernel's send queue was empty. Each drop is recorded (:class:`LinkDrop`) with
-where the bytes were, so a drop says which side held the backlog.
+The simulator drops an AMI client only when the kernel refuses 4 MB more (it writes as
+Asterisk does); each drop is recorded (:class:`LinkDrop`) with where the bytes were, so a
+drop says which side held the backlog.
 """
 
 from __future__ import annotations
@@ -59,9 +54,6 @@ TRANSPORTS = ("asyncagi", "fastagi")
 LAG_PERIOD = 0.01
 #: Channels hung up per loop turn at the end (all at once, their events are one burst).
 HANGUP_BATCH = 50
-#: Bytes the AMI server's transport may hand the kernel per loop turn (Twisted's default,
-#: 128 KB, capped a busy simulator's output and filled its own buffer: see live()).
-SEND_LIMIT = 1 << 26
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,14 +100,11 @@ class WorldRecords:
 @dataclass(frozen=True, slots=True)
 class LinkDrop:
     """The simulator dropped the AMI link (``writetimeout``) ``at`` seconds into the run:
-    ``counted`` bytes is what its check counted (Twisted's write buffer, the part already
-    sent included), ``held`` the bytes in that buffer not yet handed to the kernel,
-    ``unsent`` the bytes in the kernel's send queue (not yet in the backend's socket's
-    receive buffer: it is full when the backend does not read). A small ``unsent`` means
-    the backend was reading and the backlog was the simulator's own."""
+    ``held`` bytes written that the kernel had not taken, ``unsent`` the bytes in the
+    kernel's send queue (not yet in the backend's socket's receive buffer: it is full when
+    the backend does not read)."""
 
     at: float
-    counted: int
     held: int
     unsent: int
 
@@ -183,51 +172,27 @@ async def heard(stdin: asyncio.StreamReader, what: str) -> Any:
 
 
 @contextlib.contextmanager
-def writes_like_asterisk(
-    records: WorldRecords, limit: int, clock: Callable[[], float]
-) -> Iterator[None]:
-    """While open, the simulator's AMI connections write as Asterisk's: all the kernel
-    takes each loop turn, and before the ``writetimeout`` check (``limit`` bytes unread)
-    a frame's backlog goes to the kernel at once; each drop is appended to
-    ``records.drops``, ``at`` = ``clock()``."""
-    from pbx_simulator.server import AmiServerProtocol
+def noting_drops(records: WorldRecords, clock: Callable[[], float]) -> Iterator[None]:
+    """While open, each time the simulator drops an AMI client for not reading (it writes
+    as Asterisk does: see :meth:`pbx_simulator.server.AmiServerProtocol.send`) a
+    :class:`LinkDrop` is appended to ``records.drops``, ``at`` = ``clock()``."""
+    from pbx_simulator.server import AmiServerProtocol, unread
 
-    send, made = AmiServerProtocol.send, AmiServerProtocol.connectionMade
+    send = AmiServerProtocol.send
 
-    def noting_drops(protocol: Any, frame: bytes) -> None:
-        transport = protocol.transport
-        aborting = getattr(transport, "_aborting", False)
-        if not aborting and len(transport.dataBuffer) + transport._tempDataLen + len(frame) > limit:
-            # Asterisk's write blocks on the socket (up to writetimeout): hand the kernel
-            # what it takes now, so that only what it refuses counts as unread; and cut
-            # what it took off Twisted's buffer, which the check would count too.
-            transport.doWrite()
-            if transport.offset:
-                transport.dataBuffer = transport.dataBuffer[transport.offset :]
-                transport.offset = 0
-        counted = len(transport.dataBuffer) + transport._tempDataLen + len(frame)
-        held = counted - transport.offset
+    def noting(protocol: Any, frame: bytes) -> None:
+        dropped = protocol.dropped
         send(protocol, frame)
-        if not aborting and getattr(transport, "_aborting", False):
-            records.drops.append(LinkDrop(round(clock(), 3), counted, held, _unsent(transport)))
+        if protocol.dropped and not dropped:
+            transport = protocol.transport
+            held = unread(transport)
+            records.drops.append(LinkDrop(round(clock(), 3), held, _unsent(transport)))
 
-    def flushing(protocol: Any) -> None:
-        # Twisted hands the kernel at most 128 KB per connection and loop turn, and only
-        # between turns; the simulator's writetimeout check counts Twisted's buffer (the
-        # part sent, too): at 1,000 calls its turns grew long (a resync's Status burst is
-        # one turn) and it dropped the link with 4.2 MB "unread" while the kernel's send
-        # queue was empty, the backend waiting for data. Asterisk writes straight to the
-        # socket: only a backend that does not read fills it.
-        protocol.transport.SEND_LIMIT = SEND_LIMIT
-        made(protocol)
-
-    AmiServerProtocol.send = noting_drops  # type: ignore[method-assign,assignment]
-    AmiServerProtocol.connectionMade = flushing  # type: ignore[method-assign,assignment]
+    AmiServerProtocol.send = noting  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
         AmiServerProtocol.send = send  # type: ignore[method-assign]
-        AmiServerProtocol.connectionMade = made  # type: ignore[method-assign]
 
 
 async def live(reactor: Any, spec: dict[str, Any]) -> None:
@@ -254,7 +219,7 @@ async def live(reactor: Any, spec: dict[str, Any]) -> None:
     def clock() -> float:
         return time.perf_counter() - started[0]
 
-    with writes_like_asterisk(records, simulator.factory.settings.max_write_buffer, clock):
+    with noting_drops(records, clock):
         say(port=simulator.getHost().port)
         try:
             await heard(stdin, "place")

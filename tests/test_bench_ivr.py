@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred
 
 import pbx_simulator
 from bench.ivr import Load, report, run_transport
-from bench.ivr_world import WorldRecords, writes_like_asterisk
+from bench.ivr_world import WorldRecords, noting_drops
 from cti.ami.client import AmiProtocol
 from ivr.fastagi import FastAgiSession
 from pbx_simulator.server import BANNER
@@ -88,10 +88,10 @@ def _connected(simulator: Any, before: set[int]) -> Any:
 
 
 def test_the_simulator_drops_only_a_backend_that_does_not_read(reactor: Any, run: Any) -> None:
-    """The child's simulator writes as Asterisk's: 16 MB of events in one loop turn reach a
-    client that reads (Twisted alone would hold them past the 4 MB writetimeout and drop
-    it: the client got nothing), and a client that does not read is dropped, with the
-    kernel's queue full."""
+    """The simulator writes as Asterisk's: 16 MB of events in one loop turn reach a client
+    that reads (Twisted alone would hold them past the 4 MB writetimeout and drop it: the
+    client got nothing), and a client that does not read is dropped, with the kernel's
+    queue full."""
     records = WorldRecords()
     simulator: Any = pbx_simulator.serve(reactor, pbx_simulator.Settings(port=0))
     port = simulator.getHost().port
@@ -100,7 +100,7 @@ def test_the_simulator_drops_only_a_backend_that_does_not_read(reactor: Any, run
     total = 16_000 * len(frame)
 
     async def scenario() -> tuple[int, int]:
-        with writes_like_asterisk(records, limit, lambda: 0.0):
+        with noting_drops(records, lambda: 0.0):
             # The reading backend is another process, as in the benchmark: a thread of this
             # one would read only when this loop's turn lets go of the GIL.
             before = set(simulator.factory.connections)
@@ -139,4 +139,4 @@ def test_the_simulator_drops_only_a_backend_that_does_not_read(reactor: Any, run
     assert len(records.drops) == 1, records.drops
     drop = records.drops[0]
     # Dropped when the kernel had taken all it would and 4 MB more were waiting.
-    assert drop.counted > limit and drop.unsent > 0 and sent > limit
+    assert drop.held > limit and drop.unsent > 0 and sent > limit
