@@ -17,6 +17,7 @@ import pytest
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
 from twisted.internet.defer import Deferred
 
 from web.accounts import Account, Accounts, hash_password, metadata, verify_password
@@ -69,6 +70,10 @@ class Echo(BaseModel):
 def _extra_routes() -> APIRouter:
     """A domain's router, as acd.http or crm_bridge.http add theirs."""
     router = APIRouter(prefix="/api/v1/test")
+
+    @router.get("/database")
+    def database() -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
 
     @router.post("/echo")
     def echo(body: Echo, who: Annotated[Account, Depends(require_role("supervisor"))]) -> Echo:
@@ -290,3 +295,12 @@ def test_the_demo_serves_the_api_on_a_free_port_when_its_port_is_taken(tmp_path:
     served = int(line.removeprefix("Agent API: http://127.0.0.1:").removesuffix("/api/docs"))
     assert served not in (0, port)
     assert "API: stopped" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_database_that_does_not_answer_is_a_503_to_retry_not_a_500(served: Served) -> None:
+    answer = served.request("GET", "/api/v1/test/database")
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+    assert answer.json() == {"errors": [{
+        "field": None,
+        "problem": "the database does not answer; nothing was changed: retry in a moment",
+    }]}  # fmt: skip

@@ -5,7 +5,8 @@ OpenAPI document is at ``/api/openapi.json``, its pages at ``/api/docs``.
 
 Every error answers ``{"errors": [{"field": ..., "problem": ...}]}``: a body that does not
 validate is a 422 naming each bad field (``body.reason``, ``body`` for JSON that does not
-parse); the others (401, 403, 404, 409, 429) have one entry whose ``field`` is null.
+parse); the others (401, 403, 404, 409, 429, and 503 while the database does not
+answer) have one entry whose ``field`` is null.
 
 Endpoints that read the database are sync functions: FastAPI runs them on its thread pool,
 so the event loop, which is also Twisted's reactor, never waits for SQL.
@@ -13,6 +14,7 @@ so the event loop, which is also Twisted's reactor, never waits for SQL.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -21,10 +23,13 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from web.accounts import Account, Accounts
 from web.auth import LoginThrottle, bearer_token, current_account
+
+log = logging.getLogger(__name__)
 
 __all__ = ["AccountOut", "ErrorOut", "LogIn", "SessionOut", "build_api"]
 
@@ -81,6 +86,7 @@ def build_api(
     app.state.throttle = throttle if throttle is not None else LoginThrottle()
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _refused)
+    app.add_exception_handler(OperationalError, _database_down)
     app.include_router(_session_routes())
     for router in routers:
         app.include_router(router)
@@ -159,6 +165,18 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
         for e in exc.errors()
     ]
     return JSONResponse({"errors": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    """The database does not answer (down, restarting, unreachable): a 503 the client may
+    retry, saying so, rather than a bare 500; nothing was written (each change is one
+    transaction)."""
+    log.warning("API %s %s: the database does not answer: %s", request.method,
+                request.url.path, str(exc).splitlines()[0][:200])  # fmt: skip
+    problem = "the database does not answer; nothing was changed: retry in a moment"
+    body = {"errors": [{"field": None, "problem": problem}]}
+    return JSONResponse(body, status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+                        headers={"Retry-After": "5"})  # fmt: skip
 
 
 async def _refused(request: Request, exc: Exception) -> JSONResponse:
