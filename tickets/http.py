@@ -4,10 +4,14 @@
   answer the ticket made the first time (200), the same key with another body 409.
 * ``GET /api/v1/tickets`` — search: customer, number, status, assignee, group, category,
   sla_state, breached, text; newest first, ``before`` + ``limit`` pages.
-* ``GET /api/v1/tickets/{id}`` — the ticket with its calls and comments.
+* ``GET /api/v1/tickets/{id}`` — the ticket with its calls, comments and attachments.
 * ``PATCH /api/v1/tickets/{id}`` — change fields; the body names the ``version`` read (or
   an ``If-Match`` header does): 409 naming the current version when someone came first.
 * ``POST /api/v1/tickets/{id}/transition | comments | assign | calls | merge``.
+* ``POST | GET /api/v1/tickets/{id}/attachments``, ``DELETE .../attachments/{attachment_id}``
+  — attachment metadata only (name, size, type, the http(s) URL or storage key where the
+  file lives; no file is uploaded here). A merged duplicate's attachments are read, and
+  removed, through the ticket it was merged into; a closed or merged ticket refuses (409).
 * ``POST /api/v1/calls/{call_id}/ticket`` — a ticket made from a call, during it or in
   wrap-up, prefilled from what the pop knew (``call_of``, passed by the process): the
   customer (the one picked), the call linked, the queue, the caller's number and IVR path
@@ -40,6 +44,8 @@ from tickets.errors import IllegalTransition
 from tickets.schema import MAX_DESCRIPTION, MAX_SUBJECT, MAX_TAG, MAX_TAGS
 from tickets.service import TicketService
 from tickets.store import (
+    MAX_ATTACHMENT_SIZE,
+    Attachment,
     ConflictError,
     IdempotencyMismatch,
     NewTicket,
@@ -47,6 +53,7 @@ from tickets.store import (
     Ticket,
     TicketInputError,
     TicketQuery,
+    UnknownAttachment,
     UnknownTicket,
     visible_to,
 )
@@ -113,6 +120,17 @@ class AssignIn(_Body):
     agent: str | None = Field(None, min_length=1, max_length=64)
     group: str | None = Field(None, min_length=1, max_length=64)
     version: int | None = Field(None, ge=1)
+
+
+class AttachmentIn(_Body):
+    """A file's metadata; the file itself stays where ``url`` says."""
+
+    name: str = Field(min_length=1, max_length=255, description="the file's name, no path")
+    size: int = Field(ge=0, le=MAX_ATTACHMENT_SIZE, strict=True, description="in bytes")
+    content_type: str = Field(min_length=3, max_length=128, description="type/subtype")
+    url: str = Field(
+        min_length=1, max_length=2000, description="an http(s) URL or a storage key"
+    )
 
 
 class MergeIn(_Body):
@@ -262,13 +280,15 @@ def ticket_routes(
         page = await _awaited(service.search(query))
         return {"tickets": [t.to_dict() for t in page.tickets], "next_before": page.next_before}
 
-    @router.get("/{ticket_id}", summary="a ticket, its calls and comments")
+    @router.get("/{ticket_id}", summary="a ticket, its calls, comments and attachments")
     async def read(ticket_id: int, account: Staff) -> dict[str, Any]:
         with _refusals():
             ticket = await visible(ticket_id, account)
             calls = await _awaited(service.calls(ticket_id))
             comments = await _awaited(service.comments(ticket_id))
+            attachments = await _awaited(service.attachments(ticket_id))
         return ticket.to_dict() | {
+            "attachments": [a.to_dict() for a in attachments],
             "calls": [{"pbx": p, "call_id": c} for p, c in calls],
             "comments": [
                 {"id": c.id, "at": c.at, "author": c.author, "body": c.body,
@@ -348,6 +368,42 @@ def ticket_routes(
             survivor = await _awaited(service.merge(ticket_id, body.into, by=account.username))
         return survivor.to_dict()
 
+    @router.post(
+        "/{ticket_id}/attachments",
+        status_code=201,
+        summary="record a file's metadata on the ticket (only the metadata is stored: the "
+        "file stays at its URL or storage key)",
+    )
+    async def attach(ticket_id: int, body: AttachmentIn, account: Staff) -> dict[str, Any]:
+        with _refusals():
+            await visible(ticket_id, account)
+            attachment: Attachment = await _awaited(
+                service.attach(ticket_id, body.name, body.size, body.content_type, body.url,
+                               by=account.username)
+            )  # fmt: skip
+        return attachment.to_dict()
+
+    @router.get(
+        "/{ticket_id}/attachments",
+        summary="the ticket's attachment metadata, with its merged duplicates'",
+    )
+    async def attachments(ticket_id: int, account: Staff) -> dict[str, Any]:
+        with _refusals():
+            await visible(ticket_id, account)
+            found = await _awaited(service.attachments(ticket_id))
+        return {"attachments": [a.to_dict() for a in found]}
+
+    @router.delete(
+        "/{ticket_id}/attachments/{attachment_id}",
+        status_code=204,
+        summary="remove an attachment's metadata (the file at its URL or key is not touched)",
+    )
+    async def detach(ticket_id: int, attachment_id: int, account: Staff) -> Response:
+        with _refusals():
+            await visible(ticket_id, account)
+            await _awaited(service.detach(ticket_id, attachment_id, by=account.username))
+        return Response(status_code=204)
+
     calls = APIRouter(prefix="/api/v1/calls", tags=["tickets"])
 
     @calls.post("/{call_id}/ticket", status_code=201, summary="a ticket from a call")
@@ -408,7 +464,7 @@ def _refusals() -> Iterator[None]:
         yield
     except TicketInputError as exc:
         raise _field_error(exc.field, exc.problem) from None
-    except UnknownTicket as exc:
+    except (UnknownTicket, UnknownAttachment) as exc:
         raise HTTPException(404, str(exc)) from None
     except ConflictError as exc:
         raise HTTPException(409, str(exc), headers={"ETag": f'"{exc.current}"'}) from None

@@ -40,6 +40,7 @@ from tickets.events import (
 )
 from tickets.schema import ticket_calls, tickets
 from tickets.store import (
+    Attachment,
     Change,
     Comment,
     ConflictError,
@@ -257,6 +258,41 @@ class TicketService:
             return survivor
 
         return d.addCallback(merged)
+
+    def attach(
+        self, ticket_id: int, name: str, size: int, content_type: str, url_or_key: str, *, by: str
+    ) -> Deferred[Attachment]:
+        """Record a file's metadata on the ticket (the file stays where ``url_or_key``
+        says); answers the attachment and publishes the ticket's change."""
+        at = self.reactor.seconds()
+
+        def add() -> tuple[Attachment, Ticket]:
+            attachment = self.store.attach(
+                ticket_id, name, size, content_type, url_or_key, by=by, at=at
+            )
+            return attachment, self.store.get(ticket_id)
+
+        return self._in_thread(add).addCallback(self._attachment_changed, by)
+
+    def detach(self, ticket_id: int, attachment_id: int, *, by: str) -> Deferred[Attachment]:
+        """Remove an attachment (the ticket's or a merged duplicate's); answers what was
+        removed and publishes the ticket's change."""
+        at = self.reactor.seconds()
+
+        def remove() -> tuple[Attachment, Ticket]:
+            attachment = self.store.detach(ticket_id, attachment_id, by=by, at=at)
+            return attachment, self.store.get(ticket_id)
+
+        return self._in_thread(remove).addCallback(self._attachment_changed, by)
+
+    def _attachment_changed(self, done: tuple[Attachment, Ticket], by: str) -> Attachment:
+        attachment, ticket = done
+        self._publish_change(ticket, by, ("attachments",))
+        return attachment
+
+    def attachments(self, ticket_id: int) -> Deferred[list[Attachment]]:
+        """The ticket's attachments, with those of the tickets merged into it."""
+        return self._in_thread(self.store.attachments, ticket_id)
 
     def calls(self, ticket_id: int) -> Deferred[list[tuple[str, str]]]:
         """The calls linked to the ticket, ``(pbx, call_id)``."""

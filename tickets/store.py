@@ -23,14 +23,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import (
     Connection,
     Engine,
     Select,
+    delete,
     false,
     func,
     insert,
@@ -45,6 +49,8 @@ from tickets import workflow
 from tickets.errors import (
     ConflictError,
     IdempotencyMismatch,
+    IllegalTransition,
+    TicketError,
     TicketInputError,
     UnknownTicket,
 )
@@ -53,6 +59,7 @@ from tickets.schema import (
     MAX_SUBJECT,
     MAX_TAG,
     MAX_TAGS,
+    ticket_attachments,
     ticket_calls,
     ticket_changes,
     ticket_comments,
@@ -63,6 +70,8 @@ from tickets.schema import (
 __all__ = [
     "DEFAULT_CATEGORIES",
     "DEFAULT_PRIORITIES",
+    "MAX_ATTACHMENT_SIZE",
+    "Attachment",
     "Change",
     "Comment",
     "ConflictError",
@@ -75,6 +84,7 @@ __all__ = [
     "TicketInputError",
     "TicketQuery",
     "TicketStore",
+    "UnknownAttachment",
     "UnknownTicket",
     "ticket_number",
     "visible_to",
@@ -88,6 +98,16 @@ EDITABLE = ("subject", "description", "tags", "category", "priority", "customer_
 SLA_ALARM = "sla."
 #: The most rows a search page holds.
 MAX_PAGE = 200
+#: The largest file an attachment may describe, in bytes (50 MiB; only its metadata is
+#: stored here, but the store the reference points at need not take anything bigger).
+MAX_ATTACHMENT_SIZE = 50 * 1024 * 1024
+#: Longest attachment name and reference (the columns' widths).
+MAX_ATTACHMENT_NAME = 255
+MAX_ATTACHMENT_URL = 2000
+#: ``type/subtype`` (RFC 6838 names), no parameters; the column holds 128 characters.
+_CONTENT_TYPE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]{0,62}/[A-Za-z0-9][\w!#$&^.+-]{0,62}", re.ASCII)
+#: A reference starting with a scheme (``https:``, ``javascript:``) is a URL, else a key.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 # -- values ---------------------------------------------------------------------------------
@@ -199,6 +219,33 @@ class Comment:
     author: str
     public: bool
     body: str
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file's metadata (the file itself lives where ``url`` says: an http(s) URL or a
+    storage key)."""
+
+    id: int
+    ticket_id: int
+    name: str
+    size: int
+    content_type: str
+    url: str
+    added_at: float
+    added_by: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+class UnknownAttachment(TicketError, LookupError):
+    """The ticket (with the tickets merged into it) has no attachment with this id."""
+
+    def __init__(self, ticket_id: int, attachment_id: int) -> None:
+        self.ticket_id = ticket_id
+        self.attachment_id = attachment_id
+        super().__init__(f"ticket {ticket_number(ticket_id)} has no attachment {attachment_id}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -549,6 +596,96 @@ class TicketStore:
             self._audit(conn, ticket_id, by, at, audit)
             return Comment(comment_id, ticket_id, at, by, public, body)
 
+    def attach(
+        self,
+        ticket_id: int,
+        name: str,
+        size: int,
+        content_type: str,
+        url_or_key: str,
+        *,
+        by: str,
+        at: float,
+    ) -> Attachment:
+        """Record a file's metadata on the ticket (the file is not stored here: ``url_or_key``
+        says where it lives, an http(s) URL or a storage key). Bad input is a
+        :class:`TicketInputError` naming ``name``, ``size``, ``content_type`` or ``url``; a
+        merged or closed ticket refuses (:class:`IllegalTransition` saying why). One
+        transaction with its audit row."""
+        _check_attachment(name, size, content_type, url_or_key)
+        with self.engine.begin() as conn:
+            self._touch_open(conn, ticket_id, "attach to", by, at)
+            attachment_id = conn.execute(
+                insert(ticket_attachments).values(
+                    ticket_id=ticket_id, name=name, size=size, content_type=content_type,
+                    url=url_or_key, added_at=at, added_by=by,
+                ).returning(ticket_attachments.c.id)
+            ).scalar_one()  # fmt: skip
+            attachment = Attachment(
+                attachment_id, ticket_id, name, size, content_type, url_or_key, at, by
+            )
+            self._audit(conn, ticket_id, by, at, [("attachment", None, _audited(attachment))])
+            return attachment
+
+    def attachments(self, ticket_id: int) -> list[Attachment]:
+        """The ticket's attachments and those of the tickets merged into it, oldest first."""
+        with self.engine.connect() as conn:
+            ids = self._family(conn, ticket_id)
+            rows = conn.execute(
+                select(ticket_attachments)
+                .where(ticket_attachments.c.ticket_id.in_(ids))
+                .order_by(ticket_attachments.c.added_at, ticket_attachments.c.id)
+            )
+            return [_attachment(r._mapping) for r in rows]
+
+    def detach(self, ticket_id: int, attachment_id: int, *, by: str, at: float) -> Attachment:
+        """Remove an attachment of the ticket (or of a ticket merged into it, as
+        :meth:`attachments` lists them); answers what was removed. A merged or closed ticket
+        refuses, as for :meth:`attach`; an attachment it does not list is
+        :class:`UnknownAttachment`. Audit rows on the ticket and, for a merged duplicate's
+        attachment, on the duplicate too; one transaction."""
+        with self.engine.begin() as conn:
+            ids = self._family(conn, ticket_id)
+            row = conn.execute(
+                select(ticket_attachments).where(
+                    ticket_attachments.c.id == attachment_id,
+                    ticket_attachments.c.ticket_id.in_(ids),
+                )
+            ).first()
+            if row is None:
+                raise UnknownAttachment(ticket_id, attachment_id)
+            attachment = _attachment(row._mapping)
+            self._touch_open(conn, ticket_id, "detach from", by, at)
+            conn.execute(delete(ticket_attachments).where(ticket_attachments.c.id == attachment_id))
+            removed = _audited(attachment)
+            self._audit(conn, ticket_id, by, at, [("attachment", removed, None)])
+            if attachment.ticket_id != ticket_id:
+                self._audit(conn, attachment.ticket_id, by, at, [("attachment", removed, None)])
+            return attachment
+
+    def _touch_open(
+        self, conn: Connection, ticket_id: int, action: str, by: str, at: float
+    ) -> None:
+        """Count a change to the ticket (version, updated at/by) unless it is closed or
+        merged: then :class:`IllegalTransition` saying why (UnknownTicket if there is none).
+        The status is checked by the UPDATE itself, so a close committed meanwhile is seen."""
+        done = conn.execute(
+            update(tickets)
+            .where(tickets.c.id == ticket_id, tickets.c.status.not_in(_SEALED))
+            .values(version=tickets.c.version + 1, updated_at=at, updated_by=by)
+        )
+        if done.rowcount == 1:
+            return
+        ticket = self._read(conn, ticket_id)
+        if ticket.status == "merged":
+            into = ticket_number(ticket.merged_into) if ticket.merged_into else "another ticket"
+            reason = f"it was merged into {into}; work on that one"
+        else:
+            reason = "a closed ticket is history; reopen it first"
+        raise IllegalTransition(
+            ticket.status, action, reason, workflow.allowed_actions(ticket.status)
+        )
+
     def link_call(self, ticket_id: int, pbx: str, call_id: str, *, by: str, at: float) -> bool:
         """Link a call to the ticket; False if it was linked already (nothing written)."""
         _check_length("call_id", call_id, 128)
@@ -587,7 +724,8 @@ class TicketStore:
     ) -> tuple[Ticket, Ticket]:
         """Merge the duplicate into the survivor: the duplicate's status becomes the
         workflow's merged status and ``merged_into`` the survivor; its calls are linked to
-        the survivor too and its comments read with the survivor's (:meth:`comments`).
+        the survivor too and its comments and attachments read with the survivor's
+        (:meth:`comments`, :meth:`attachments`).
         Audit rows on both. Returns (duplicate, survivor)."""
         if duplicate_id == survivor_id:
             raise TicketInputError("into", "a ticket cannot be merged into itself")
@@ -891,3 +1029,64 @@ def _ticket(row: Mapping[Any, Any]) -> Ticket:
     values = dict(row)
     values["tags"] = tuple(values["tags"] or ())
     return Ticket(**values)
+
+
+#: Statuses whose attachments no longer change.
+_SEALED = ("closed", "merged")
+
+
+def _check_attachment(name: str, size: int, content_type: str, url: str) -> None:
+    """Refuse an attachment's metadata that is not usable, naming the field."""
+    if not name.strip():
+        raise TicketInputError("name", "empty: give the file's name")
+    _check_length("name", name, MAX_ATTACHMENT_NAME)
+    if "/" in name or "\\" in name:
+        raise TicketInputError("name", "a file name, not a path: no '/' or '\\'")
+    if name in (".", ".."):
+        raise TicketInputError("name", f"{name!r} is no file name")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise TicketInputError("name", "contains control characters")
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TicketInputError("size", f"{size!r} is no whole number of bytes")
+    if size < 0:
+        raise TicketInputError("size", f"{size} bytes: a size is 0 or more")
+    if size > MAX_ATTACHMENT_SIZE:
+        raise TicketInputError(
+            "size", f"{size} bytes: at most {MAX_ATTACHMENT_SIZE} ({MAX_ATTACHMENT_SIZE >> 20} MiB)"
+        )
+    if not _CONTENT_TYPE.fullmatch(content_type):
+        raise TicketInputError(
+            "content_type", f"{content_type[:80]!r} is no media type: write type/subtype, "
+            "e.g. application/pdf"
+        )  # fmt: skip
+    _check_reference(url)
+
+
+def _check_reference(url: str) -> None:
+    """An http(s) URL with a host, or a storage key: no spaces, no control characters."""
+    if not url:
+        raise TicketInputError("url", "empty: give the file's URL or storage key")
+    _check_length("url", url, MAX_ATTACHMENT_URL)
+    if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in url):
+        raise TicketInputError("url", "contains spaces or control characters")
+    if _SCHEME.match(url):
+        # A scheme other than http(s) (javascript:, file:) is refused, not taken for a key:
+        # clients show the reference as a link.
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https"):
+            raise TicketInputError(
+                "url", f"scheme {parts.scheme!r}: only http or https URLs, or a storage key "
+                "(which starts with no scheme)"
+            )  # fmt: skip
+        if not parts.hostname:
+            raise TicketInputError("url", "a URL names its host: https://host/path")
+
+
+def _audited(attachment: Attachment) -> dict[str, Any]:
+    # The reference is left out: a signed URL's token should not outlive its row.
+    return {"id": attachment.id, "name": attachment.name, "size": attachment.size,
+            "content_type": attachment.content_type}  # fmt: skip
+
+
+def _attachment(row: Mapping[Any, Any]) -> Attachment:
+    return Attachment(**dict(row))
