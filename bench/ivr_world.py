@@ -25,13 +25,11 @@ drop says which side held the backlog.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import fcntl
 import gc
 import json
-import logging
 import random
 import struct
 import sys
@@ -41,6 +39,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bench.world import run_world
 
 #: A Luhn-valid account number (the account sub-flow checks it).
 ACCOUNT = "79927398713"
@@ -279,25 +279,7 @@ async def live(reactor: Any, spec: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("spec", type=Path, help="the parent's SPEC.json")
-    args = parser.parse_args(argv)
-    spec = json.loads(args.spec.read_text(encoding="utf-8"))
-    logging.basicConfig(level=logging.WARNING, format="world %(levelname)s %(name)s: %(message)s")
-
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    from twisted.internet import asyncioreactor
-
-    asyncioreactor.install(loop)
-    from twisted.internet import reactor
-
-    reactor.startRunning(installSignalHandlers=False)  # type: ignore[attr-defined]
-    try:
-        loop.run_until_complete(live(reactor, spec))
-    finally:
-        reactor.fireSystemEvent("shutdown")
-    return 0
+    return run_world(live, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ loop gets to it, so a lagging world adds to the latency measured.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import json
@@ -35,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bench.world import run_world
 
 #: The simulator's AMI account, which the parent's backend logs in with.
 AMI_USERNAME = "pop-bench"
@@ -279,24 +280,7 @@ async def live(reactor: Any, spec: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("spec", type=Path, help="the parent's SPEC.json")
-    args = parser.parse_args(argv)
-    spec = json.loads(args.spec.read_text(encoding="utf-8"))
-
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    from twisted.internet import asyncioreactor
-
-    asyncioreactor.install(loop)
-    from twisted.internet import reactor
-
-    reactor.startRunning(installSignalHandlers=False)  # type: ignore[attr-defined]
-    try:
-        loop.run_until_complete(live(reactor, spec))
-    finally:
-        reactor.fireSystemEvent("shutdown")
-    return 0
+    return run_world(live, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":
