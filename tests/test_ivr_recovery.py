@@ -31,7 +31,7 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from acd.config import parse_acd_config
-from acd.dialplan import Destination, DialplanError, DialplanOptions, Step, render
+from acd.dialplan import DialplanError, DialplanOptions, HoldingSpot, Step, render
 from callcenter.asterisk import generate_dialplan
 from callcenter.settings import load_settings
 from cti.ami.codec import Message
@@ -204,7 +204,10 @@ class _NoActions:
 
 
 def test_an_entry_with_a_fallback_parks_callers_the_backend_fails() -> None:
-    holding = {"sales": Destination("holding", "s"), "support": Destination("holding", "moh")}
+    holding = {
+        "sales": HoldingSpot("holding", "s", "external", None, False),
+        "support": HoldingSpot("holding", "moh", "external-moh", "default", False),
+    }
     entries = [IvrEntry("5004", "main", "fastagi", "sales"), IvrEntry("5002", "main", "asyncagi")]
     (context,), _ = ivr_entry_dialplan(entries, holding=holding)
     with_fallback, without = context.extensions["5004"], context.extensions["5002"]
