@@ -13,9 +13,7 @@ The contexts, as the lab of ``shared/ami-captures`` (and the PBX simulator) has 
   ``did-<DID>``: the queues' DIDs go to their queue's holding lane, other entries (the IVR's)
   where the caller passes them;
 * holding lanes: ``Answer``, ``UserEvent CtiParked`` with the lane as ``Queue`` header (what
-  the ACD reads), then a wait loop with music on hold, or silent (``Wait``), announcing
-  every minute the position and estimated wait the ACD sets on the channel (the lab's
-  lanes have no announcements);
+  the ACD reads), then a wait loop with music on hold, or silent (``Wait``);
 * the callback offer (a key press sends ``UserEvent CtiCallback``), the callback
   confirmation and the voicemail the ACD redirects overflowing callers to;
 * the outbound context a callback's agent leg dials the customer from, the agent standby
@@ -45,9 +43,8 @@ __all__ = [
 
 #: An extension name the generator writes (no pattern: ``_`` starts one).
 _EXTEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@+*#._-]*$")
-#: Seconds a parked caller hears music (or silence) between two announcements of the
-#: position and estimated wait the ACD sets on the channel (``CTI_POSITION``, ``CTI_EWT``).
-ANNOUNCE_EVERY = 60
+#: Seconds of each wait in a holding loop (the lab's 300).
+HOLD_SECONDS = 300
 
 
 class DialplanError(ValueError):
@@ -273,27 +270,6 @@ def _parked(spot: HoldingSpot, options: DialplanOptions) -> Step:
     )
 
 
-def _announcements() -> list[Step]:
-    """The caller's position and estimated wait, as the ACD last set them on the channel
-    (``CTI_POSITION``, ``CTI_EWT`` in seconds), in app_queue's words and sound files:
-    "you are next" or "there are N calls waiting", then "the estimated hold time is M
-    minutes" (left out under a minute or unknown). Labelled ``loop``: the callback offer
-    comes back there."""
-    return [
-        Step("GotoIf", '$["${CTI_POSITION}" = ""]?hold', label="loop"),
-        Step("GotoIf", "$[${CTI_POSITION} > 1]?several"),
-        Step("Playback", "queue-youarenext"),
-        Step("Goto", "wait"),
-        Step("Playback", "queue-thereare", label="several"),
-        Step("SayNumber", "${CTI_POSITION}"),
-        Step("Playback", "queue-callswaiting"),
-        Step("GotoIf", '$["${CTI_EWT}" = "" | 0${CTI_EWT} < 60]?hold', label="wait"),
-        Step("Playback", "queue-holdtime"),
-        Step("SayNumber", "${MATH(${CTI_EWT}/60,int)}"),
-        Step("Playback", "queue-minutes"),
-    ]
-
-
 def _holding(spots: Sequence[HoldingSpot], options: DialplanOptions) -> list[Context]:
     contexts: dict[str, Context] = {}
     for spot in spots:
@@ -306,15 +282,14 @@ def _holding(spots: Sequence[HoldingSpot], options: DialplanOptions) -> list[Con
             ),
         )
         wait = (
-            Step("MusicOnHold", f"{spot.music},{ANNOUNCE_EVERY}", label="hold")
+            Step("MusicOnHold", f"{spot.music},{HOLD_SECONDS}", label="loop")
             if spot.music
-            else Step("Wait", str(ANNOUNCE_EVERY), label="hold")
+            else Step("Wait", str(HOLD_SECONDS), label="loop")
         )
         context.extensions[spot.exten] = [
             Step("NoOp", f"parked in lane {spot.lane}: ${{CALLERID(num)}}"),
             Step("Answer"),
             _parked(spot, options),
-            *_announcements(),
             wait,
             Step("Goto", "loop"),
         ]
