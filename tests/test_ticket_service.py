@@ -104,3 +104,34 @@ def test_refusals_come_back_as_failures(url: str, reactor: Any, run: Any) -> Non
         service.stop()
 
 
+
+
+class _ShuttingDown:
+    """A reactor's system-event triggers, fired by hand (the real one is the session's)."""
+
+    def __init__(self) -> None:
+        self.triggers: dict[int, Any] = {}
+
+    def addSystemEventTrigger(self, phase: str, event: str, fn: Any) -> int:
+        assert (phase, event) == ("during", "shutdown")
+        self.triggers[len(self.triggers) + 1] = fn
+        return len(self.triggers)
+
+    def removeSystemEventTrigger(self, trigger: int) -> None:
+        del self.triggers[trigger]
+
+
+def test_a_service_never_stopped_stops_its_pool_with_the_reactor(url: str) -> None:
+    # Its pool's threads are not daemons: left running, they keep the process from exiting.
+    reactor = _ShuttingDown()
+    service = TicketService(_Settings(), engine=create_engine(url), reactor=reactor)
+    service.start()
+    assert service._pool.started
+    for fire in list(reactor.triggers.values()):
+        fire()
+    assert not service._pool.started
+
+    stopped = TicketService(_Settings(), engine=create_engine(url), reactor=reactor)
+    stopped.start()
+    stopped.stop()  # stopped by its owner: the trigger goes with it
+    assert not stopped._pool.started and len(reactor.triggers) == 1

@@ -139,6 +139,7 @@ class TicketService:
         self._pool = ThreadPool(minthreads=1, maxthreads=threads, name="tickets")
         self._timers: dict[int, IDelayedCall] = {}
         self._running = False
+        self._shutdown: Any = None  # the reactor's shutdown trigger that stops the pool
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -146,6 +147,12 @@ class TicketService:
         """Start the pool and rebuild the SLA timers from the running tickets."""
         self._pool.start()
         self._running = True
+        if hasattr(self.reactor, "addSystemEventTrigger"):
+            # Never keep the process alive: a service not stopped stops with the reactor
+            # (its pool's threads are not daemons).
+            self._shutdown = self.reactor.addSystemEventTrigger(
+                "during", "shutdown", self._reactor_stopping
+            )
         if self.sla is None:
             return succeed(None)
 
@@ -162,11 +169,18 @@ class TicketService:
         if not self._running:
             return
         self._running = False
+        if self._shutdown is not None:
+            self.reactor.removeSystemEventTrigger(self._shutdown)
+            self._shutdown = None
         for timer in self._timers.values():
             if timer.active():
                 timer.cancel()
         self._timers.clear()
         self._pool.stop()
+
+    def _reactor_stopping(self) -> None:
+        self._shutdown = None  # firing: it is the reactor's to forget
+        self.stop()
 
     # -- operations (from the HTTP API, on the reactor thread) ----------------------------
 
