@@ -123,7 +123,8 @@ class SimulatedReactor(MemoryReactorClock):
 
 
 class InlinePool:
-    """A stand-in for the history writers' and the screen pop's thread pools that runs each
+    """A stand-in for the history writers', the screen pop's and the tickets' thread pools
+    (real ones would outlive a run that never stops the reactor) that runs each
     job at once: the SQL still runs, but no thread timing can change the simulated run."""
 
     def __init__(self, **_: Any) -> None:
@@ -213,6 +214,7 @@ def run_centre(s: Scenario) -> Measured:
         with (
             mock.patch("cti.history.ThreadPool", InlinePool),
             mock.patch("crm_bridge.service.ThreadPool", InlinePool),
+            mock.patch("tickets.service.ThreadPool", InlinePool),
         ):
             app = CallCenter(settings, reactor, engine=memory_database())
     assert app.acd is not None
