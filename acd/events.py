@@ -88,6 +88,30 @@ class AgentStateChanged(AcdEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class AgentQueuesChanged(AcdEvent):
+    """A supervisor changed the queues ``agent`` serves: ``queues`` maps each queue to the
+    agent's penalty there (all of them, not a difference); ``by`` is the account."""
+
+    kind: ClassVar[str] = "agent_queues"
+    agent: str
+    queues: dict[str, int]
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallDisposed(AcdEvent):
+    """``agent`` wrapped up ``call_id`` of ``queue`` with a ``disposition`` (one of the
+    configured ones) and an optional free-text ``note``."""
+
+    kind: ClassVar[str] = "call_disposed"
+    call_id: str
+    queue: str
+    agent: str
+    disposition: str
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OfferNotAnswered(AcdEvent):
     """``agent`` did not take the offer of ``call_id``: ``reason`` is ``timeout`` (rang out)
     or what the PBX reported (busy, Originate failed...). The caller keeps its place."""
