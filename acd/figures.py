@@ -151,8 +151,9 @@ class QueueFigures:
 
 
 @dataclass(slots=True)
-class _Tally:
-    """Additive counters of call outcomes; durations in microseconds."""
+class Tally:
+    """Additive counters of call outcomes; durations in microseconds. The live figures and
+    the reports (``acd.report``) count with it, so both follow the same rules."""
 
     answered: int = 0
     answered_in_time: int = 0
@@ -167,12 +168,62 @@ class _Tally:
     callbacks_failed: int = 0
     callbacks_given_up: int = 0
 
-    def add(self, other: _Tally, sign: int = 1) -> None:
+    def add(self, other: Tally, sign: int = 1) -> None:
         for name in _TALLY_FIELDS:
             setattr(self, name, getattr(self, name) + sign * getattr(other, name))
 
 
-_TALLY_FIELDS = tuple(f.name for f in fields(_Tally))
+_TALLY_FIELDS = tuple(f.name for f in fields(Tally))
+
+
+def answered_outcome(wait: int, threshold: int) -> Tally:
+    """An answered call that waited ``wait`` µs; in time when ``wait <= threshold`` µs."""
+    return Tally(answered=1, answered_in_time=int(wait <= threshold), answer_wait=wait)
+
+
+def abandoned_outcome(wait: int, threshold: int, short_abandon: int) -> Tally:
+    """A caller who hung up after ``wait`` µs: a short abandon under ``short_abandon`` µs."""
+    if wait < short_abandon:
+        return Tally(short_abandoned=1)
+    return Tally(abandoned=1, abandoned_in_time=int(wait <= threshold))
+
+
+def period_figures(
+    start: int, tally: Tally, formula: ServiceLevelFormula, staffed: int, occupied: int
+) -> PeriodFigures:
+    """The counts and ratios of ``tally`` over a period starting at ``start`` µs, with the
+    agents' ``staffed`` and ``occupied`` µs in it (occupancy)."""
+    handled = tally.answered + tally.abandoned
+    return PeriodFigures(
+        start=start / _US,
+        answered=tally.answered,
+        answered_in_time=tally.answered_in_time,
+        abandoned=tally.abandoned,
+        abandoned_in_time=tally.abandoned_in_time,
+        short_abandoned=tally.short_abandoned,
+        overflowed=tally.overflowed,
+        completed=tally.completed,
+        service_level=service_level_of(tally, formula),
+        asa=_ratio(tally.answer_wait / _US, tally.answered),
+        aht=_aht(tally),
+        abandonment_rate=_ratio(tally.abandoned, handled),
+        occupancy=_ratio(occupied, staffed),
+        callbacks_failed=tally.callbacks_failed,
+        callbacks_given_up=tally.callbacks_given_up,
+    )
+
+
+def service_level_of(t: Tally, formula: ServiceLevelFormula) -> float | None:
+    """The service level of ``t`` by ``formula``; None with nothing to count."""
+    match formula:
+        case ServiceLevelFormula.LATE_ABANDONS:
+            return _ratio(t.answered_in_time, t.answered + t.abandoned - t.abandoned_in_time)
+        case ServiceLevelFormula.ALL_ABANDONS:
+            return _ratio(t.answered_in_time, t.answered + t.abandoned)
+        case ServiceLevelFormula.ANSWERED_ONLY:
+            return _ratio(t.answered_in_time, t.answered)
+        case ServiceLevelFormula.ABANDONS_IN_TIME_MET:
+            return _ratio(t.answered_in_time + t.abandoned_in_time, t.answered + t.abandoned)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,10 +318,10 @@ class _Queue:
     waiting: dict[str, int] = field(default_factory=dict)  # call id -> joined at
     # Join order with lazy deletion: the head is dropped once its caller no longer waits.
     joins: deque[tuple[int, str]] = field(default_factory=deque)
-    outcomes: deque[tuple[int, _Tally]] = field(default_factory=deque)
-    window: _Tally = field(default_factory=_Tally)
+    outcomes: deque[tuple[int, Tally]] = field(default_factory=deque)
+    window: Tally = field(default_factory=Tally)
     day: date = date.min
-    today: _Tally = field(default_factory=_Tally)
+    today: Tally = field(default_factory=Tally)
 
     def evict(self, start: int) -> None:
         while self.outcomes and self.outcomes[0][0] <= start:
@@ -310,36 +361,30 @@ class LiveFigures:
                 queue.waiting[event.call_id] = at
                 queue.joins.append((at, event.call_id))
             case CallerConnected():
-                wait = _us(event.wait)
                 self._agent(event.agent).last_queue = event.queue
-                in_time = int(wait <= self._threshold)
-                outcome = _Tally(answered=1, answered_in_time=in_time, answer_wait=wait)
+                outcome = answered_outcome(_us(event.wait), self._threshold)
                 self._record(event.queue, event.call_id, at, outcome)
             case CallerAbandoned():
-                wait = _us(event.wait)
-                if wait < self._short:
-                    outcome = _Tally(short_abandoned=1)
-                else:
-                    outcome = _Tally(abandoned=1, abandoned_in_time=int(wait <= self._threshold))
+                outcome = abandoned_outcome(_us(event.wait), self._threshold, self._short)
                 self._record(event.queue, event.call_id, at, outcome)
             case CallerOverflowed():
-                self._record(event.queue, event.call_id, at, _Tally(overflowed=1))
+                self._record(event.queue, event.call_id, at, Tally(overflowed=1))
             case CallbackRequested():
                 # The caller hung up leaving a request, which waits on under its own id:
                 # the call itself no longer waits, and is no outcome of the queue.
                 self._queue(event.queue).waiting.pop(event.call_id, None)
             case CallbackFailed():
                 # Not answered: the request waits on for its retry (or is given up next).
-                self._record(event.queue, None, at, _Tally(callbacks_failed=1))
+                self._record(event.queue, None, at, Tally(callbacks_failed=1))
             case CallbackGivenUp():
-                self._record(event.queue, event.call_id, at, _Tally(callbacks_given_up=1))
+                self._record(event.queue, event.call_id, at, Tally(callbacks_given_up=1))
             case CallCompleted():
                 self._agent(event.agent).last_queue = event.queue
-                self._record(event.queue, None, at, _Tally(completed=1, talk=_us(event.talk_time)))
+                self._record(event.queue, None, at, Tally(completed=1, talk=_us(event.talk_time)))
             case AgentStateChanged():
                 agent = self._agent(event.agent)
                 if agent.state == "wrap_up" and agent.last_queue is not None:
-                    wrap_up = _Tally(wrap_up=max(0, at - agent.since))
+                    wrap_up = Tally(wrap_up=max(0, at - agent.since))
                     self._record(agent.last_queue, None, at, wrap_up)
                 agent.change(event.state, at, self._calendar, self._window)
 
@@ -349,7 +394,7 @@ class LiveFigures:
         book = self._queues.get(queue) or _Queue()
         book.evict(at - self._window)
         today = self._calendar.day(at)
-        day_tally = book.today if book.day == today.day else _Tally()
+        day_tally = book.today if book.day == today.day else Tally()
         members = [self._agents.get(a) or _Agent() for a in self._members.get(queue, ())]
         states = [m.state for m in members]
         available = states.count("available")
@@ -386,7 +431,7 @@ class LiveFigures:
         book = self._queues.get(queue) or _Queue()
         book.evict(at - self._window)
         today = self._calendar.day(at)
-        day_tally = book.today if book.day == today.day else _Tally()
+        day_tally = book.today if book.day == today.day else Tally()
         states = [
             (self._agents.get(a) or _Agent()).state for a in self._members.get(queue, ())
         ]
@@ -413,7 +458,7 @@ class LiveFigures:
     def _agent(self, name: str) -> _Agent:
         return self._agents.setdefault(name, _Agent())
 
-    def _record(self, name: str, call_id: str | None, at: int, outcome: _Tally) -> None:
+    def _record(self, name: str, call_id: str | None, at: int, outcome: Tally) -> None:
         queue = self._queue(name)
         if call_id is not None:
             queue.waiting.pop(call_id, None)
@@ -422,47 +467,17 @@ class LiveFigures:
         queue.window.add(outcome)
         day = self._calendar.day(at).day
         if day > queue.day:
-            queue.day, queue.today = day, _Tally()
+            queue.day, queue.today = day, Tally()
         if day == queue.day:  # an outcome from an earlier day no longer changes today
             queue.today.add(outcome)
 
-    def _period(
-        self, start: int, tally: _Tally, agent_time: list[tuple[int, int]]
-    ) -> PeriodFigures:
+    def _period(self, start: int, tally: Tally, agent_time: list[tuple[int, int]]) -> PeriodFigures:
         staffed = sum(s for s, _ in agent_time)
         occupied = sum(o for _, o in agent_time)
-        handled = tally.answered + tally.abandoned
-        return PeriodFigures(
-            start=start / _US,
-            answered=tally.answered,
-            answered_in_time=tally.answered_in_time,
-            abandoned=tally.abandoned,
-            abandoned_in_time=tally.abandoned_in_time,
-            short_abandoned=tally.short_abandoned,
-            overflowed=tally.overflowed,
-            completed=tally.completed,
-            service_level=self._service_level(tally),
-            asa=_ratio(tally.answer_wait / _US, tally.answered),
-            aht=_aht(tally),
-            abandonment_rate=_ratio(tally.abandoned, handled),
-            occupancy=_ratio(occupied, staffed),
-            callbacks_failed=tally.callbacks_failed,
-            callbacks_given_up=tally.callbacks_given_up,
-        )
-
-    def _service_level(self, t: _Tally) -> float | None:
-        match self.rules.service_level_formula:
-            case ServiceLevelFormula.LATE_ABANDONS:
-                return _ratio(t.answered_in_time, t.answered + t.abandoned - t.abandoned_in_time)
-            case ServiceLevelFormula.ALL_ABANDONS:
-                return _ratio(t.answered_in_time, t.answered + t.abandoned)
-            case ServiceLevelFormula.ANSWERED_ONLY:
-                return _ratio(t.answered_in_time, t.answered)
-            case ServiceLevelFormula.ABANDONS_IN_TIME_MET:
-                return _ratio(t.answered_in_time + t.abandoned_in_time, t.answered + t.abandoned)
+        return period_figures(start, tally, self.rules.service_level_formula, staffed, occupied)
 
 
-def _aht(tally: _Tally) -> float | None:
+def _aht(tally: Tally) -> float | None:
     """Average handle time (talk and wrap-up per completed call), seconds."""
     return _ratio((tally.talk + tally.wrap_up) / _US, tally.completed)
 
