@@ -12,9 +12,11 @@ it from its own settings; nothing here reads the process's configuration.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -37,6 +39,9 @@ from cti.yamlfile import YamlFileError, load_yaml
 Strategy = Literal["longest_idle", "fewest_calls", "round_robin", "ring_all", "skills_weighted"]
 #: Penalties are bounded so that ``penalty * PENALTY_STEP`` stays exact in a float score.
 MAX_PENALTY = 1000
+#: What an agent may tag a call with after it, unless the queues file lists its own.
+DEFAULT_DISPOSITIONS = ("resolved", "follow_up", "escalated", "wrong_number", "other")
+_DISPOSITION = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 def _proficiencies(value: dict[str, int]) -> dict[str, int]:
@@ -137,6 +142,8 @@ class QueueConfig(_Section):
     hours: BusinessHours | None = None
     #: Retries of this queue's callback requests whose customer was not reached.
     callback: CallbackPolicy = CallbackPolicy()
+    #: Handle time (seconds) for wait estimates and staffing until one is observed.
+    fallback_aht: float | None = Field(None, gt=0)
 
     @field_validator("lanes", "dids", mode="before")
     @classmethod
@@ -223,6 +230,39 @@ class AcdConfig(_Section):
     agents: dict[str, AgentConfig] = {}
     #: Known callers' value tiers by E.164 number, until the screen pop computes them.
     tiers: dict[str, Literal["vip", "key", "ordinary"]] = {}
+    #: What agents tag their calls with once done (``CallDisposed``), in display order.
+    dispositions: tuple[str, ...] = DEFAULT_DISPOSITIONS
+    #: The IANA time zone of the ACD's calendar: "today", report days and intervals.
+    timezone: str = "UTC"
+
+    @field_validator("dispositions")
+    @classmethod
+    def _disposition_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not _DISPOSITION.match(v)]
+        if bad:
+            raise ValueError(
+                f"disposition names are 1-32 of a-z, 0-9 and _, starting with a letter: {bad}"
+            )
+        if not value:
+            raise ValueError("list at least one disposition")
+        if len(set(value)) != len(value):
+            raise ValueError("a disposition is listed twice")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"not an IANA time zone, e.g. Europe/Paris: {value!r}") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """:attr:`timezone` as a tzinfo."""
+        return ZoneInfo(self.timezone)
+
 
     @field_validator("queues", mode="before")
     @classmethod
