@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real services the tests use (PostgreSQL and redis-server) and defines two
+# Installs the real services the tests use (PostgreSQL and redis-server), Debian's Chromium
+# for the page tests (Playwright drives it; no browser is downloaded), and defines two
 # functions for .ci/run:
 #   ci_services_start  starts a private redis-server and a private PostgreSQL cluster, each
 #                      in its own fresh temporary directory on a free port, and exports
@@ -16,7 +17,7 @@ export DEBIAN_FRONTEND=noninteractive
 if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
 $SUDO apt-get update -qq >/dev/null
 $SUDO apt-get install -y -qq --no-install-recommends \
-    postgresql redis-server make python3-venv >/dev/null
+    postgresql redis-server make python3-venv chromium fonts-dejavu-core >/dev/null
 
 CI_REDIS_DIR="" CI_REDIS_PORT="" CI_PG_DIR="" CI_PG_BIN=""
 

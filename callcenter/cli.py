@@ -553,8 +553,10 @@ def _serve(
     if demo:
         _seed_demo_customers(app)
     if app.api is not None:
-        print(f"Agent API: http://{app.api.host}:{app.api.port}/api/docs", flush=True)
-        _print_logins(logins, f"http://{app.api.host}:{app.api.port}")
+        url = f"http://{app.api.host}:{app.api.port}"
+        print(f"Pages: {url}/ (agents: /agent, supervisors: /wallboard)", flush=True)
+        print(f"Agent API: {url}/api/docs", flush=True)
+        _print_logins(logins, url)
     reactor.addSystemEventTrigger("before", "shutdown", app.stop)
     if duration is not None:
         reactor.callLater(duration, reactor.stop)
@@ -617,7 +619,7 @@ def _print_logins(logins: list[Any], url: str) -> None:
     """The sample log-ins, and the command that shows an agent's pops live."""
     if not logins:
         return
-    print("Log-ins for this run (passwords are new each run):", flush=True)
+    print(f"Log-ins for this run at {url}/ (passwords are new each run):", flush=True)
     for login in logins:
         print(f"  {login.role:<10} {login.username:<11} password {login.password}", flush=True)
     agent = next(login for login in logins if login.role == "agent")

@@ -4,6 +4,7 @@
   answer the ticket made the first time (200), the same key with another body 409.
 * ``GET /api/v1/tickets`` — search: customer, number, status, assignee, group, category,
   sla_state, breached, text; newest first, ``before`` + ``limit`` pages.
+* ``GET /api/v1/tickets/vocabulary`` — the configured categories and priorities (forms).
 * ``GET /api/v1/tickets/{id}`` — the ticket with its calls, comments and attachments.
 * ``PATCH /api/v1/tickets/{id}`` — change fields; the body names the ``version`` read (or
   an ``If-Match`` header does): 409 naming the current version when someone came first.
@@ -279,6 +280,11 @@ def ticket_routes(
         )  # fmt: skip
         page = await _awaited(service.search(query))
         return {"tickets": [t.to_dict() for t in page.tickets], "next_before": page.next_before}
+
+    @router.get("/vocabulary", summary="the categories and priorities tickets may have")
+    async def vocabulary(account: Staff) -> dict[str, list[str]]:
+        settings = service.settings
+        return {"categories": list(settings.categories), "priorities": list(settings.priorities)}
 
     @router.get("/{ticket_id}", summary="a ticket, its calls, comments and attachments")
     async def read(ticket_id: int, account: Staff) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """The API application: log-in, log-out, who am I, and the routes the domains add.
 
 :func:`build_api` makes the FastAPI application; ``web.server.ApiServer`` serves it. The
-OpenAPI document is at ``/api/openapi.json``, its pages at ``/api/docs``.
+OpenAPI document is at ``/api/openapi.json``, its pages at ``/api/docs`` (Swagger UI from the
+pinned ``fastapi-offline`` package: no CDN). The people's pages (``web.pages``) are served
+by the same application.
 
 Every error answers ``{"errors": [{"field": ..., "problem": ...}]}``: a body that does not
 validate is a 422 naming each bad field (``body.reason``, ``body`` for JSON that does not
@@ -22,12 +24,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from web.accounts import Account, Accounts
 from web.auth import LoginThrottle, bearer_token, current_account
+from web.pages import add_pages
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +78,13 @@ def build_api(
 ) -> FastAPI:
     """The application: the session routes, then ``routers`` (more can be added with
     ``include_router`` until it serves)."""
-    app = FastAPI(
+    app = FastAPIOffline(
         title=title,
         version=version,
         openapi_url="/api/openapi.json",
         docs_url="/api/docs",
         redoc_url=None,
+        static_url="/api/docs-files",
         responses={401: {"model": ErrorOut}, 422: {"model": ErrorOut}},
     )
     app.state.accounts = accounts
@@ -90,6 +95,7 @@ def build_api(
     app.include_router(_session_routes())
     for router in routers:
         app.include_router(router)
+    add_pages(app)
     return app
 
 

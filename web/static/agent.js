@@ -1,0 +1,326 @@
+// The agent desktop: state and its timer, the screen pop while the phone rings, wrap-up
+// (disposition, a ticket from the call or a link to one), the tickets of the agent's queues.
+import {
+  ApiError, api, duration, el, liveFeed, notify, requireSession, serverClock, setText,
+  shortcuts, signOut, when,
+} from "./common.js";
+
+const me = requireSession(["agent"]);
+const $ = (id) => document.getElementById(id);
+
+let status = null; // GET /api/v1/agent
+let pop = null; // the pop on screen (the feed's last frame for the call)
+let wrap = null; // {call_id, caller, customer, since}: the call being wrapped up
+
+// -- state ------------------------------------------------------------------------------
+
+async function refreshStatus() {
+  try {
+    showStatus(await api("GET", "/api/v1/agent"));
+  } catch (error) {
+    notify(error.message, "error");
+  }
+}
+
+function showStatus(next) {
+  const wasWrapping = status && status.state === "wrap_up";
+  status = next;
+  const badge = $("state");
+  badge.className = `badge state-${status.state}`;
+  setText(badge, status.state.replace("_", " "));
+  setText($("state-reason"), status.reason || "");
+  $("go-available").disabled = !["logged_out", "paused"].includes(status.state);
+  $("go-pause").disabled = !["available", "wrap_up", "logged_out"].includes(status.state) && status.state !== "paused";
+  $("go-logout").disabled = status.state === "logged_out";
+  if (status.state === "wrap_up" && !wasWrapping && pop && !wrap) startWrapUp(pop);
+  tick();
+}
+
+async function command(path, body) {
+  try {
+    showStatus(await api("POST", path, body));
+    notify("");
+  } catch (error) {
+    notify(error.message, "error");
+  }
+}
+
+function tick() {
+  if (status) setText($("state-timer"), status.since ? duration(serverClock.now() - status.since) : "–");
+  if (wrap) setText($("wrapup-timer"), duration(serverClock.now() - wrap.since));
+  if (pop && pop.state === "ringing") setText($("pop-wait"), duration(pop.wait + serverClock.now() - pop.at));
+}
+
+// -- the screen pop ---------------------------------------------------------------------
+
+function onFeed(message) {
+  if (message.type !== "pop") return;
+  const frame = message.pop;
+  serverClock.sync(frame.at);
+  if (frame.kind === "ring" || !pop || pop.call_id !== frame.call_id || frame.revision >= pop.revision) {
+    const ended = frame.kind === "ended" || frame.kind === "withdrawn" || frame.kind === "transferred";
+    const talked = pop && pop.call_id === frame.call_id && pop.state === "talking";
+    if (frame.kind === "ring" && wrap && wrap.call_id !== frame.call_id) endWrapUp();
+    pop = frame;
+    showPop(frame);
+    if (ended && talked) startWrapUp(frame);
+    else if (ended) clearPop();
+  }
+  refreshStatus();
+}
+
+function clearPop() {
+  pop = null;
+  $("pop-card").hidden = true;
+  $("pop-empty").hidden = false;
+}
+
+function showPop(frame) {
+  $("pop-empty").hidden = true;
+  $("pop-card").hidden = false;
+  const state = $("pop-state");
+  state.className = `badge call-${frame.state}`;
+  setText(state, frame.state);
+  const customer = frame.customer;
+  setText($("caller-name"), (customer && customer.name) || frame.caller.name || "Unknown caller");
+  setText($("caller-number"), frame.caller.withheld ? "number withheld" : frame.caller.number);
+  tierBadge($("call-tier"), frame.tier);
+  setText($("pop-queue"), frame.queue || "–");
+  setText($("pop-wait"), duration(frame.wait));
+  const path = (frame.ivr && frame.ivr.path) || [];
+  setText($("pop-ivr"), path.length ? `${path.join(" › ")}${frame.ivr.digits ? ` (keys ${frame.ivr.digits})` : ""}` : "–");
+  setText($("pop-note"), frame.note || (frame.identity === "pending" ? "Looking the caller up…" : ""));
+  showCustomer(customer);
+  showCandidates(frame);
+  const form = $("new-customer");
+  const canCreate = (frame.identity === "unknown" || frame.identity === "several") && frame.state !== "gone";
+  form.hidden = !canCreate;
+  if (canCreate && !$("new-customer-name").value && frame.caller.name) $("new-customer-name").value = frame.caller.name;
+}
+
+function tierBadge(node, tier) {
+  node.className = `badge tier tier-${tier || "none"}`;
+  setText(node, tier ? tier.toUpperCase() : "");
+  node.hidden = !tier;
+}
+
+function showCustomer(customer) {
+  $("customer").hidden = !customer;
+  if (!customer) return;
+  setText($("customer-name"), customer.name);
+  const profile = customer.profile || {};
+  tierBadge($("tier-badge"), customer.tier);
+  setText($("tier-reason"), (profile.tier && profile.tier.reason) || (customer.source === "crm" ? "from the CRM" : "–"));
+  const loyalty = profile.loyalty;
+  setText($("loyalty"), loyalty ? `${loyalty.class} — ${loyalty.reason}` : "–");
+  const stage = profile.lifecycle;
+  setText($("lifecycle"), stage ? `${stage.stage} — ${stage.reason}` : "–");
+  const value = profile.lifetime_value;
+  setText($("lifetime-value"), value ? `${value.amount} — ${value.reason}` : "–");
+  const step = profile.next_step;
+  setText($("next-step"), step ? `${step.step} (${step.reason})` : "–");
+  $("open-tickets").replaceChildren(...(customer.open_tickets || []).map((t) =>
+    el("li", { class: `sla-${t.sla_state}` },
+      el("strong", { text: t.number }), " ", t.subject, " · ", t.priority, " · ", t.status,
+      " · due ", when(t.first_response_due && t.sla_state !== "met" ? t.first_response_due : t.resolution_due))));
+  if (!(customer.open_tickets || []).length) $("open-tickets").replaceChildren(el("li", { class: "empty", text: "none" }));
+  $("last-contacts").replaceChildren(...(customer.last_contacts || []).map((c) =>
+    el("li", {}, when(c.at), " · ", c.queue || "–", " · ", c.outcome || "–",
+      c.agent ? ` · agent ${c.agent}` : "", c.complaint ? " · complaint" : "")));
+  if (!(customer.last_contacts || []).length) $("last-contacts").replaceChildren(el("li", { class: "empty", text: "none" }));
+  fillLinkChoices(customer.open_tickets || []);
+}
+
+function showCandidates(frame) {
+  const several = frame.identity === "several" && frame.state !== "gone";
+  $("choose").hidden = !several;
+  if (!several) return;
+  $("candidates").replaceChildren(...frame.candidates.map((c, index) =>
+    el("li", {},
+      el("button", { class: "pick", dataset: { customer: c.id }, title: `Alt+${index + 1}`, onclick: () => pick(c.id) }, `${index + 1}. `, c.name),
+      " ", el("span", { class: `badge tier tier-${c.tier || "none"}`, text: (c.tier || "").toUpperCase() }),
+      " ", (c.numbers || []).join(", "), c.email ? ` · ${c.email}` : "")));
+}
+
+async function pick(customerId) {
+  if (!pop) return;
+  try {
+    const answer = await api("POST", `/api/v1/calls/${encodeURIComponent(pop.call_id)}/customer`, { customer_id: customerId });
+    if (answer && answer.call_id) onFeed({ type: "pop", pop: answer });
+  } catch (error) {
+    notify(error.message, "error");
+  }
+}
+
+$("new-customer").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!pop) return;
+  const email = $("new-customer-email").value.trim();
+  try {
+    const answer = await api("POST", `/api/v1/calls/${encodeURIComponent(pop.call_id)}/customer/new`, {
+      name: $("new-customer-name").value.trim(),
+      email: email || null,
+    });
+    if (answer && answer.call_id) onFeed({ type: "pop", pop: answer });
+    notify("Customer created", "ok");
+  } catch (error) {
+    notify(error.message, "error");
+  }
+});
+
+// -- wrap-up ----------------------------------------------------------------------------
+
+function startWrapUp(frame) {
+  if (wrap && wrap.call_id === frame.call_id) return;
+  wrap = { call_id: frame.call_id, customer: frame.customer, since: serverClock.now() };
+  $("wrapup").hidden = false;
+  setText($("wrapup-call"), frame.call_id);
+  setText($("wrapup-caller"), (frame.customer && frame.customer.name) || frame.caller.number || "a withheld number");
+  setText($("wrapup-result"), "");
+  $("ticket-subject").value = "";
+  $("ticket-description").value = "";
+  $("link-ticket-id").value = "";
+  $("disposition-note").value = "";
+  fillLinkChoices((frame.customer && frame.customer.open_tickets) || []);
+  tick();
+}
+
+function endWrapUp() {
+  wrap = null;
+  $("wrapup").hidden = true;
+}
+
+function fillLinkChoices(tickets) {
+  $("link-ticket").replaceChildren(el("option", { value: "", text: "—" }),
+    ...tickets.map((t) => el("option", { value: String(t.id), text: `${t.number} ${t.subject}` })));
+}
+
+function wrapResult(text, kind) {
+  const line = $("wrapup-result");
+  line.className = `result ${kind}`;
+  setText(line, text);
+}
+
+$("disposition-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!wrap) return;
+  try {
+    await api("POST", "/api/v1/agent/disposition", {
+      call_id: wrap.call_id,
+      disposition: $("disposition").value,
+      note: $("disposition-note").value.trim() || null,
+    });
+    wrapResult(`Disposition saved: ${$("disposition").value}`, "ok");
+  } catch (error) {
+    wrapResult(error.message, "error");
+  }
+});
+
+$("ticket-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!wrap) return;
+  const body = {
+    category: $("ticket-category").value,
+    priority: $("ticket-priority").value || undefined,
+    description: $("ticket-description").value,
+  };
+  const subject = $("ticket-subject").value.trim();
+  if (subject) body.subject = subject;
+  if (wrap.customer && !String(wrap.customer.id).startsWith("crm:")) body.customer_id = String(wrap.customer.id);
+  try {
+    // One key per call and form: a retried click never makes a second ticket.
+    const ticket = await api("POST", `/api/v1/calls/${encodeURIComponent(wrap.call_id)}/ticket`, body,
+      { "Idempotency-Key": `desk-${wrap.call_id}-${body.category}` });
+    wrapResult(`Ticket ${ticket.number} created: ${ticket.subject}`, "ok");
+    refreshTickets();
+  } catch (error) {
+    wrapResult(error.message, "error");
+  }
+});
+
+$("link-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!wrap) return;
+  const id = $("link-ticket-id").value.trim() || $("link-ticket").value;
+  if (!/^[0-9]+$/.test(id)) {
+    wrapResult("pick a ticket or type its id", "error");
+    return;
+  }
+  try {
+    const ticket = await api("POST", `/api/v1/tickets/${id}/calls`, { call_id: wrap.call_id });
+    wrapResult(`Call linked to ticket ${ticket.number}`, "ok");
+    refreshTickets();
+  } catch (error) {
+    wrapResult(error.message, "error");
+  }
+});
+
+$("wrapup-done").addEventListener("click", () => {
+  endWrapUp();
+  if (pop && (pop.state === "ended" || pop.state === "gone")) clearPop();
+});
+
+// -- tickets of the agent's queues ------------------------------------------------------
+
+async function refreshTickets() {
+  try {
+    const page = await api("GET", "/api/v1/tickets?limit=50");
+    const open = page.tickets.filter((t) => !["resolved", "closed", "merged"].includes(t.status));
+    $("tickets").replaceChildren(...open.map((t) =>
+      el("tr", { class: `sla-${t.sla_state}`, dataset: { ticket: String(t.id) } },
+        el("td", { text: t.number }), el("td", { text: t.subject }), el("td", { text: t.priority }),
+        el("td", { text: t.status }),
+        el("td", { text: `${when(t.first_response_at ? t.resolution_due : t.first_response_due)} (${t.sla_state})` }))));
+    if (!open.length) $("tickets").replaceChildren(el("tr", {}, el("td", { colspan: "5", class: "empty", text: "no open ticket" })));
+  } catch (error) {
+    notify(error.message, "error");
+  }
+}
+
+async function loadChoices() {
+  const [vocabulary, dispositions] = await Promise.all([
+    api("GET", "/api/v1/tickets/vocabulary").catch(() => ({ categories: ["inquiry"], priorities: ["normal"] })),
+    api("GET", "/api/v1/dispositions").catch(() => ({ dispositions: [] })),
+  ]);
+  $("ticket-category").replaceChildren(...vocabulary.categories.map((c) => el("option", { value: c, text: c })));
+  $("ticket-priority").replaceChildren(el("option", { value: "", text: "by category" }),
+    ...vocabulary.priorities.map((p) => el("option", { value: p, text: p })));
+  $("disposition").replaceChildren(...dispositions.dispositions.map((d) => el("option", { value: d, text: d.replace(/_/g, " ") })));
+}
+
+// -- start ------------------------------------------------------------------------------
+
+if (me) {
+  setText($("agent-name"), me.account.agent || me.account.username);
+  $("go-available").addEventListener("click", () => command("/api/v1/agent/available"));
+  $("go-pause").addEventListener("click", () => command("/api/v1/agent/pause", { reason: $("pause-reason").value }));
+  $("go-logout").addEventListener("click", () => command("/api/v1/agent/logout"));
+  $("sign-out").addEventListener("click", signOut);
+  $("refresh-tickets").addEventListener("click", refreshTickets);
+  shortcuts({
+    a: () => $("go-available").click(),
+    p: () => $("go-pause").click(),
+    l: () => $("go-logout").click(),
+    d: () => wrap && $("save-disposition").click(),
+    t: () => wrap && $("create-ticket").click(),
+    k: () => wrap && $("link-ticket-button").click(),
+    r: refreshTickets,
+    ...Object.fromEntries([1, 2, 3, 4, 5, 6, 7, 8, 9].map((n) => [String(n), () => {
+      const button = document.querySelectorAll("#candidates .pick")[n - 1];
+      if (button && !$("choose").hidden) button.click();
+    }])),
+  });
+  // The feed restores the pop of the call in progress on every (re)connection.
+  liveFeed("/api/v1/pops", onFeed, (state) => {
+    const line = $("connection");
+    line.className = `connection ${state}`;
+    setText(line, state === "live" ? "live" : state === "refused" ? "refused" : "reconnecting…");
+    if (state === "live") refreshStatus();
+  });
+  loadChoices().catch((error) => notify(error instanceof ApiError ? error.message : String(error), "error"));
+  refreshStatus();
+  refreshTickets();
+  setInterval(tick, 1000);
+  setInterval(refreshStatus, 5000);
+  setInterval(refreshTickets, 30000);
+}
