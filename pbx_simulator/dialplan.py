@@ -142,8 +142,11 @@ def _queue_entries(settings: Settings) -> dict[str, dict[str, list[Step]]]:
     return contexts
 
 
-def _ring_secs(v: Mapping[str, str]) -> str:
-    return v.get("LAB_AGENT_RING") or v.get("AGENT_RING_SECS", "1")
+def _ring_secs(default: float) -> Data:
+    def ring(v: Mapping[str, str]) -> str:
+        return v.get("LAB_AGENT_RING") or v.get("AGENT_RING_SECS", f"{default:g}")
+
+    return ring
 
 
 def _talk_secs(v: Mapping[str, str]) -> str:
@@ -184,6 +187,7 @@ def _customer_outcomes(script: Mapping[str, tuple[str, ...]]) -> Data:
 def lab_dialplan(settings: Settings) -> Dialplan:
     """The lab's extensions.conf, with ``[inbound]`` routes from ``settings.dids``."""
     entry = {q.name: q.entry_context for q in settings.queues}
+    ring = _ring_secs(settings.agent_ring_seconds)
     plan: Dialplan = {
         "caller-script": {
             "hangup-after": [
@@ -324,7 +328,7 @@ def lab_dialplan(settings: Settings) -> Dialplan:
             "_6XXX": [
                 Step("NoOp", "Agent ${EXTEN} alerted for CTI_CALLID=${CTI_CALLID}"),
                 Step("Ringing"),
-                Step("Wait", _ring_secs),
+                Step("Wait", ring),
                 Step("Answer"),
                 Step("Wait", _talk_secs),
                 Step("Hangup"),
@@ -345,7 +349,7 @@ def lab_dialplan(settings: Settings) -> Dialplan:
             "_7XXX": [
                 Step("NoOp", "phone ${EXTEN} alerted for CTI_CALLID=${CTI_CALLID}"),
                 Step("Ringing"),
-                Step("Wait", _ring_secs),
+                Step("Wait", ring),
                 Step("Answer"),
                 Step("PlayTones", "0/1000"),
                 Step("Wait", _talk_secs),

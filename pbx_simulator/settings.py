@@ -177,6 +177,9 @@ class Settings:
     max_write_buffer: int = 4 << 20
     #: Seconds a prompt (Background, STREAM FILE, Playback) plays.
     prompt_seconds: float = 1.5
+    #: How long an agent's phone (``Local/<agent>@agents``) rings before the agent answers,
+    #: unless the call says otherwise (``AGENT_RING_SECS``): pages need a ring they can see.
+    agent_ring_seconds: float = 1.0
     #: Prompts of another length (STREAM FILE reports it as ``endpos``, 8 kHz samples).
     prompt_lengths: dict[str, float] = field(default_factory=lambda: {"lab-beep": 0.3})
     #: ``features.conf`` ``atxfer``: keyed into the transferer by the ``Atxfer`` action.
