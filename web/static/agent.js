@@ -1,7 +1,7 @@
 // The agent desktop: state and its timer, the screen pop while the phone rings, wrap-up
 // (disposition, a ticket from the call or a link to one), the tickets of the agent's queues.
 import {
-  ApiError, api, duration, el, liveFeed, notify, requireSession, serverClock, setText,
+  ApiError, api, duration, el, epoch, liveFeed, notify, requireSession, serverClock, setText,
   shortcuts, signOut, when,
 } from "./common.js";
 
@@ -46,7 +46,7 @@ async function command(path, body) {
 }
 
 function tick() {
-  if (status) setText($("state-timer"), status.since ? duration(serverClock.now() - status.since) : "–");
+  if (status) setText($("state-timer"), status.since ? duration(serverClock.now() - epoch(status.since)) : "–");
   if (wrap) setText($("wrapup-timer"), duration(serverClock.now() - wrap.since));
   if (pop && pop.state === "ringing") setText($("pop-wait"), duration(pop.wait + serverClock.now() - pop.at));
 }

@@ -149,6 +149,12 @@ export function setText(node, text) {
   if (node.textContent !== value) node.textContent = value;
 }
 
+/** Epoch seconds of an API time: epoch numbers pass, ISO 8601 texts are parsed. */
+export function epoch(value) {
+  if (value === null || value === undefined) return null;
+  return typeof value === "number" ? value : Date.parse(value) / 1000;
+}
+
 /** Seconds as m:ss or h:mm:ss. */
 export function duration(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "–";

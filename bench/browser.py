@@ -1,10 +1,10 @@
-"""Headless Chromium (Debian's, ``/usr/bin/chromium``) driven by Playwright for the page
-tests, from the async tests that run the backend on the reactor's loop.
+"""Headless Chromium (Debian's, ``/usr/bin/chromium``) driven by Playwright, for the page
+tests and the wallboard benchmark, which run the backend on the reactor's loop.
 
 Playwright's sync API may not run inside a running asyncio loop, and its objects belong to
-the thread that made them: every browser step runs on one dedicated thread, and a test
-awaits it (``await browser.do(step)``), so the reactor keeps serving the page meanwhile.
-Playwright's own browser downloads are never used.
+the thread that made them: every browser step runs on one dedicated thread, and a test or
+benchmark awaits it (``await browser.do(step)``, a Deferred), so the reactor keeps serving
+the page meanwhile. Playwright's own browser downloads are never used.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from twisted.internet.defer import Deferred
 
 T = TypeVar("T")
 
@@ -54,14 +55,18 @@ class BrowserThread:
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
         )
 
-    async def do(self, step: Callable[..., T], *args: Any) -> T:
-        """Run ``step(*args)`` on the browser's thread; the loop goes on meanwhile."""
-        return await asyncio.wrap_future(self._thread.submit(step, *args))
+    def do(self, step: Callable[..., T], *args: Any) -> Deferred[T]:
+        """Run ``step(*args)`` on the browser's thread; the loop goes on meanwhile (a
+        Deferred: the tests' coroutines run as Twisted's, which await Deferreds)."""
+        return Deferred.fromFuture(asyncio.wrap_future(self._thread.submit(step, *args)))
 
-    def new_page(self, width: int = 1400, height: int = 900) -> Page:
-        """A page in a context of its own (its own sessionStorage): call it on the thread."""
+    def new_page(self, width: int = 1400, height: int = 900, *, bypass_csp: bool = False) -> Page:
+        """A page in a context of its own (its own sessionStorage): call it on the thread.
+        ``bypass_csp`` lets a benchmark's instruments run (the pages forbid ``eval``)."""
         assert self.browser is not None
-        context = self.browser.new_context(viewport={"width": width, "height": height})
+        context = self.browser.new_context(
+            viewport={"width": width, "height": height}, bypass_csp=bypass_csp
+        )
         return context.new_page()
 
     def close(self) -> None:
