@@ -114,6 +114,14 @@ class CallbackPolicy(_Section):
     spacing: float = Field(120.0, ge=0, description="seconds between two dials")
 
 
+class WallboardAlerts(_Section):
+    """When the wallboard colours a queue's longest wait: amber from ``amber`` seconds, red
+    from ``red``; unset, amber is the queue's service-level threshold and red twice it."""
+
+    amber: float | None = Field(None, gt=0)
+    red: float | None = Field(None, gt=0)
+
+
 class QueueConfig(_Section):
     """One ACD queue; ``name`` is its key under ``queues:``."""
 
@@ -142,6 +150,8 @@ class QueueConfig(_Section):
     hours: BusinessHours | None = None
     #: Retries of this queue's callback requests whose customer was not reached.
     callback: CallbackPolicy = CallbackPolicy()
+    #: The wallboard's alert thresholds on the longest wait.
+    wallboard: WallboardAlerts = WallboardAlerts()
     #: Handle time (seconds) for wait estimates and staffing until one is observed.
     fallback_aht: float | None = Field(None, gt=0)
 
@@ -165,6 +175,23 @@ class QueueConfig(_Section):
         if limits and self.overflow is None:
             raise ValueError(f"{', '.join(limits)} set: add an 'overflow' target for those callers")
         return self
+
+    @model_validator(mode="after")
+    def _alerts_in_order(self) -> QueueConfig:
+        amber, red = self.wallboard_alerts()
+        if red < amber:
+            raise ValueError(
+                f"wallboard.red ({red:g} s) comes before wallboard.amber ({amber:g} s): "
+                "red must be at least amber"
+            )
+        return self
+
+    def wallboard_alerts(self) -> tuple[float, float]:
+        """(amber, red) seconds of longest wait, defaults applied."""
+        threshold = self.service_level.seconds
+        amber = self.wallboard.amber if self.wallboard.amber is not None else threshold
+        red = self.wallboard.red if self.wallboard.red is not None else 2 * threshold
+        return amber, red
 
     def overflow_target(self) -> str:
         """The overflow target's name (a callback overflow defaults to this queue)."""

@@ -43,6 +43,7 @@ from acd.history import AcdEventRecorder, open_acd_calls
 from acd.router import Router
 from acd.state import AcdState, MemoryState
 from acd.store_health import GuardedState
+from acd.wallboard import WALLBOARD_WINDOW, Wallboard, WallboardFeed
 from crm_bridge.tiers import CallerTiers, StaticTiers
 from cti.ami.codec import Message
 from cti.calls.events import PbxEvent
@@ -172,7 +173,8 @@ class AcdService:
         self.figures = {
             name: LiveFigures(
                 {name: [a for a, cfg in config.agents.items() if name in cfg.queues]},
-                FigureRules(service_threshold=queue.service_level.seconds),
+                # The window is the wallboard's "last 30 minutes".
+                FigureRules(service_threshold=queue.service_level.seconds, window=WALLBOARD_WINDOW),
             )
             for name, queue in config.queues.items()
         }
@@ -180,6 +182,10 @@ class AcdService:
         #: Each agent's state and current call, for the agents' desks (``acd.http``).
         self.board = AgentBoard(config.agents)
         self.events.subscribe(self.board.on_acd_event, name="agent board")
+        #: The supervisors' wallboard and its sockets' feed (after the figures and the board,
+        #: whose state its rows read).
+        self.wallboard = WallboardFeed(Wallboard(config, self.figures, self.board), reactor)
+        self.events.subscribe(self.wallboard.on_acd_event, name="wallboard")
         #: With a shared store, agents freed through other backends are picked up by a poll.
         self.poll: LoopingCall | None = None
         self._polling: Deferred[None] | None = None

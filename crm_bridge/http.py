@@ -21,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Query, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, HTTPException, Query, WebSocket
 from pydantic import BaseModel, Field
 from twisted.internet.defer import Deferred
 
@@ -32,18 +32,13 @@ from crm_bridge.errors import UnknownCustomer
 from crm_bridge.numbers import NumberError, to_e164
 from crm_bridge.pop import PopError
 from crm_bridge.service import CrmBridgeService
-from web.accounts import Account, Unauthenticated
-from web.auth import account_for_token, accounts_of, require_role
+from web.accounts import Account
+from web.auth import require_role
+from web.feed import Message, close_quietly, hello, serve_feed
 
 __all__ = ["Choice", "NewCustomer", "pop_routes"]
 
 log = logging.getLogger(__name__)
-
-#: Seconds a new pop socket has to send its token.
-HELLO_TIMEOUT = 10.0
-#: Messages queued for one slow socket before it is closed (it reconnects and gets the
-#: current pop again: nothing an agent needs is lost).
-MAX_QUEUED = 256
 
 T = TypeVar("T")
 
@@ -131,94 +126,29 @@ def pop_routes(service: CrmBridgeService, default_region: str) -> APIRouter:
     @router.websocket("/pops")
     async def pop_feed(socket: WebSocket) -> None:
         await socket.accept()
-        account = await _hello(socket)
+        account = await hello(socket)
         if account is None:
             return
         if account.role != "agent" or account.agent is None:
-            await socket.close(4403, "this account is no agent's: pops go to agents")
+            await close_quietly(socket, 4403, "this account is no agent's: pops go to agents")
             return
         await _feed(socket, service, account.agent)
 
     return router
 
 
-async def _hello(socket: WebSocket) -> Account | None:
-    """The account of the socket's first message ``{"token": ...}``, or None (closed)."""
-    try:
-        first = await asyncio.wait_for(socket.receive_json(), HELLO_TIMEOUT)
-    except TimeoutError:
-        await socket.close(4401, "send {\"token\": ...} first")
-        return None
-    except (WebSocketDisconnect, ValueError):
-        await _close_quietly(socket, 4401, "the first message must be {\"token\": ...}")
-        return None
-    token = first.get("token") if isinstance(first, dict) else None
-    if not isinstance(token, str) or not token:
-        await socket.close(4401, "the first message must be {\"token\": ...}")
-        return None
-    try:
-        return await account_for_token(token, accounts_of(socket))
-    except Unauthenticated:
-        await socket.close(4401, "invalid or expired token: log in again")
-        return None
-
-
 async def _feed(socket: WebSocket, service: CrmBridgeService, agent: str) -> None:
     """Send ``agent``'s pops until the socket closes (or falls too far behind)."""
-    # One queue for everything the feed waits on, so a pop costs one loop turn from the
-    # reactor's publish to the socket write: a per-frame ``asyncio.wait`` on two futures
-    # took three, each behind whatever AMI read the loop was busy with.
-    queue: asyncio.Queue[Mapping[str, Any] | str] = asyncio.Queue()
 
-    def send(pop: Mapping[str, Any]) -> None:
-        if queue.qsize() >= MAX_QUEUED:
-            queue.put_nowait(_BEHIND)  # too far behind: close; the client reconnects
-            return
-        queue.put_nowait(pop)
+    def opening() -> list[Message]:
+        current = service.current_pop(agent)  # a reconnect gets the call in progress
+        hello = {"type": "hello", "agent": agent}
+        return [hello] if current is None else [hello, {"type": "pop", "pop": current}]
 
-    disconnect = service.sessions.connect(agent, send)
-    reader = asyncio.ensure_future(_drain(socket, queue))
-    try:
-        await socket.send_json({"type": "hello", "agent": agent})
-        current = service.current_pop(agent)
-        if current is not None:
-            await socket.send_json({"type": "pop", "pop": current})
-        while True:
-            pop = await queue.get()
-            if pop == _GONE:
-                return
-            if pop == _BEHIND:
-                log.warning("screen pop: agent %s's socket fell behind; closed it", agent)
-                await socket.close(1013, "too far behind: reconnect")
-                return
-            await socket.send_json({"type": "pop", "pop": pop})
-    except (WebSocketDisconnect, RuntimeError):
-        return
-    finally:
-        disconnect()
-        reader.cancel()
+    def connect(send: Callable[[Message], None]) -> Callable[[], None]:
+        return service.sessions.connect(agent, lambda pop: send({"type": "pop", "pop": pop}))
 
-
-#: What the feed's queue carries besides pops: the client left; the client fell behind.
-_GONE, _BEHIND = "gone", "behind"
-
-
-async def _drain(socket: WebSocket, queue: asyncio.Queue[Mapping[str, Any] | str]) -> None:
-    """Read (and ignore) what the client sends; tell the feed when it disconnects."""
-    try:
-        while True:
-            message = await socket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-    except (WebSocketDisconnect, RuntimeError):
-        return
-    finally:
-        queue.put_nowait(_GONE)
-
-
-async def _close_quietly(socket: WebSocket, code: int, reason: str) -> None:
-    with suppress(RuntimeError, WebSocketDisconnect):  # the client is gone already
-        await socket.close(code, reason)
+    await serve_feed(socket, connect=connect, opening=opening, what=f"screen pop: agent {agent}")
 
 
 @contextmanager
