@@ -126,6 +126,11 @@ class Wallboard:
         self._queues: dict[str, dict[str, int]] = {
             agent: dict(cfg.queues) for agent, cfg in config.agents.items()
         }
+        #: queue -> its member agents, in the configuration's order (a queue row's counts).
+        self._members: dict[str, dict[str, None]] = {q: {} for q in config.queues}
+        for agent, queues in self._queues.items():
+            for queue in queues:
+                self._members[queue][agent] = None
         #: agent -> the queue of its last call: its wrap-up counts there.
         self._last_queue: dict[str, str] = {}
 
@@ -146,7 +151,7 @@ class Wallboard:
                 known = {q: p for q, p in event.queues.items() if q in self._config.queues}
                 queues |= old.keys() | known.keys()
                 if event.agent in self._config.agents:
-                    self._queues[event.agent] = known
+                    self._move(event.agent, old, known)
             case CallerOffered():
                 agents = event.agents  # their rows now show the call ringing
             case CallerConnected() | CallCompleted():
@@ -155,6 +160,13 @@ class Wallboard:
         return WallboardChange(
             tuple(a for a in agents if a in self._config.agents), frozenset(queues)
         )
+
+    def _move(self, agent: str, old: Mapping[str, int], new: dict[str, int]) -> None:
+        for queue in old.keys() - new.keys():
+            self._members[queue].pop(agent, None)
+        for queue in new.keys() - old.keys():
+            self._members[queue][agent] = None
+        self._queues[agent] = new
 
     def queues_of(self, agent: str) -> dict[str, int]:
         """The queues ``agent`` serves now (queue -> penalty)."""
@@ -187,8 +199,7 @@ class Wallboard:
         figures = self._figures[queue].figures(queue, now)
         amber, red = config.wallboard_alerts()
         # Counted from the rows the page shows, with the memberships as they are now.
-        members = [a for a, queues in self._queues.items() if queue in queues]
-        states = [self._board.status(a).state for a in members]
+        states = [self._board.status(a).state for a in self._members[queue]]
         waiting = figures.calls_waiting
         return {
             "queue": queue,

@@ -452,3 +452,41 @@ def test_a_socket_too_far_behind_is_closed_with_1013(desk: Desk, run: Any) -> No
     assert board.close_code == 1013 and board.messages[0]["type"] == "snapshot"
     # Unsubscribed: no timer keeps running for it.
     assert not desk.acd.wallboard._refresher.running
+
+
+def test_the_process_serves_the_wallboard(reactor: Any, run: Any, tmp_path: Path) -> None:
+    """callcenter.app wiring: the backend, on the PBX simulator, serves the snapshot and
+    the feed; the agents it logged in at its first snapshot show available."""
+    from tests.e2e import start_backend, start_simulator
+
+    queues = tmp_path / "queues.yaml"
+    queues.write_text(yaml.safe_dump(QUEUES), encoding="utf-8")
+    simulator = start_simulator(reactor)
+    env = {"CALLCENTER_ACD__QUEUES": str(queues), "CALLCENTER_ACD__LOGIN_AGENTS": "true"}
+    app = start_backend(reactor, run, simulator, tmp_path, env)
+    try:
+        assert app.api is not None and app.acd is not None
+        app.accounts.add("sam", PASSWORD, "supervisor")
+        url = f"http://127.0.0.1:{app.api.port}"
+
+        async def go() -> tuple[dict[str, Any], PopClient]:
+            async with httpx.AsyncClient(base_url=url) as client:
+                session = await client.post(
+                    "/api/v1/session", json={"username": "sam", "password": PASSWORD}
+                )
+                token = session.json()["token"]
+                auth = {"Authorization": f"Bearer {token}"}
+                snapshot = (await client.get("/api/v1/wallboard", headers=auth)).json()
+            board = PopClient(url.replace("http", "ws") + "/api/v1/wallboard/feed", token)
+            await until(lambda: len(board.messages) >= 1)
+            board.stop()
+            return snapshot, board
+
+        snapshot, board = in_loop(run, go())
+        assert [a["state"] for a in snapshot["agents"]] == ["available", "available"]
+        assert [q["agents"]["available"] for q in snapshot["queues"]] == [1, 1]
+        assert board.messages[0]["type"] == "snapshot"
+        assert board.messages[0]["agents"] == snapshot["agents"]
+    finally:
+        run(app.stop())
+        simulator.stopListening()
