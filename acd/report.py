@@ -55,6 +55,7 @@ __all__ = [
     "CountsReport",
     "acd_records",
     "build_report",
+    "call_answered_by",
     "report_csv",
     "report_range",
 ]
@@ -452,6 +453,21 @@ def acd_records(
             yield payload
         for (payload,) in conn.execution_options(yield_per=2000).execute(during):
             yield payload
+
+
+def call_answered_by(engine: Engine, call_id: str, agent: str) -> str | None:
+    """The queue of ``call_id`` when the ACD history says ``agent`` answered it, else
+    None (an agent's desk may tag only its own calls, also after a restart)."""
+    t = acd_events.c
+    query = (
+        select(t.queue)
+        .where(t.call_id == call_id, t.agent == agent, t.kind == "caller_connected")
+        .order_by(t.id.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        queue: str | None = conn.execute(query).scalar()
+    return queue
 
 
 #: How long before a range a caller answered in it may have joined and keep its tier.

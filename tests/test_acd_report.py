@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import create_engine
 
+from acd.config import AcdHistorySettings, AcdServiceSettings
+from acd.erlang import staffing_need
 from acd.events import (
     AcdEvent,
     AgentStateChanged,
@@ -29,6 +34,8 @@ from acd.events import (
 )
 from acd.figures import FigureRules, LiveFigures
 from acd.history import AcdEventRecorder
+from acd.history import metadata as acd_metadata
+from acd.http import agent_routes, report_routes
 from acd.report import (
     INTERVAL,
     AcdReport,
@@ -37,6 +44,15 @@ from acd.report import (
     report_csv,
     report_range,
 )
+from acd.service import AcdService
+from tests.conftest import sleep
+from tests.test_acd_http import Desk
+from tests.test_acd_service import FakeAmi
+from web.accounts import Account, Accounts
+from web.accounts import metadata as web_metadata
+from web.api import build_api
+from web.auth import current_account
+from web.server import ApiServer
 
 PARIS = ZoneInfo("Europe/Paris")
 DAY = date(2026, 6, 2)
@@ -210,14 +226,20 @@ def test_csv_tables_keep_spreadsheets_from_running_formulas() -> None:
 
 # -- random days (hypothesis) -------------------------------------------------------------
 
+
+def milliseconds(low: float, high: float) -> st.SearchStrategy[float]:
+    """Seconds to the millisecond, as the PBX gives times (the report counts in µs)."""
+    return st.integers(round(low * 1000), round(high * 1000)).map(lambda ms: ms / 1000)
+
+
 calls = st.lists(
     st.tuples(
         st.sampled_from(["sales", "support"]),
         st.sampled_from(["vip", "key", "ordinary"]),
-        st.floats(min_value=-1800, max_value=86_400 + 1800),  # join, around the day
-        st.floats(min_value=0, max_value=200),  # wait
+        milliseconds(-1800, 86_400 + 1800),  # join, around the day
+        milliseconds(0, 200),  # wait
         st.sampled_from(["answer", "abandon", "overflow"]),
-        st.floats(min_value=1, max_value=900),  # talk
+        milliseconds(1, 900),  # talk
         st.sampled_from(["a1", "a2", "a3"]),
     ),
     max_size=40,
@@ -318,3 +340,204 @@ def test_the_report_reads_back_what_the_recorder_wrote(
     assert from_sql.tiers["vip"].figures.answered == 2
     assert next(r["call_id"] for r in records if r["kind"] == "caller_joined") == "old"
     assert list(acd_records(migrated_engine, START, END, pbx="other")) == []
+
+
+# -- HTTP: dispositions, the report and staffing on a real AcdService and uvicorn ---------
+
+HTTP_QUEUES = {
+    "agent_interface": "Local/{agent}@agents",
+    "timezone": "Europe/Paris",
+    "dispositions": ["resolved", "callback_promised", "wrong_number"],
+    "queues": {
+        "sales": {"lanes": ["external"], "service_level": {"percent": 80, "seconds": 20}},
+        "support": {"fallback_aht": 240},
+    },
+    "agents": {
+        "6001": {"name": "Alice", "queues": {"sales": 0}},
+        "6002": {"name": "Bob", "queues": {"sales": 0, "support": 0}},
+    },
+}
+
+
+@pytest.fixture
+def office(tmp_path: Path, reactor: Any, run: Any) -> Iterator[Desk]:
+    queues = tmp_path / "queues.yaml"
+    queues.write_text(yaml.safe_dump(HTTP_QUEUES), encoding="utf-8")
+    engine = create_engine(f"sqlite:///{tmp_path / 'office.sqlite3'}")
+    acd_metadata.create_all(engine)
+    web_metadata.create_all(engine)
+    acd = AcdService(
+        AcdServiceSettings(
+            queues=queues,
+            pbx="lab",
+            history=AcdHistorySettings(spool_dir=tmp_path / "spool", sync_interval=None),
+        ),
+        reactor=reactor,
+        ami=FakeAmi(),
+        caller_channel=lambda call_id: None,
+        engine=engine,
+    )
+    accounts = Accounts(engine)
+    for name, role, agent in [("alice", "agent", "6001"), ("bob", "agent", "6002"),
+                              ("sam", "supervisor", None), ("root", "admin", None)]:  # fmt: skip
+        accounts.add(name, "s3cret-pass", role, agent)
+    tokens = {
+        a.username: accounts.issue_token(Account(a.username, a.role, a.agent)).token
+        for a in accounts.list()
+    }
+    routers = [
+        agent_routes(acd, account=current_account),
+        report_routes(acd, account=current_account),
+    ]
+    server = ApiServer(build_api(accounts=accounts, routers=routers), reactor=reactor)
+    port = run(server.start("127.0.0.1", 0))
+    try:
+        yield Desk(run, f"http://127.0.0.1:{port}", acd, tokens)
+    finally:
+        run(server.stop())
+        acd.stop()
+        run(acd.close())
+        engine.dispose()
+
+
+def _written(desk: Desk) -> None:
+    """Wait until the history has written what was published."""
+    for _ in range(200):
+        if desk.acd.history.pending == 0:
+            return
+        desk.run(sleep(0.02))
+    raise AssertionError("the ACD history did not write its events")
+
+
+def _problem(response: httpx.Response) -> tuple[int, str | None, str]:
+    [error] = response.json()["errors"]
+    return response.status_code, error["field"], error["problem"]
+
+
+def test_an_agent_tags_its_own_calls_and_the_report_counts_them(office: Desk) -> None:
+    acd, now = office.acd, office.acd.reactor.seconds()
+    acd.events.publish(CallerJoined(now - 50, "c1", "sales", "vip", 1))
+    acd.events.publish(CallerConnected(now - 40, "c1", "sales", "6001", 10))
+    acd.events.publish(CallerJoined(now - 30, "c2", "sales", "key", 1))
+    acd.events.publish(CallerConnected(now - 5, "c2", "sales", "6001", 25))  # alice's last
+    acd.events.publish(CallerJoined(now - 30, "c3", "sales", "ordinary", 2))
+    acd.events.publish(CallerConnected(now - 4, "c3", "sales", "6002", 26))
+    _written(office)
+
+    assert office.call("GET", "/api/v1/dispositions", "alice").json() == {
+        "dispositions": ["resolved", "callback_promised", "wrong_number"]
+    }
+    tagged = office.call("POST", "/api/v1/agent/disposition", "alice",
+                         json={"call_id": "c2", "disposition": "callback_promised",
+                               "note": "  call back at 5 pm\nabout the invoice "})  # fmt: skip
+    assert tagged.status_code == 200, tagged.text
+    body = tagged.json()
+    assert (body["call_id"], body["queue"], body["agent"]) == ("c2", "sales", "6001")
+    assert body["note"] == "call back at 5 pm\nabout the invoice" and body["at"] >= now
+    # An earlier call of alice's: found in the ACD history.
+    earlier = office.call("POST", "/api/v1/agent/disposition", "alice",
+                          json={"call_id": "c1", "disposition": "resolved"})  # fmt: skip
+    assert earlier.status_code == 200, earlier.text
+
+    not_hers = office.call("POST", "/api/v1/agent/disposition", "alice",
+                           json={"call_id": "c3", "disposition": "resolved"})  # fmt: skip
+    assert (
+        _problem(not_hers)[:2] == (409, None)
+        and "not answered by agent 6001" in (_problem(not_hers)[2])
+    )
+    unknown = office.call("POST", "/api/v1/agent/disposition", "alice",
+                          json={"call_id": "c2", "disposition": "sold"})  # fmt: skip
+    status, field, problem = _problem(unknown)
+    assert (status, field) == (422, "body.disposition")
+    assert "resolved, callback_promised, wrong_number" in problem
+    bell = {"call_id": "c2", "disposition": "resolved", "note": "a\x07"}
+    bad_note = office.call("POST", "/api/v1/agent/disposition", "alice", json=bell)
+    assert _problem(bad_note)[:2] == (422, "body.note")
+    by_supervisor = office.call("POST", "/api/v1/agent/disposition", "sam",
+                                json={"call_id": "c2", "disposition": "resolved"})  # fmt: skip
+    assert by_supervisor.status_code == 403
+    _written(office)
+
+    today = datetime.fromtimestamp(now, PARIS).date().isoformat()
+    report = office.call("GET", f"/api/v1/reports/acd?from={today}&to={today}", "sam")
+    assert report.status_code == 200, report.text
+    data = report.json()
+    assert (data["from"], data["to"], data["timezone"]) == (today, today, "Europe/Paris")
+    assert set(data) == {"from", "to", "timezone", "start", "end", "queues", "agents",
+                         "tiers", "intervals"}  # fmt: skip
+    queues = {q["queue"]: q for q in data["queues"]}
+    assert (queues["sales"]["offered"], queues["sales"]["answered"]) == (3, 3)
+    assert queues["sales"]["service_level"] == pytest.approx(1 / 3)
+    assert queues["support"]["offered"] == 0 and queues["support"]["service_level"] is None
+    agents = {a["agent"]: a for a in data["agents"]}
+    assert agents["6001"]["dispositions"] == {"callback_promised": 1, "resolved": 1}
+    assert agents["6001"]["answered"] == 2 and agents["6002"]["dispositions"] == {}
+    assert {i["queue"] for i in data["intervals"]} == {"sales"}
+    assert sum(i["offered"] for i in data["intervals"]) == 3
+    assert all(set(i) >= {"start", "queue", "offered", "answered", "abandoned",
+                          "service_level"} for i in data["intervals"])  # fmt: skip
+
+    as_csv = office.call(
+        "GET", f"/api/v1/reports/acd?from={today}&to={today}&format=csv&by=agent", "root"
+    )
+    assert as_csv.status_code == 200 and as_csv.headers["content-type"].startswith("text/csv")
+    assert as_csv.headers["content-disposition"] == (
+        f'attachment; filename="acd-agent-{today}-{today}.csv"'
+    )
+    rows = list(csv.DictReader(io.StringIO(as_csv.text)))
+    assert [r["disposition_callback_promised"] for r in rows] == ["1", "0"]
+
+
+def test_reports_refuse_agents_and_bad_ranges_naming_the_field(office: Desk) -> None:
+    ok = "/api/v1/reports/acd?from=2026-01-01&to=2026-01-02"
+    assert office.call("GET", ok, "sam").status_code == 200
+    assert _problem(office.call("GET", ok, "alice"))[:2] == (403, None)
+    assert office.call("GET", ok, None).status_code == 401
+    backwards = office.call("GET", "/api/v1/reports/acd?from=2026-01-02&to=2026-01-01", "sam")
+    assert _problem(backwards)[:2] == (422, "query.to")
+    too_long = office.call("GET", "/api/v1/reports/acd?from=2026-01-01&to=2026-04-04", "sam")
+    assert _problem(too_long)[:2] == (422, "query.to") and "92" in _problem(too_long)[2]
+    not_a_day = office.call("GET", "/api/v1/reports/acd?from=2026-02-30&to=2026-03-01", "sam")
+    assert not_a_day.status_code == 422
+    assert not_a_day.json()["errors"][0]["field"] == "query.from"
+    bad_table = office.call("GET", ok + "&format=csv&by=week", "sam")
+    assert bad_table.status_code == 422 and bad_table.json()["errors"][0]["field"] == "query.by"
+    empty = office.call("GET", ok + "&format=csv&by=interval", "sam")
+    assert empty.status_code == 200 and empty.text.splitlines() == ["start,queue"]
+
+
+def test_staffing_needs_per_interval_from_the_days_calls(office: Desk) -> None:
+    acd = office.acd
+    day = date(2026, 3, 29)  # Paris's 23-hour day
+    nine = datetime(2026, 3, 29, 9, 0, tzinfo=PARIS).timestamp()
+    for n in range(20):  # 20 calls of 180 s between 09:00 and 09:15
+        at, call = nine + n * 40, f"s{n}"
+        acd.events.publish(CallerJoined(at, call, "sales", "ordinary", 1))
+        acd.events.publish(CallerConnected(at + 5, call, "sales", "6001", 5))
+        acd.events.publish(CallCompleted(at + 185, call, "sales", "6001", 180))
+    _written(office)
+    answer = office.call("GET", "/api/v1/staffing?queue=sales&date=2026-03-29", "sam")
+    assert answer.status_code == 200, answer.text
+    plan = answer.json()
+    assert (plan["queue"], plan["date"], plan["interval"]) == ("sales", "2026-03-29", 900)
+    assert (plan["target"], plan["threshold"]) == (0.8, 20)
+    intervals = plan["intervals"]
+    assert len(intervals) == 23 * 4
+    by_start = {datetime.fromtimestamp(i["start"], PARIS).strftime("%H:%M"): i for i in intervals}
+    first = by_start["09:00"]
+    assert first["offered"] == 20 and first["aht_source"] == "interval"
+    assert first["traffic"] == pytest.approx(20 * 180 / 900)
+    assert first["agents_needed"] == staffing_need(20, 180, 900, 20, 0.8).agents
+    assert first["service_level"] >= 0.8
+    quiet = by_start["14:00"]  # nothing offered: the day's AHT, no agents needed
+    assert (quiet["offered"], quiet["aht_source"], quiet["agents_needed"]) == (0, "day", 0)
+    assert quiet["aht"] == pytest.approx(180)
+
+    support = office.call("GET", f"/api/v1/staffing?queue=support&date={day}", "root").json()
+    assert {(i["aht"], i["aht_source"]) for i in support["intervals"]} == {(240, "fallback")}
+    unknown = office.call("GET", "/api/v1/staffing?queue=billing", "sam")
+    status, field, problem = _problem(unknown)
+    assert (status, field) == (422, "query.queue") and "sales, support" in problem
+    assert office.call("GET", "/api/v1/staffing?queue=sales", "alice").status_code == 403
+    today = office.call("GET", "/api/v1/staffing?queue=sales", "sam").json()
+    assert today["date"] == datetime.fromtimestamp(acd.reactor.seconds(), PARIS).date().isoformat()
