@@ -6,6 +6,11 @@
 * ``GET /api/v1/agents/{agent}``, ``POST /api/v1/agents/{agent}/pause | logout`` — the same
   for supervisors and admins, on any agent.
 
+* ``POST /api/v1/agent/disposition {call_id, disposition, note?}`` — the agent tags a call
+  it answered (409 for another's call, 422 for a disposition not configured);
+* ``GET /api/v1/dispositions``, ``GET /api/v1/reports/acd``, ``GET /api/v1/staffing`` —
+  :func:`report_routes`.
+
 Only accounts with the role ``agent`` and an ACD agent use the desk (403 otherwise); an
 agent the ACD configuration does not have is a 404 naming it; a command that does not fit
 the agent's state (pausing on a call, logging in twice) a 409 saying why.
@@ -25,20 +30,31 @@ the request is from (``web.auth.current_account``), anything with ``role`` and `
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, Depends, HTTPException, WebSocket, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, StringConstraints
 from twisted.internet.defer import Deferred
 
-from web.feed import close_quietly, hello, serve_feed
-
 from .agent_status import AgentStatus
+from .config import ServiceLevel
+from .erlang import staffing_need
 from .errors import AcdError, AcdStateUnavailable, AgentStateError, UnknownAgent
+from .report import INTERVAL, AcdReport, acd_records, build_report, report_csv, report_range
 from .service import AcdService
 
-__all__ = ["AgentStatusOut", "CurrentCallOut", "PauseIn", "agent_routes", "wallboard_routes"]
+__all__ = [
+    "AgentStatusOut",
+    "CurrentCallOut",
+    "DispositionIn",
+    "DispositionOut",
+    "PauseIn",
+    "agent_routes",
+    "report_routes",
+    "staffing_plan",
+]
 
 #: Roles that may act on any agent.
 SUPERVISING_ROLES = ("supervisor", "admin")
@@ -62,6 +78,32 @@ class PauseIn(BaseModel):
             strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$"
         ),
     ] = Field(description="why the agent pauses, e.g. lunch, training (1 to 64 characters)")
+
+
+#: Free text, lines allowed; other control characters are not.
+NoteText = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, max_length=2000, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
+    ),
+]
+
+
+class DispositionIn(BaseModel):
+    call_id: Annotated[
+        str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
+    ] = Field(description="the call the agent answered")
+    disposition: str = Field(description="one of GET /api/v1/dispositions")
+    note: NoteText | None = Field(None, description="a note on the call (2,000 characters)")
+
+
+class DispositionOut(BaseModel):
+    call_id: str
+    queue: str
+    agent: str
+    disposition: str
+    note: str | None
+    at: float = Field(description="when it was tagged, epoch seconds")
 
 
 class CurrentCallOut(BaseModel):
@@ -172,6 +214,29 @@ def agent_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
         agent = own_agent(caller)
         return await carried_out(agent, lambda: acd.agent_logout(agent))
 
+    @router.post("/agent/disposition", responses={**busy, **_error(422)}, summary="tag my call")
+    async def dispose(body: DispositionIn, caller: Caller) -> DispositionOut:
+        """Tag a call the agent answered (its last, or an earlier one) with a disposition
+        and an optional note; a later disposition of the same call replaces it in reports."""
+        agent = own_agent(caller)
+        if body.disposition not in acd.config.dispositions:
+            allowed = ", ".join(acd.config.dispositions)
+            raise RequestValidationError(
+                [{"loc": ("body", "disposition"), "type": "value_error",
+                  "msg": f"unknown disposition {body.disposition!r}; one of {allowed}"}]
+            )  # fmt: skip
+        done = acd.dispose_call(agent, body.call_id, body.disposition, body.note)
+        try:
+            event = await done.asFuture(asyncio.get_running_loop())
+        except UnknownAgent as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+        except AgentStateError as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        return DispositionOut(
+            call_id=event.call_id, queue=event.queue, agent=event.agent,
+            disposition=event.disposition, note=event.note, at=event.at,
+        )  # fmt: skip
+
     @router.get("/agents/{agent}", responses={**_error(403), **_error(404)})
     async def agent_status(agent: str, caller: Caller) -> AgentStatusOut:
         """An agent's state and call (supervisors, admins)."""
@@ -192,45 +257,153 @@ def agent_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
     return router
 
 
-def wallboard_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
-    """The supervisors' wallboard (``acd.wallboard`` has the JSON shapes):
+def report_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
+    """The dispositions, the ACD report and staffing, from the ACD's history:
 
-    * ``GET /api/v1/wallboard`` — ``{"type": "snapshot", "at", "queues", "agents"}``;
-    * ``WS /api/v1/wallboard/feed`` — first message ``{"token": ...}`` (4401 without a valid
-      one, 4403 for a role other than supervisor or admin), then the snapshot, then
-      ``{"type": "agent", ...}`` at each agent's change and ``{"type": "queues", ...}``
-      with the queues whose figures changed; a socket too far behind is closed with 1013.
+    * ``GET /api/v1/dispositions`` (any role) — ``{"dispositions": [names]}``;
+    * ``GET /api/v1/reports/acd?from=YYYY-MM-DD&to=YYYY-MM-DD`` (supervisors, admins) — the
+      days ``from`` to ``to`` (included, at most 92 days apart) in the ACD's time zone:
+      ``{"from", "to", "timezone", "start", "end", "queues", "agents", "tiers",
+      "intervals"}`` (``acd.report``); ``&format=csv&by=queue|agent|tier|interval`` gives
+      one table as ``text/csv``;
+    * ``GET /api/v1/staffing?queue=Q&date=YYYY-MM-DD`` (supervisors, admins) — each
+      15-minute interval of the day (default today): calls offered, the AHT used and the
+      agents Erlang C says the queue's service-level target needs.
+
+    The report and staffing read SQL: sync endpoints, on FastAPI's thread pool.
     """
-    router = APIRouter(prefix="/api/v1", tags=["wallboard"])
+    router = APIRouter(prefix="/api/v1", tags=["reports"])
     Caller = Annotated[Requester, Depends(account)]
+    config = acd.config
+    thresholds = {name: q.service_level.seconds for name, q in config.queues.items()}
+    members = {q: [a for a, c in config.agents.items() if q in c.queues] for q in config.queues}
 
-    @router.get("/wallboard", responses=_error(403), summary="every queue and agent now")
-    async def wallboard(caller: Caller) -> dict[str, Any]:
-        # On the loop (the reactor's thread), where the figures and the board are kept.
+    def supervising(caller: Requester) -> None:
         if caller.role not in SUPERVISING_ROLES:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
-                f"the wallboard needs the role supervisor or admin, not {caller.role}",
+                f"reports need the role supervisor or admin, not {caller.role}",
             )
-        return acd.wallboard.wallboard.snapshot(acd.reactor.seconds())
 
-    @router.websocket("/wallboard/feed")
-    async def wallboard_feed(socket: WebSocket) -> None:
-        await socket.accept()
-        who = await hello(socket)
-        if who is None:
-            return
-        if who.role not in SUPERVISING_ROLES:
-            await close_quietly(
-                socket, 4403, f"the wallboard needs the role supervisor or admin, not {who.role}"
-            )
-            return
-        feed = acd.wallboard
-        await serve_feed(
-            socket,
-            connect=feed.connect,
-            opening=lambda: [feed.snapshot()],
-            what=f"wallboard ({who.username})",
+    def days(first: date, last: date) -> tuple[float, float]:
+        try:
+            return report_range(first, last, config.zone)
+        except ValueError as exc:
+            raise RequestValidationError(
+                [{"loc": ("query", "to"), "msg": str(exc), "type": "value_error"}]
+            ) from None
+
+    def report_of(start: float, end: float) -> AcdReport:
+        return build_report(
+            acd_records(acd.engine, start, end),
+            start=start,
+            end=end,
+            now=acd.reactor.seconds(),  # the wall clock: any thread
+            zone=config.zone,
+            thresholds=thresholds,
+            queues=config.queues,
+            agents=config.agents,
+            members=members,
         )
 
+    @router.get("/dispositions", summary="what agents may tag their calls with")
+    def dispositions(caller: Caller) -> dict[str, list[str]]:
+        return {"dispositions": list(config.dispositions)}
+
+    @router.get(
+        "/reports/acd",
+        responses={**_error(403), **_error(422), 200: {"content": {"text/csv": {}}}},
+        summary="queues, agents, tiers and intervals over days",
+    )
+    def acd_report(
+        caller: Caller,
+        first: Annotated[date, Query(alias="from", description="first day, YYYY-MM-DD")],
+        last: Annotated[date, Query(alias="to", description="last day (included)")],
+        format: Literal["json", "csv"] = "json",
+        by: Literal["queue", "agent", "tier", "interval"] = "queue",
+    ) -> Any:
+        supervising(caller)
+        start, end = days(first, last)
+        report = report_of(start, end)
+        if format == "csv":
+            text = report_csv(report, by, dispositions=config.dispositions, zone=config.zone)
+            name = f"acd-{by}-{first.isoformat()}-{last.isoformat()}.csv"
+            return Response(
+                text,
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            )
+        return {
+            "from": first.isoformat(),
+            "to": last.isoformat(),
+            "timezone": config.timezone,
+            **report.to_record(),
+        }
+
+    @router.get(
+        "/staffing",
+        responses={**_error(403), **_error(422)},
+        summary="agents needed per 15 minutes (Erlang C)",
+    )
+    def staffing(
+        caller: Caller,
+        queue: Annotated[str, Query(description="an ACD queue")],
+        day: Annotated[date | None, Query(alias="date", description="default today")] = None,
+    ) -> dict[str, Any]:
+        supervising(caller)
+        if queue not in config.queues:
+            known = ", ".join(config.queues)
+            raise RequestValidationError(
+                [{"loc": ("query", "queue"), "msg": f"unknown queue {queue!r}; one of {known}",
+                  "type": "value_error"}]
+            )  # fmt: skip
+        if day is None:
+            day = datetime.fromtimestamp(acd.reactor.seconds(), config.zone).date()
+        start, end = days(day, day)
+        report = report_of(start, end)
+        cfg = config.queues[queue]
+        return {
+            "queue": queue,
+            "date": day.isoformat(),
+            "timezone": config.timezone,
+            "interval": INTERVAL,
+            "target": cfg.service_level.percent / 100,
+            "threshold": cfg.service_level.seconds,
+            "intervals": staffing_plan(report, queue, cfg.service_level, cfg.fallback_aht),
+        }
+
     return router
+
+
+def staffing_plan(
+    report: AcdReport, queue: str, target: ServiceLevel, fallback_aht: float | None
+) -> list[dict[str, Any]]:
+    """Each interval of ``report``'s range for ``queue``: ``start``, ``offered``, ``aht``
+    and its ``aht_source`` (the interval's, else the day's, else the queue's fallback; null
+    with none), then Erlang C's ``traffic``, ``agents_needed``, and with that many agents
+    the ``service_level``, ``asa`` and ``probability_of_waiting`` (null without an AHT, or
+    for a 100 % target, which no finite staff meets)."""
+    day = report.queues[queue].figures.aht
+    rows = []
+    at = report.start
+    while at < report.end:
+        counts = report.intervals.get((at, queue))
+        offered = counts.offered if counts is not None else 0
+        aht, source = counts.figures.aht if counts is not None else None, "interval"
+        if aht is None:
+            aht, source = (day, "day") if day is not None else (fallback_aht, "fallback")
+        row: dict[str, Any] = {"start": at, "offered": offered, "aht": aht,
+                               "aht_source": source if aht is not None else None}  # fmt: skip
+        need = None
+        if aht is not None and target.percent < 100:
+            need = staffing_need(offered, aht, INTERVAL, target.seconds, target.percent / 100)
+        row.update(
+            traffic=need.traffic if need else None,
+            agents_needed=need.agents if need else None,
+            service_level=need.service_level if need else None,
+            asa=need.asa if need else None,
+            probability_of_waiting=need.probability_of_waiting if need else None,
+        )
+        rows.append(row)
+        at += INTERVAL
+    return rows

@@ -28,22 +28,29 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import Engine
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 
 from acd.agent_status import AgentBoard, AgentStatus
 from acd.agents import AgentState
 from acd.config import AcdServiceSettings, load_acd_config
 from acd.driver import AcdDriver, Dialplan
-from acd.errors import AcdError, AcdStateUnavailable, AgentStateError, StateStoreError
-from acd.events import AcdEvent, CallerJoined
+from acd.errors import (
+    AcdError,
+    AcdStateUnavailable,
+    AgentStateError,
+    StateStoreError,
+    UnknownAgent,
+)
+from acd.events import AcdEvent, CallDisposed, CallerConnected, CallerJoined
 from acd.figures import FigureRules, LiveFigures, QueueFigures
 from acd.history import AcdEventRecorder, open_acd_calls
+from acd.report import call_answered_by
 from acd.router import Router
 from acd.state import AcdState, MemoryState
 from acd.store_health import GuardedState
-from acd.wallboard import WALLBOARD_WINDOW, Wallboard, WallboardFeed
 from crm_bridge.tiers import CallerTiers, StaticTiers
 from cti.ami.codec import Message
 from cti.calls.events import PbxEvent
@@ -173,8 +180,11 @@ class AcdService:
         self.figures = {
             name: LiveFigures(
                 {name: [a for a, cfg in config.agents.items() if name in cfg.queues]},
-                # The window is the wallboard's "last 30 minutes".
-                FigureRules(service_threshold=queue.service_level.seconds, window=WALLBOARD_WINDOW),
+                FigureRules(
+                    service_threshold=queue.service_level.seconds,
+                    timezone=config.zone,
+                    fallback_aht=queue.fallback_aht,
+                ),
             )
             for name, queue in config.queues.items()
         }
@@ -182,10 +192,9 @@ class AcdService:
         #: Each agent's state and current call, for the agents' desks (``acd.http``).
         self.board = AgentBoard(config.agents)
         self.events.subscribe(self.board.on_acd_event, name="agent board")
-        #: The supervisors' wallboard and its sockets' feed (after the figures and the board,
-        #: whose state its rows read).
-        self.wallboard = WallboardFeed(Wallboard(config, self.figures, self.board), reactor)
-        self.events.subscribe(self.wallboard.on_acd_event, name="wallboard")
+        #: Each agent's last answered call (call id, queue): the call its desk may dispose.
+        self._answered: dict[str, tuple[str, str]] = {}
+        self.events.subscribe(self._note_answer, name="answered calls")
         #: With a shared store, agents freed through other backends are picked up by a poll.
         self.poll: LoopingCall | None = None
         self._polling: Deferred[None] | None = None
@@ -281,6 +290,45 @@ class AcdService:
 
     def agent_logout(self, agent: str) -> Deferred[None]:
         return self.driver.call(self.driver.logout, agent)
+
+    def dispose_call(
+        self, agent: str, call_id: str, disposition: str, note: str | None = None
+    ) -> Deferred[CallDisposed]:
+        """``agent`` tags its call ``call_id`` with ``disposition`` (one of the
+        configuration's) and an optional ``note``: publishes :class:`CallDisposed` on
+        :attr:`events` (so the history keeps it) and fires with it. The call must be one the
+        agent answered: its last (the AgentBoard's), else one the ACD history says it
+        answered (read on the reactor's thread pool). Fails with ``ValueError`` (unknown
+        disposition), ``UnknownAgent`` or ``AgentStateError`` (not the agent's call)."""
+        if disposition not in self.config.dispositions:
+            allowed = ", ".join(self.config.dispositions)
+            return fail(ValueError(f"unknown disposition {disposition!r}; one of {allowed}"))
+        if agent not in self.config.agents:
+            return fail(UnknownAgent(f"agent {agent!r} is not in the ACD configuration"))
+        last = self._answered.get(agent)
+        if last is not None and last[0] == call_id:
+            found: Deferred[str | None] = succeed(last[1])
+        else:
+            pool = self.reactor.getThreadPool()
+            found = deferToThreadPool(
+                self.reactor, pool, call_answered_by, self.engine, call_id, agent
+            )
+
+        def publish(queue: str | None) -> CallDisposed:
+            if queue is None:
+                raise AgentStateError(
+                    f"call {call_id!r} was not answered by agent {agent}: an agent tags only "
+                    "its own calls"
+                )
+            event = CallDisposed(self.reactor.seconds(), call_id, queue, agent, disposition, note)
+            self.events.publish(event)
+            return event
+
+        return found.addCallback(publish)
+
+    def _note_answer(self, event: AcdEvent) -> None:
+        if isinstance(event, CallerConnected):
+            self._answered[event.agent] = (event.call_id, event.queue)
 
     def agent_status(self, agent: str) -> AgentStatus:
         """The agent's state, since when, and its call; ``KeyError`` for an agent the
