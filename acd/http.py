@@ -33,10 +33,12 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, WebSocket, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, StringConstraints
 from twisted.internet.defer import Deferred
+
+from web.feed import close_quietly, hello, serve_feed
 
 from .agent_status import AgentStatus
 from .config import ServiceLevel
@@ -54,6 +56,7 @@ __all__ = [
     "agent_routes",
     "report_routes",
     "staffing_plan",
+    "wallboard_routes",
 ]
 
 #: Roles that may act on any agent.
@@ -253,6 +256,50 @@ def agent_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
         """Log an agent out (supervisors, admins)."""
         agent = supervised(caller, agent)
         return await carried_out(agent, lambda: acd.agent_logout(agent))
+
+    return router
+
+
+def wallboard_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
+    """The supervisors' wallboard (``acd.wallboard`` has the JSON shapes):
+
+    * ``GET /api/v1/wallboard`` — ``{"type": "snapshot", "at", "queues", "agents"}``;
+    * ``WS /api/v1/wallboard/feed`` — first message ``{"token": ...}`` (4401 without a valid
+      one, 4403 for a role other than supervisor or admin), then the snapshot, then
+      ``{"type": "agent", ...}`` at each agent's change and ``{"type": "queues", ...}``
+      with the queues whose figures changed; a socket too far behind is closed with 1013.
+    """
+    router = APIRouter(prefix="/api/v1", tags=["wallboard"])
+    Caller = Annotated[Requester, Depends(account)]
+
+    @router.get("/wallboard", responses=_error(403), summary="every queue and agent now")
+    async def wallboard(caller: Caller) -> dict[str, Any]:
+        # On the loop (the reactor's thread), where the figures and the board are kept.
+        if caller.role not in SUPERVISING_ROLES:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"the wallboard needs the role supervisor or admin, not {caller.role}",
+            )
+        return acd.wallboard.wallboard.snapshot(acd.reactor.seconds())
+
+    @router.websocket("/wallboard/feed")
+    async def wallboard_feed(socket: WebSocket) -> None:
+        await socket.accept()
+        who = await hello(socket)
+        if who is None:
+            return
+        if who.role not in SUPERVISING_ROLES:
+            await close_quietly(
+                socket, 4403, f"the wallboard needs the role supervisor or admin, not {who.role}"
+            )
+            return
+        feed = acd.wallboard
+        await serve_feed(
+            socket,
+            connect=feed.connect,
+            opening=lambda: [feed.snapshot()],
+            what=f"wallboard ({who.username})",
+        )
 
     return router
 

@@ -51,6 +51,7 @@ from acd.report import call_answered_by
 from acd.router import Router
 from acd.state import AcdState, MemoryState
 from acd.store_health import GuardedState
+from acd.wallboard import WALLBOARD_WINDOW, Wallboard, WallboardFeed
 from crm_bridge.tiers import CallerTiers, StaticTiers
 from cti.ami.codec import Message
 from cti.calls.events import PbxEvent
@@ -180,8 +181,10 @@ class AcdService:
         self.figures = {
             name: LiveFigures(
                 {name: [a for a, cfg in config.agents.items() if name in cfg.queues]},
+                # The window is the wallboard's "last 30 minutes".
                 FigureRules(
                     service_threshold=queue.service_level.seconds,
+                    window=WALLBOARD_WINDOW,
                     timezone=config.zone,
                     fallback_aht=queue.fallback_aht,
                 ),
@@ -195,6 +198,10 @@ class AcdService:
         #: Each agent's last answered call (call id, queue): the call its desk may dispose.
         self._answered: dict[str, tuple[str, str]] = {}
         self.events.subscribe(self._note_answer, name="answered calls")
+        #: The supervisors' wallboard and its sockets' feed (after the figures and the board,
+        #: whose state its rows read).
+        self.wallboard = WallboardFeed(Wallboard(config, self.figures, self.board), reactor)
+        self.events.subscribe(self.wallboard.on_acd_event, name="wallboard")
         #: With a shared store, agents freed through other backends are picked up by a poll.
         self.poll: LoopingCall | None = None
         self._polling: Deferred[None] | None = None

@@ -31,7 +31,7 @@ from acd.config import AcdConfig, AcdHistorySettings, AcdServiceSettings
 from acd.dialplan import DialplanOptions
 from acd.driver import Dialplan as AcdTargets
 from acd.errors import AcdStartupError
-from acd.http import agent_routes, report_routes
+from acd.http import agent_routes, report_routes, wallboard_routes
 from acd.service import AcdService
 from callcenter.settings import ConfigError, Settings, history_spool_dir
 from crm_bridge.config import CrmServiceSettings
@@ -433,6 +433,8 @@ class CallCenter:
             routers = [agent_routes(self.acd, account=current_account)] if self.acd else []
             if self.acd is not None:  # dispositions, reports, staffing
                 routers.append(report_routes(self.acd, account=current_account))
+            if self.acd is not None:
+                routers.append(wallboard_routes(self.acd, account=current_account))
             routers.append(pop_routes(self.crm, self.crm.settings.default_region))
             routers.append(ticket_routes(self.tickets, queues_of=self._queues_of, pbx=self.pbx,
                                          groups_of=self.ticket_settings.groups_of,
