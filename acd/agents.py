@@ -40,6 +40,9 @@ __all__ = [
     "AgentStateChanged",
     "AgentStateError",
     "AlreadyLoggedIn",
+    "IneligibleMembership",
+    "InvalidMembership",
+    "MembershipRefused",
     "NotLoggedIn",
     "NotPaused",
     "UnknownAgent",
@@ -47,6 +50,26 @@ __all__ = [
 
 #: The pause reason of an agent paused by the ACD after too many missed offers.
 NO_ANSWER = "no-answer"
+
+
+class MembershipRefused(AcdError):
+    """A change of an agent's queues the ACD refuses; nothing was changed. ``problems``:
+    (field, problem) pairs, the field being ``queues`` or ``queues.<queue>``."""
+
+    def __init__(self, agent: str, problems: list[tuple[str, str]]) -> None:
+        self.agent = agent
+        self.problems = problems
+        super().__init__(
+            f"agent {agent}: " + "; ".join(f"{field}: {problem}" for field, problem in problems)
+        )
+
+
+class InvalidMembership(MembershipRefused):
+    """No queue at all, a queue the configuration does not have, or a penalty out of range."""
+
+
+class IneligibleMembership(MembershipRefused):
+    """The agent lacks a skill (or its level) a queue requires."""
 
 
 class AgentState(StrEnum):

@@ -101,6 +101,26 @@ def open_acd_calls(engine: Engine, pbx: str, now: float, horizon: float) -> list
     return [c for c in state.values() if c is not None and not c.call_id.startswith("cb-")]
 
 
+def latest_agent_queues(engine: Engine, pbx: str) -> dict[str, dict[str, int]]:
+    """Each agent's latest move between queues through ``pbx``'s backend (its last
+    ``agent_queues`` event): agent -> queue -> penalty; agents never moved are absent.
+    Read once at start-up by a backend whose moves live in no shared store (one scan of
+    the table's rows of that kind)."""
+    t = acd_events.c
+    query = (
+        select(t.agent, t.payload)
+        .where(t.pbx == pbx, t.kind == "agent_queues")
+        .order_by(t.id)
+    )
+    latest: dict[str, dict[str, int]] = {}
+    with engine.connect() as conn:
+        for agent, payload in conn.execute(query):
+            queues = payload.get("queues") if isinstance(payload, dict) else None
+            if agent is not None and isinstance(queues, dict):
+                latest[agent] = {str(q): int(p) for q, p in queues.items()}
+    return latest
+
+
 _OPEN_KINDS = (
     "caller_joined",
     "caller_connected",

@@ -4,7 +4,12 @@
 * ``POST /api/v1/agent/login | available | pause {reason} | logout`` — each answers the
   new status;
 * ``GET /api/v1/agents/{agent}``, ``POST /api/v1/agents/{agent}/pause | logout`` — the same
-  for supervisors and admins, on any agent.
+  for supervisors and admins, on any agent;
+* ``PUT /api/v1/agents/{agent}/queues {"queues": {queue: penalty}}`` — supervisors and
+  admins move an agent between queues (422 for an unknown queue or a penalty out of 0-100,
+  naming ``body.queues.<queue>``; 409 when the agent lacks a skill a queue requires).
+
+Every status answer carries the agent's ``queues`` (queue -> penalty) as they are now.
 
 * ``POST /api/v1/agent/disposition {call_id, disposition, note?}`` — the agent tags a call
   it answered (409 for another's call, 422 for a disposition not configured);
@@ -29,22 +34,31 @@ the request is from (``web.auth.current_account``), anything with ``role`` and `
 # those name the dependency passed to agent_routes, a local it could not resolve from text.
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, WebSocket, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StrictInt, StringConstraints
 from twisted.internet.defer import Deferred
 
 from web.feed import close_quietly, hello, serve_feed
 
 from .agent_status import AgentStatus
+from .agents import IneligibleMembership, InvalidMembership
 from .config import ServiceLevel
 from .erlang import staffing_need
 from .errors import AcdError, AcdStateUnavailable, AgentStateError, UnknownAgent
-from .report import INTERVAL, AcdReport, acd_records, build_report, report_csv, report_range
+from .report import (
+    INTERVAL,
+    AcdReport,
+    acd_records,
+    build_report,
+    report_csv,
+    report_range,
+    staffed_agents,
+)
 from .service import AcdService
 
 __all__ = [
@@ -81,6 +95,13 @@ class PauseIn(BaseModel):
             strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$"
         ),
     ] = Field(description="why the agent pauses, e.g. lunch, training (1 to 64 characters)")
+
+
+class QueuesIn(BaseModel):
+    queues: dict[str, StrictInt] = Field(
+        description="every queue the agent is to serve -> its penalty there (0-100, lower "
+        "is offered first)"
+    )
 
 
 #: Free text, lines allowed; other control characters are not.
@@ -123,9 +144,10 @@ class AgentStatusOut(BaseModel):
     reason: str | None = Field(description="the pause reason, when paused")
     since: datetime | None = Field(description="when the agent entered the state")
     call: CurrentCallOut | None
+    queues: dict[str, int] = Field(description="the queues the agent serves -> its penalty")
 
     @classmethod
-    def of(cls, s: AgentStatus) -> "AgentStatusOut":
+    def of(cls, s: AgentStatus, queues: dict[str, int]) -> "AgentStatusOut":
         call = None
         if s.call is not None:
             call = CurrentCallOut(
@@ -136,7 +158,9 @@ class AgentStatusOut(BaseModel):
                 since=_time(s.call.since),
             )
         since = _time(s.since) if s.since is not None else None
-        return cls(agent=s.agent, state=s.state, reason=s.reason, since=since, call=call)
+        return cls(
+            agent=s.agent, state=s.state, reason=s.reason, since=since, call=call, queues=queues
+        )
 
 
 def _time(epoch: float) -> datetime:
@@ -178,24 +202,34 @@ def agent_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
             )
         return agent
 
+    def status_of(agent: str) -> AgentStatusOut:
+        return AgentStatusOut.of(acd.agent_status(agent), acd.agent_queues(agent))
+
     async def carried_out(agent: str, command: Callable[[], Deferred[None]]) -> AgentStatusOut:
         try:
             await command().asFuture(asyncio.get_running_loop())
         except UnknownAgent as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-        except AgentStateError as exc:
+        except InvalidMembership as exc:
+            # The common 422: one entry per problem, naming body.queues.<queue>.
+            problems = [
+                {"loc": ("body", *field.split(".", 1)), "msg": problem, "type": "value_error"}
+                for field, problem in exc.problems
+            ]
+            raise RequestValidationError(problems) from None
+        except (AgentStateError, IneligibleMembership) as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         except (AcdError, AcdStateUnavailable) as exc:  # stopped, or the store is away
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE, f"the ACD cannot do it now: {exc}"
             ) from None
-        return AgentStatusOut.of(acd.agent_status(agent))
+        return status_of(agent)
 
     busy = {**_error(403), **_error(404), **_error(409), **_error(503)}
 
     @router.get("/agent", responses={**_error(403), **_error(404)}, summary="my state and call")
     async def my_status(caller: Caller) -> AgentStatusOut:
-        return AgentStatusOut.of(acd.agent_status(own_agent(caller)))
+        return status_of(own_agent(caller))
 
     @router.post("/agent/login", responses=busy, summary="log in to the ACD")
     async def log_in(caller: Caller) -> AgentStatusOut:
@@ -243,7 +277,7 @@ def agent_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
     @router.get("/agents/{agent}", responses={**_error(403), **_error(404)})
     async def agent_status(agent: str, caller: Caller) -> AgentStatusOut:
         """An agent's state and call (supervisors, admins)."""
-        return AgentStatusOut.of(acd.agent_status(supervised(caller, agent)))
+        return status_of(supervised(caller, agent))
 
     @router.post("/agents/{agent}/pause", responses=busy)
     async def pause_agent(agent: str, body: PauseIn, caller: Caller) -> AgentStatusOut:
@@ -256,6 +290,14 @@ def agent_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
         """Log an agent out (supervisors, admins)."""
         agent = supervised(caller, agent)
         return await carried_out(agent, lambda: acd.agent_logout(agent))
+
+    @router.put("/agents/{agent}/queues", responses={**busy, **_error(422)})
+    async def move_agent(agent: str, body: QueuesIn, caller: Caller) -> AgentStatusOut:
+        """Set the queues an agent serves, each with its penalty (supervisors, admins): a
+        free agent moves at once, one on a call keeps it and serves the new queues after."""
+        agent = supervised(caller, agent)
+        by = str(getattr(caller, "username", None) or caller.role)
+        return await carried_out(agent, lambda: acd.set_agent_queues(agent, body.queues, by))
 
     return router
 
@@ -314,8 +356,8 @@ def report_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
       "intervals"}`` (``acd.report``); ``&format=csv&by=queue|agent|tier|interval`` gives
       one table as ``text/csv``;
     * ``GET /api/v1/staffing?queue=Q&date=YYYY-MM-DD`` (supervisors, admins) — each
-      15-minute interval of the day (default today): calls offered, the AHT used and the
-      agents Erlang C says the queue's service-level target needs.
+      15-minute interval of the day (default today): calls offered, the AHT used, the
+      agents Erlang C says the queue's service-level target needs and those staffed.
 
     The report and staffing read SQL: sync endpoints, on FastAPI's thread pool.
     """
@@ -340,9 +382,9 @@ def report_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
                 [{"loc": ("query", "to"), "msg": str(exc), "type": "value_error"}]
             ) from None
 
-    def report_of(start: float, end: float) -> AcdReport:
+    def report_of(start: float, end: float, records: Iterable[dict[str, Any]]) -> AcdReport:
         return build_report(
-            acd_records(acd.engine, start, end),
+            records,
             start=start,
             end=end,
             now=acd.reactor.seconds(),  # the wall clock: any thread
@@ -371,7 +413,7 @@ def report_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
     ) -> Any:
         supervising(caller)
         start, end = days(first, last)
-        report = report_of(start, end)
+        report = report_of(start, end, acd_records(acd.engine, start, end))
         if format == "csv":
             text = report_csv(report, by, dispositions=config.dispositions, zone=config.zone)
             name = f"acd-{by}-{first.isoformat()}-{last.isoformat()}.csv"
@@ -407,7 +449,12 @@ def report_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
         if day is None:
             day = datetime.fromtimestamp(acd.reactor.seconds(), config.zone).date()
         start, end = days(day, day)
-        report = report_of(start, end)
+        records = list(acd_records(acd.engine, start, end))  # one day: read once, used twice
+        report = report_of(start, end, records)
+        now = acd.reactor.seconds()
+        staffed = staffed_agents(
+            records, members[queue], start=start, end=end, now=now, zone=config.zone
+        )
         cfg = config.queues[queue]
         return {
             "queue": queue,
@@ -416,20 +463,25 @@ def report_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
             "interval": INTERVAL,
             "target": cfg.service_level.percent / 100,
             "threshold": cfg.service_level.seconds,
-            "intervals": staffing_plan(report, queue, cfg.service_level, cfg.fallback_aht),
+            "intervals": staffing_plan(report, queue, cfg.service_level, cfg.fallback_aht, staffed),
         }
 
     return router
 
 
 def staffing_plan(
-    report: AcdReport, queue: str, target: ServiceLevel, fallback_aht: float | None
+    report: AcdReport,
+    queue: str,
+    target: ServiceLevel,
+    fallback_aht: float | None,
+    staffed: Mapping[float, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Each interval of ``report``'s range for ``queue``: ``start``, ``offered``, ``aht``
     and its ``aht_source`` (the interval's, else the day's, else the queue's fallback; null
     with none), then Erlang C's ``traffic``, ``agents_needed``, and with that many agents
     the ``service_level``, ``asa`` and ``probability_of_waiting`` (null without an AHT, or
-    for a 100 % target, which no finite staff meets)."""
+    for a 100 % target, which no finite staff meets); ``agents_staffed``: the average
+    number of the queue's agents staffed in the interval (``staffed``, else 0)."""
     day = report.queues[queue].figures.aht
     rows = []
     at = report.start
@@ -450,6 +502,7 @@ def staffing_plan(
             service_level=need.service_level if need else None,
             asa=need.asa if need else None,
             probability_of_waiting=need.probability_of_waiting if need else None,
+            agents_staffed=(staffed or {}).get(at, 0.0),
         )
         rows.append(row)
         at += INTERVAL

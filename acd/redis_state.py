@@ -24,6 +24,8 @@ Keys, all under ``{<namespace>}:`` (one hash tag, so a cluster keeps them in one
 * ``agent:<agent>`` set: the queues the agent is free in, so a claim removes it from all.
 * ``reserved`` set: the agents :meth:`claim` handed out and no backend made free or took off
   since (see ``acd.state`` on presence).
+* ``members`` hash: agent -> its queue memberships (JSON ``{queue: penalty}``) for the
+  agents a supervisor moved (``MembershipStore``); one HSET writes an agent's whole set.
 * ``generation`` string: the run id of the redis-server whose state the backends seeded
   (:meth:`RedisState.generation`); missing or another server's id means the state was lost
   or is an old copy (a restart, empty or from disk), so the backends seed it again
@@ -42,6 +44,7 @@ blocking pool. ``acd.store_health`` keeps a backend routing through an outage.
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from collections.abc import Iterator, Mapping
@@ -201,6 +204,7 @@ class RedisState:
         self._client = client
         self._prefix = "{" + namespace + "}:"
         self._reserved_key = self._prefix + "reserved"
+        self._members_key = self._prefix + "members"
         kwargs = client.connection_pool.connection_kwargs
         self._where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
         script = client.register_script
@@ -334,6 +338,16 @@ class RedisState:
         with self._guard(f"reserve({agent!r})"):
             self._reserve([self._reserved_key], [self._prefix, agent])
 
+    def memberships(self) -> dict[str, dict[str, int]]:
+        with self._guard("memberships()"):
+            raw = self._client.hgetall(self._members_key)
+        return {_text(agent): _queues(_text(value)) for agent, value in raw.items()}
+
+    def set_memberships(self, agent: str, queues: Mapping[str, int]) -> None:
+        value = json.dumps({queue: int(penalty) for queue, penalty in queues.items()})
+        with self._guard(f"set_memberships({agent!r})"):
+            self._client.hset(self._members_key, agent, value)
+
     def generation(self) -> tuple[str, str | None]:
         """``(run id of the server now, run id the state was seeded under or None)``: they
         differ after a restart (the state is then empty or an old copy). Also the cheap
@@ -396,6 +410,13 @@ def _order(joined_at: float) -> str:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _queues(value: str) -> dict[str, int]:
+    queues = json.loads(value)
+    if not isinstance(queues, dict):
+        raise ValueError(f"ACD state: memberships {value!r} are not a JSON object")
+    return {str(queue): int(penalty) for queue, penalty in queues.items()}
 
 
 def _caller(flat: list[Any]) -> WaitingCaller:

@@ -63,13 +63,24 @@ backend (every backend logs all agents in at start) or the router restarts. So:
   and log-out of an agent another router holds are refused (``AgentBusy``), as they are
   while it rings or talks here;
 * a caller of this PBX an earlier run queued is still in the store: its hang-up removes it.
+
+Memberships (which queues an agent serves, at what penalty) start as the configuration's; a
+supervisor moves an agent with :meth:`~Router.set_queues`. The move is written to the
+store's :class:`~acd.state.MembershipStore` first (refused, changing nothing, if the store
+does not answer), then the router's own map changes: a free agent leaves its old queues'
+free lists and joins the new ones at once (the :meth:`~Router.poll` that follows offers it
+their callers); an agent ringing, talking or wrapping up keeps its call and serves the new
+queues when it is free again. Other routers on the same store follow the move at their
+next :meth:`~Router.poll` (each publishes its own ``AgentQueuesChanged``); an agent the
+store has no memberships for keeps the router's view (the configuration's, or a move a
+restarted Redis lost, which :meth:`~Router.reseed` writes back).
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from crm_bridge.tiers import DEFAULT_TIER, CallerTiers
@@ -85,12 +96,21 @@ from cti.calls.events import (
     PbxEvent,
 )
 
-from .agents import AcdError, AgentBusy, AgentRoster, AgentState, AgentStateChanged
+from .agents import (
+    AcdError,
+    AgentBusy,
+    AgentRoster,
+    AgentState,
+    AgentStateChanged,
+    IneligibleMembership,
+    InvalidMembership,
+)
 from .config import AcdConfig, QueueConfig
 from .decisions import CallBack, CancelOffer, Connect, Decision, Offer, Overflow
-from .errors import DuplicateCallback, UnknownCall, UnknownOffer
+from .errors import AcdStateUnavailable, DuplicateCallback, UnknownCall, UnknownOffer
 from .events import (
     AcdEvent,
+    AgentQueuesChanged,
     CallbackDialling,
     CallbackFailed,
     CallbackGivenUp,
@@ -104,8 +124,12 @@ from .events import (
     CallerOverflowed,
     OfferNotAnswered,
 )
-from .state import AcdState, Claim, MemoryState, WaitingCaller, _serving_order
+from .state import AcdState, Claim, MembershipStore, MemoryState, WaitingCaller, _serving_order
 from .strategies import agent_score, eligible
+
+#: The highest penalty a supervisor may give an agent in a queue (the configuration allows
+#: up to ``acd.config.MAX_PENALTY``).
+MAX_MOVE_PENALTY = 100
 
 
 @dataclass(slots=True)
@@ -144,12 +168,21 @@ class Router:
         pbx: str,
         tiers: CallerTiers | None = None,
         state: AcdState | None = None,
+        memberships: MembershipStore | None = None,
     ) -> None:
+        """``memberships``: where moves of agents between queues are kept; by default
+        ``state`` when it keeps them (``MemoryState``), else a store of this router's own."""
         self.config = config
         self.pbx = pbx
         self.agents = AgentRoster((agent_id, a.name) for agent_id, a in config.agents.items())
         self._tiers = tiers
         self._state: AcdState = MemoryState() if state is None else state
+        if memberships is None:
+            own = self._state if isinstance(self._state, MembershipStore) else MemoryState()
+            memberships = own
+        self._moves: MembershipStore = memberships
+        # agent -> queue -> penalty: the configuration's, then as supervisors move agents.
+        self._members = {agent: dict(a.queues) for agent, a in config.agents.items()}
         self._arrivals: dict[str, CallArrived] = {}
         self._arrival_tiers: dict[str, str] = {}  # call -> tier the shell resolved on arrival
         self._waiting: dict[str, WaitingCaller] = {}  # this router's callers in the store
@@ -281,8 +314,114 @@ class Router:
     def poll(self, now: float) -> list[Decision]:
         """Pair this PBX's waiting callers with free agents in every queue. With a store
         shared by several backends an agent may be freed through another one; the shell
-        calls this every so often so such agents reach this PBX's callers promptly."""
+        calls this every so often so such agents reach this PBX's callers promptly. It
+        first follows the moves of agents between queues made through other backends."""
+        self._follow_moves(now)
         return self._dispatch(sorted(self.config.queues), now)
+
+    # Memberships.
+
+    def queues_of(self, agent: str) -> dict[str, int]:
+        """The queues ``agent`` serves now, queue -> penalty (``UnknownAgent``)."""
+        self.agents.get(agent)
+        return dict(self._members[agent])
+
+    def check_queues(self, agent: str, queues: Mapping[str, int]) -> None:
+        """Refuse memberships ``agent`` cannot have: :class:`~acd.agents.UnknownAgent`;
+        :class:`~acd.agents.InvalidMembership` for no queue, an unknown queue or a penalty
+        outside 0-:data:`MAX_MOVE_PENALTY`; :class:`~acd.agents.IneligibleMembership` for a
+        queue whose required skills the agent lacks (naming the skill). Every problem of
+        the kind is listed."""
+        self.agents.get(agent)
+        if not queues:
+            raise InvalidMembership(agent, [("queues", "at least one queue is needed")])
+        known = ", ".join(sorted(self.config.queues))
+        problems: list[tuple[str, str]] = []
+        for name, penalty in queues.items():
+            if name not in self.config.queues:
+                problems.append((f"queues.{name}", f"no queue {name!r} (queues: {known})"))
+            elif isinstance(penalty, bool) or not isinstance(penalty, int):
+                problems.append(
+                    (f"queues.{name}", f"the penalty must be a whole number, not {penalty!r}")
+                )
+            elif not 0 <= penalty <= MAX_MOVE_PENALTY:
+                problems.append(
+                    (f"queues.{name}", f"the penalty must be 0-{MAX_MOVE_PENALTY}, not {penalty}")
+                )
+        if problems:
+            raise InvalidMembership(agent, problems)
+        skills = self.config.agents[agent].skills
+        for name in queues:
+            for skill, minimum in self.config.queues[name].skills.items():
+                level = skills.get(skill)
+                if level is None or level < minimum:
+                    has = "lacks it" if level is None else f"has {level}"
+                    problems.append(
+                        (
+                            f"queues.{name}",
+                            f"queue {name!r} requires skill {skill!r} at {minimum} or more; "
+                            f"agent {agent} {has}",
+                        )
+                    )
+        if problems:
+            raise IneligibleMembership(agent, problems)
+
+    def set_queues(self, agent: str, queues: Mapping[str, int], by: str, now: float) -> None:
+        """Move ``agent`` to ``queues`` (queue -> penalty, all of them), on the word of
+        account ``by``: checked (:meth:`check_queues`), kept in the store (its
+        ``AcdStateUnavailable`` changes nothing), then ``AgentQueuesChanged``. A free agent
+        is free in the new queues at once; call :meth:`poll` next, in the same step, for
+        it to be offered their waiting callers."""
+        self.check_queues(agent, queues)
+        queues = dict(queues)
+        self._moves.set_memberships(agent, queues)
+        self._events.append(AgentQueuesChanged(now, agent, dict(queues), by))
+        self._serve(agent, queues, now)
+
+    def restore_memberships(
+        self, moves: Mapping[str, Mapping[str, int]], now: float
+    ) -> dict[str, str]:
+        """Moves made before this start (a store's, or the ACD history's latest per
+        agent): each valid one is the agent's memberships again, kept in the store and
+        told again (``AgentQueuesChanged`` by ``restored``, for figures and boards built
+        from the configuration). Returns the agents whose move no longer fits the
+        configuration (a queue gone, a skill changed) -> why: they serve the
+        configuration's queues."""
+        refused: dict[str, str] = {}
+        for agent, queues in moves.items():
+            try:
+                self.check_queues(agent, queues)
+            except AcdError as exc:
+                refused[agent] = str(exc)
+                continue
+            self._moves.set_memberships(agent, queues)
+            self._events.append(AgentQueuesChanged(now, agent, dict(queues), "restored"))
+            self._serve(agent, dict(queues), now)
+        return refused
+
+    def _follow_moves(self, now: float) -> None:
+        """Take the moves other backends kept in the store (a move this router's
+        configuration refuses is left aside: it keeps its view)."""
+        try:
+            moves = self._moves.memberships()
+        except AcdStateUnavailable:
+            return  # the store is away: the router's own view stands until it is back
+        for agent, queues in moves.items():
+            if agent not in self._members or queues == self._members[agent]:
+                continue
+            try:
+                self.check_queues(agent, queues)
+            except AcdError:
+                continue
+            self._events.append(AgentQueuesChanged(now, agent, dict(queues), "another backend"))
+            self._serve(agent, dict(queues), now)
+
+    def _serve(self, agent: str, queues: dict[str, int], now: float) -> None:
+        """``agent`` serves ``queues`` from now: a free one moves between free lists."""
+        self._members[agent] = queues
+        if self.agents.get(agent).state is AgentState.AVAILABLE:
+            # if_idle: an agent another backend holds stays with it (it frees it there).
+            self._make_free(agent, now, if_idle=True)
 
     def overflow(self, call_id: str, reason: str, now: float) -> list[Decision]:
         """Send a waiting caller to its queue's overflow target now (the shell's reason,
@@ -904,11 +1043,11 @@ class Router:
             self._state.set_unavailable(agent_id, if_idle=if_idle)
             return False
         agent = self.agents.get(agent_id)
-        member = self.config.agents[agent_id]
+        skills = self.config.agents[agent_id].skills
         scores = {
-            name: agent_score(agent, self.config.queues[name], penalty, member.skills)
-            for name, penalty in member.queues.items()
-            if eligible(member.skills, self.config.queues[name])
+            name: agent_score(agent, self.config.queues[name], penalty, skills)
+            for name, penalty in self._members[agent_id].items()
+            if eligible(skills, self.config.queues[name])
         }
         return self._state.set_available(agent_id, scores, if_idle=if_idle)
 
@@ -936,7 +1075,7 @@ class Router:
         self._wrapping.pop(agent, None)
 
     def _queues_of(self, agents: Iterable[str]) -> list[str]:
-        return sorted({q for a in agents for q in self.config.agents[a].queues})
+        return sorted({q for a in agents for q in self._members[a]})
 
     def _dispatch(self, queues: list[str], now: float) -> list[Decision]:
         """Pair waiting callers with free agents in ``queues``, best caller first."""
@@ -962,8 +1101,9 @@ class Router:
         if not free:
             return None
         # Ring every free member of the best penalty, as app_queue's ringall does.
-        best = self.config.agents[free[0]].queues[queue.name]
-        count = sum(1 for a in free if self.config.agents[a].queues[queue.name] == best)
+        # (Another backend's move this router has not followed yet: no penalty, own group.)
+        best = self._members.get(free[0], {}).get(queue.name)
+        count = sum(1 for a in free if self._members.get(a, {}).get(queue.name) == best)
         return self._state.claim(queue.name, self.pbx, count)
 
     def _offer(self, claim: Claim, queue: QueueConfig, now: float) -> Decision:
@@ -993,7 +1133,9 @@ class Router:
         score: same place), the agents ringing, talking or wrapping up through it (reserved
         again, so no other backend offers them) and, with ``free_agents``, its available
         agents (``if_idle``: a reservation by another backend is left alone); then it
-        dispatches every queue. Idempotent: what the store still holds is left as it is."""
+        dispatches every queue. Idempotent: what the store still holds is left as it is.
+        The agents' moves between queues the store lost are written back too."""
+        self._reseed_moves()
         for caller in list(self._waiting.values()):
             self._state.add_caller(caller)
         busy = (AgentState.RINGING, AgentState.ON_CALL, AgentState.WRAP_UP)
@@ -1005,3 +1147,16 @@ class Router:
                 if agent.state is AgentState.AVAILABLE:
                     self._make_free(agent.id, now, if_idle=True)
         return self._dispatch(sorted(self.config.queues), now)
+
+    def _reseed_moves(self) -> None:
+        """Write back the moves of agents the store no longer has (a restarted Redis)."""
+        moved = {a: q for a, q in self._members.items() if q != self.config.agents[a].queues}
+        if not moved:
+            return
+        try:
+            kept = self._moves.memberships()
+            for agent, queues in moved.items():
+                if agent not in kept:
+                    self._moves.set_memberships(agent, queues)
+        except AcdStateUnavailable:
+            return  # away again: the next re-seeding writes them

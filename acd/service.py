@@ -44,12 +44,12 @@ from acd.errors import (
     StateStoreError,
     UnknownAgent,
 )
-from acd.events import AcdEvent, CallDisposed, CallerConnected, CallerJoined
+from acd.events import AcdEvent, AgentQueuesChanged, CallDisposed, CallerConnected, CallerJoined
 from acd.figures import FigureRules, LiveFigures, QueueFigures
-from acd.history import AcdEventRecorder, open_acd_calls
+from acd.history import AcdEventRecorder, latest_agent_queues, open_acd_calls
 from acd.report import call_answered_by
 from acd.router import Router
-from acd.state import AcdState, MemoryState
+from acd.state import AcdState, MembershipStore, MemoryState
 from acd.store_health import GuardedState
 from acd.wallboard import WALLBOARD_WINDOW, Wallboard, WallboardFeed
 from crm_bridge.tiers import CallerTiers, StaticTiers
@@ -152,7 +152,14 @@ class AcdService:
         settings, config = self.settings, self.config
         # No tiers in the router: the driver looks the caller's tier up on arrival, before
         # the step that makes it join (a CRM look-up must never run inside a step).
-        self.router = Router(config, pbx=settings.pbx, state=self.state)
+        # Moves of agents between queues live in the store itself (not its guard): shared
+        # with Redis; a move while Redis is away is refused rather than kept here alone.
+        store = self.state.store if isinstance(self.state, GuardedState) else self.state
+        self._moves = store if isinstance(store, MembershipStore) else None
+        self.router = Router(config, pbx=settings.pbx, state=self.state, memberships=self._moves)
+        # agent -> queue -> penalty, on this thread (the router's map is the router thread's):
+        # the configuration's, then each AgentQueuesChanged's.
+        self._members = {agent: dict(a.queues) for agent, a in config.agents.items()}
         #: ACD events (callers joined/offered/connected/abandoned, agent states), in order.
         self.events: EventStream[AcdEvent] = EventStream("acd events")
         self.driver = AcdDriver(
@@ -224,9 +231,35 @@ class AcdService:
         waiting or connected in the ACD history, for the snapshot to close those that are
         gone (once each). Returns how many; raises ``SQLAlchemyError`` when the database
         cannot be read (nothing is restored then)."""
+        self.restore_moves(now)
         calls = open_acd_calls(self.engine, self.settings.pbx, now, OPEN_CALLS_HORIZON)
         self.driver.call(self.router.restore_open, calls)  # where (and before) routing runs
         return len(calls)
+
+    def restore_moves(self, now: float) -> Deferred[None]:
+        """Before routing (:meth:`restore_open` calls it): the agents' moves between queues
+        made before this start come back, from the shared store with Redis, else from the
+        ACD history (each agent's latest ``agent_queues`` event of this PBX, read now:
+        ``SQLAlchemyError`` when it cannot be). Each is published again
+        (``AgentQueuesChanged`` by ``restored``); a move the configuration no longer allows
+        is logged and the agent serves its configured queues."""
+        shared = self.settings.state == "redis"
+        moves = None if shared else latest_agent_queues(self.engine, self.settings.pbx)
+
+        def restore() -> None:
+            found = moves
+            if found is None:
+                assert self._moves is not None  # RedisState keeps moves
+                found = self._moves.memberships()  # on the router's thread: a round trip
+            refused = self.router.restore_memberships(found, now)
+            for agent, why in sorted(refused.items()):
+                log.warning("ACD: agent %s's earlier move between queues not restored: %s",
+                            agent, why)  # fmt: skip
+            self.driver.poll()  # publishes the events (inline), offers callers
+
+        done = self.driver.call(restore)
+        done.addErrback(lambda f: log.error("ACD: restoring agents' queues failed: %s", f.value))
+        return done
 
     def start(self) -> None:
         """Start the shared store's poll (with ``state: redis``)."""
@@ -297,6 +330,27 @@ class AcdService:
 
     def agent_logout(self, agent: str) -> Deferred[None]:
         return self.driver.call(self.driver.logout, agent)
+
+    def agent_queues(self, agent: str) -> dict[str, int]:
+        """The queues ``agent`` serves now, queue -> penalty; ``KeyError`` for an agent the
+        configuration does not have."""
+        return dict(self._members[agent])
+
+    def set_agent_queues(self, agent: str, queues: dict[str, int], by: str) -> Deferred[None]:
+        """Move ``agent`` to ``queues`` (queue -> penalty, all of them) on the word of
+        account ``by`` (``Router.set_queues``): a free agent moves at once and is offered
+        its new queues' waiting callers; one on a call keeps it. Fails with
+        ``UnknownAgent``, ``InvalidMembership`` (no queue, unknown queue, penalty out of
+        0-100), ``IneligibleMembership`` (a required skill missing) or
+        ``AcdStateUnavailable`` (Redis away): nothing changed then."""
+        now = self.reactor.seconds()
+        moved = dict(queues)
+
+        def move() -> None:
+            self.router.set_queues(agent, moved, by, now)
+            self.driver.poll()  # the moved agent meets its new queues' callers; events out
+
+        return self.driver.call(move)
 
     def dispose_call(
         self, agent: str, call_id: str, disposition: str, note: str | None = None
@@ -375,7 +429,9 @@ class AcdService:
         the position and the estimate."""
         for figures in self.figures.values():
             figures.apply(event)
-        if isinstance(event, CallerJoined):
+        if isinstance(event, AgentQueuesChanged):
+            self._follow_move(event)
+        elif isinstance(event, CallerJoined):
             estimate = self.figures[event.queue].estimated_wait(
                 event.queue, event.at, event.position
             )
@@ -388,6 +444,16 @@ class AcdService:
                 self.driver.announce(
                     event.call_id, event.position, estimate.seconds, event.queue
                 )
+
+
+    def _follow_move(self, event: AgentQueuesChanged) -> None:
+        """The agent's queues changed: this thread's map and the queues' members follow."""
+        before = self._members.get(event.agent, {})
+        self._members[event.agent] = dict(event.queues)
+        for queue in sorted(set(before) | set(event.queues)):
+            if queue in self.figures:
+                members = [a for a, queues in self._members.items() if queue in queues]
+                self.figures[queue].set_members(queue, members)
 
 
 def _login_refused(failure: Failure, agent: str) -> None:

@@ -21,19 +21,31 @@ logged out, wrapping up elsewhere...). Several backends share the pool, and one 
 stale view of an agent (it logged in there, then took calls through another backend; or it
 just restarted). So commands from such a view pass ``if_idle=True``: they never touch a
 reservation, which only the holder ends. That is what keeps an agent from two calls.
+
+Memberships: which queues each agent serves, and at what penalty, start as the
+configuration's; a supervisor may move an agent (``Router.set_queues``). The moves are kept
+in the store too (:class:`MembershipStore`), so with several backends on one store every
+router learns them and routes alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from sortedcontainers import SortedList
 
 from acd.errors import AcdStateUnavailable
 
-__all__ = ["AcdState", "AcdStateUnavailable", "Claim", "MemoryState", "WaitingCaller"]
+__all__ = [
+    "AcdState",
+    "AcdStateUnavailable",
+    "Claim",
+    "MembershipStore",
+    "MemoryState",
+    "WaitingCaller",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +147,20 @@ class AcdState(Protocol):
         ...
 
 
+@runtime_checkable
+class MembershipStore(Protocol):
+    """Where the agents' queue memberships changed at run time are kept (shared, with
+    Redis); an agent it has nothing for serves the queues of the configuration."""
+
+    def memberships(self) -> dict[str, dict[str, int]]:
+        """Agent -> its queues (queue -> penalty), for every agent moved so far."""
+        ...
+
+    def set_memberships(self, agent: str, queues: Mapping[str, int]) -> None:
+        """Keep ``queues`` (queue -> penalty, all of them) as ``agent``'s memberships."""
+        ...
+
+
 class MemoryState:
     """The in-process store (one backend, the embedded default).
 
@@ -143,7 +169,15 @@ class MemoryState:
     1,000 waiting callers.
     """
 
-    __slots__ = ("_agent_scores", "_callbacks", "_callers", "_free", "_queues", "_reserved")
+    __slots__ = (
+        "_agent_scores",
+        "_callbacks",
+        "_callers",
+        "_free",
+        "_memberships",
+        "_queues",
+        "_reserved",
+    )
 
     def __init__(self) -> None:
         self._callers: dict[str, WaitingCaller] = {}
@@ -153,6 +187,13 @@ class MemoryState:
         self._free: dict[str, SortedList] = {}  # queue -> (score, agent), best first
         self._agent_scores: dict[str, dict[str, float]] = {}  # agent -> queue -> score
         self._reserved: set[str] = set()
+        self._memberships: dict[str, dict[str, int]] = {}
+
+    def memberships(self) -> dict[str, dict[str, int]]:
+        return {agent: dict(queues) for agent, queues in self._memberships.items()}
+
+    def set_memberships(self, agent: str, queues: Mapping[str, int]) -> None:
+        self._memberships[agent] = dict(queues)
 
     def add_caller(self, caller: WaitingCaller) -> bool:
         if caller.call_id in self._callers:

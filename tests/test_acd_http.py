@@ -138,7 +138,8 @@ def redis_desk(
 def _walk_through_the_day(desk: Desk) -> None:
     """Log in, pause, available, log out through the API; the ACD follows each step."""
     assert desk.call("GET", "/api/v1/agent", "alice").json() == {
-        "agent": "6001", "state": "logged_out", "reason": None, "since": None, "call": None
+        "agent": "6001", "state": "logged_out", "reason": None, "since": None, "call": None,
+        "queues": {"sales": 0},
     }  # fmt: skip
     logged_in = desk.call("POST", "/api/v1/agent/login", "alice")
     assert logged_in.status_code == 200, logged_in.text
