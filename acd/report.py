@@ -58,6 +58,7 @@ __all__ = [
     "call_answered_by",
     "report_csv",
     "report_range",
+    "staffed_agents",
 ]
 
 #: Seconds in an interval of the report and of staffing.
@@ -422,6 +423,44 @@ def build_report(
             continue  # ids and times may interleave slightly across backends
         report.apply(record)
     return report.finish(queues, agents, members or {}, formula)
+
+
+def staffed_agents(
+    records: Iterable[Mapping[str, Any]],
+    agents: Iterable[str],
+    *,
+    start: float,
+    end: float,
+    now: float,
+    zone: tzinfo,
+) -> dict[float, float]:
+    """Interval start -> the average number of ``agents`` staffed in it (available,
+    ringing, on a call or in wrap-up: the occupancy's denominator), from the agents' state
+    changes among ``records`` (time order), over [``start``, ``end``) cut at ``now``.
+    Intervals nobody staffed are left out."""
+    wanted = frozenset(agents)
+    first, stop = _us(start), min(_us(end), _us(now))
+    intervals = _Intervals(zone)
+    time_in: dict[int, int] = defaultdict(int)
+    states: dict[str, tuple[str, int]] = {}
+
+    def count(state: str, since: int, until: int) -> None:
+        at, until = max(since, first), min(until, stop)
+        while state in STAFFED and at < until:
+            boundary = min(intervals.start(at) + INTERVAL * _US, until)
+            time_in[intervals.start(at)] += boundary - at
+            at = boundary
+
+    for r in records:
+        if r["kind"] != "agent_state" or r["agent"] not in wanted:
+            continue
+        at = _us(r["at"])
+        if r["agent"] in states:
+            count(*states[r["agent"]], at)
+        states[r["agent"]] = (r["state"], at)
+    for state, since in states.values():
+        count(state, since, stop)
+    return {s / _US: t / (INTERVAL * _US) for s, t in sorted(time_in.items())}
 
 
 def acd_records(

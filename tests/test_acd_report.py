@@ -510,6 +510,10 @@ def test_staffing_needs_per_interval_from_the_days_calls(office: Desk) -> None:
     acd = office.acd
     day = date(2026, 3, 29)  # Paris's 23-hour day
     nine = datetime(2026, 3, 29, 9, 0, tzinfo=PARIS).timestamp()
+    # Bob (sales and support) staffed from 08:50 to 09:22:30, paused until 09:25, then out.
+    acd.events.publish(AgentStateChanged(nine - 600, "6002", "available"))
+    acd.events.publish(AgentStateChanged(nine + 1350, "6002", "paused", "break"))
+    acd.events.publish(AgentStateChanged(nine + 1500, "6002", "logged_out"))
     for n in range(20):  # 20 calls of 180 s between 09:00 and 09:15
         at, call = nine + n * 40, f"s{n}"
         acd.events.publish(CallerJoined(at, call, "sales", "ordinary", 1))
@@ -529,6 +533,10 @@ def test_staffing_needs_per_interval_from_the_days_calls(office: Desk) -> None:
     assert first["traffic"] == pytest.approx(20 * 180 / 900)
     assert first["agents_needed"] == staffing_need(20, 180, 900, 20, 0.8).agents
     assert first["service_level"] >= 0.8
+    # Alice's calls carry no state changes here: only Bob's time counts as staffed.
+    staffed = {t: by_start[t]["agents_staffed"] for t in ("08:45", "09:00", "09:15", "09:30")}
+    assert staffed == {"08:45": pytest.approx(10 / 15), "09:00": 1.0,
+                       "09:15": pytest.approx(7.5 / 15), "09:30": 0.0}  # fmt: skip
     quiet = by_start["14:00"]  # nothing offered: the day's AHT, no agents needed
     assert (quiet["offered"], quiet["aht_source"], quiet["agents_needed"]) == (0, "day", 0)
     assert quiet["aht"] == pytest.approx(180)
