@@ -150,10 +150,10 @@ class QueueConfig(_Section):
     hours: BusinessHours | None = None
     #: Retries of this queue's callback requests whose customer was not reached.
     callback: CallbackPolicy = CallbackPolicy()
-    #: The wallboard's alert thresholds on the longest wait.
-    wallboard: WallboardAlerts = WallboardAlerts()
     #: Handle time (seconds) for wait estimates and staffing until one is observed.
     fallback_aht: float | None = Field(None, gt=0)
+    #: The wallboard's alert thresholds on the longest wait.
+    wallboard: WallboardAlerts = WallboardAlerts()
 
     @field_validator("lanes", "dids", mode="before")
     @classmethod
@@ -289,7 +289,6 @@ class AcdConfig(_Section):
     def zone(self) -> ZoneInfo:
         """:attr:`timezone` as a tzinfo."""
         return ZoneInfo(self.timezone)
-
 
     @field_validator("queues", mode="before")
     @classmethod
