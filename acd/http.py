@@ -34,7 +34,7 @@ the request is from (``web.auth.current_account``), anything with ``role`` and `
 # those name the dependency passed to agent_routes, a local it could not resolve from text.
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal, Protocol
 
@@ -50,7 +50,15 @@ from .agents import IneligibleMembership, InvalidMembership
 from .config import ServiceLevel
 from .erlang import staffing_need
 from .errors import AcdError, AcdStateUnavailable, AgentStateError, UnknownAgent
-from .report import INTERVAL, AcdReport, acd_records, build_report, report_csv, report_range
+from .report import (
+    INTERVAL,
+    AcdReport,
+    acd_records,
+    build_report,
+    report_csv,
+    report_range,
+    staffed_agents,
+)
 from .service import AcdService
 
 __all__ = [
@@ -348,8 +356,8 @@ def report_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
       "intervals"}`` (``acd.report``); ``&format=csv&by=queue|agent|tier|interval`` gives
       one table as ``text/csv``;
     * ``GET /api/v1/staffing?queue=Q&date=YYYY-MM-DD`` (supervisors, admins) — each
-      15-minute interval of the day (default today): calls offered, the AHT used and the
-      agents Erlang C says the queue's service-level target needs.
+      15-minute interval of the day (default today): calls offered, the AHT used, the
+      agents Erlang C says the queue's service-level target needs and those staffed.
 
     The report and staffing read SQL: sync endpoints, on FastAPI's thread pool.
     """
@@ -374,9 +382,9 @@ def report_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
                 [{"loc": ("query", "to"), "msg": str(exc), "type": "value_error"}]
             ) from None
 
-    def report_of(start: float, end: float) -> AcdReport:
+    def report_of(start: float, end: float, records: Iterable[dict[str, Any]]) -> AcdReport:
         return build_report(
-            acd_records(acd.engine, start, end),
+            records,
             start=start,
             end=end,
             now=acd.reactor.seconds(),  # the wall clock: any thread
@@ -405,7 +413,7 @@ def report_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
     ) -> Any:
         supervising(caller)
         start, end = days(first, last)
-        report = report_of(start, end)
+        report = report_of(start, end, acd_records(acd.engine, start, end))
         if format == "csv":
             text = report_csv(report, by, dispositions=config.dispositions, zone=config.zone)
             name = f"acd-{by}-{first.isoformat()}-{last.isoformat()}.csv"
@@ -441,7 +449,12 @@ def report_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
         if day is None:
             day = datetime.fromtimestamp(acd.reactor.seconds(), config.zone).date()
         start, end = days(day, day)
-        report = report_of(start, end)
+        records = list(acd_records(acd.engine, start, end))  # one day: read once, used twice
+        report = report_of(start, end, records)
+        now = acd.reactor.seconds()
+        staffed = staffed_agents(
+            records, members[queue], start=start, end=end, now=now, zone=config.zone
+        )
         cfg = config.queues[queue]
         return {
             "queue": queue,
@@ -450,20 +463,25 @@ def report_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
             "interval": INTERVAL,
             "target": cfg.service_level.percent / 100,
             "threshold": cfg.service_level.seconds,
-            "intervals": staffing_plan(report, queue, cfg.service_level, cfg.fallback_aht),
+            "intervals": staffing_plan(report, queue, cfg.service_level, cfg.fallback_aht, staffed),
         }
 
     return router
 
 
 def staffing_plan(
-    report: AcdReport, queue: str, target: ServiceLevel, fallback_aht: float | None
+    report: AcdReport,
+    queue: str,
+    target: ServiceLevel,
+    fallback_aht: float | None,
+    staffed: Mapping[float, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Each interval of ``report``'s range for ``queue``: ``start``, ``offered``, ``aht``
     and its ``aht_source`` (the interval's, else the day's, else the queue's fallback; null
     with none), then Erlang C's ``traffic``, ``agents_needed``, and with that many agents
     the ``service_level``, ``asa`` and ``probability_of_waiting`` (null without an AHT, or
-    for a 100 % target, which no finite staff meets)."""
+    for a 100 % target, which no finite staff meets); ``agents_staffed``: the average
+    number of the queue's agents staffed in the interval (``staffed``, else 0)."""
     day = report.queues[queue].figures.aht
     rows = []
     at = report.start
@@ -484,6 +502,7 @@ def staffing_plan(
             service_level=need.service_level if need else None,
             asa=need.asa if need else None,
             probability_of_waiting=need.probability_of_waiting if need else None,
+            agents_staffed=(staffed or {}).get(at, 0.0),
         )
         rows.append(row)
         at += INTERVAL
