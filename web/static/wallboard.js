@@ -13,6 +13,21 @@ const SVG = "http://www.w3.org/2000/svg";
 const queues = new Map(); // name -> {data, cells}
 const agents = new Map(); // name -> {data, row, cells}
 let queueNames = [];
+// Rows on screen: the per-second timers touch only those (a thousand agents' timers
+// rewritten every second kept the page's main thread busy laying the table out).
+const onScreen = new Set();
+const sight = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    const agent = agents.get(entry.target.dataset.agent);
+    if (!agent) continue;
+    if (entry.isIntersecting) {
+      onScreen.add(agent);
+      tickAgent(agent, serverClock.now());
+    } else {
+      onScreen.delete(agent);
+    }
+  }
+});
 
 // -- queues -----------------------------------------------------------------------------
 
@@ -74,22 +89,21 @@ function tickQueue(entry) {
 function agentRow(name) {
   let entry = agents.get(name);
   if (entry) return entry;
+  const cell = (kind) => el("span", { role: "cell", class: kind });
   const cells = {
-    state: el("td", { class: "state" }),
-    time: el("td", { class: "time" }),
-    reason: el("td", { class: "reason" }),
-    queues: el("td", { class: "queues" }),
-    call: el("td", { class: "call" }),
+    state: cell("state"), time: cell("time"), reason: cell("reason"), queues: cell("queues"), call: cell("call"),
   };
-  const actions = el("td", { class: "actions" },
+  const actions = el("span", { role: "cell", class: "actions" },
     el("button", { class: "pause", onclick: () => act("pause", name) }, "Pause"),
     el("button", { class: "logout", onclick: () => act("logout", name) }, "Log out"),
     el("button", { class: "move", onclick: () => act("queues", name) }, "Queues"));
-  const row = el("tr", { dataset: { agent: name } }, el("th", { scope: "row", text: name }),
+  const row = el("div", { class: "agent-row", role: "row", dataset: { agent: name } },
+    el("span", { role: "rowheader", class: "name", text: name }),
     cells.state, cells.time, cells.reason, cells.queues, cells.call, actions);
-  $("agents").tBodies[0].append(row);
+  $("agent-rows").append(row);
   entry = { data: null, row, cells };
   agents.set(name, entry);
+  sight.observe(row);
   return entry;
 }
 
@@ -107,7 +121,7 @@ function showAgent(data) {
   setText(c.queues, data.queues.join(", "));
   const call = data.call;
   setText(c.call, call ? `${call.caller_name || call.caller_number || "withheld"} (${call.queue})` : "");
-  setText(c.time, data.since ? duration(serverClock.now() - data.since) : "–");
+  tickAgent(entry, serverClock.now());
   filterRow(entry);
 }
 
@@ -118,12 +132,15 @@ function filterRow(entry) {
   entry.row.hidden = Boolean(needle) && !text.includes(needle);
 }
 
+function tickAgent(entry, now) {
+  const since = entry.data && entry.data.since;
+  setText(entry.cells.time, since ? duration(now - since) : "–");
+}
+
 function tick() {
   for (const entry of queues.values()) tickQueue(entry);
   const now = serverClock.now();
-  for (const entry of agents.values()) {
-    if (entry.data && entry.data.since && !entry.row.hidden) setText(entry.cells.time, duration(now - entry.data.since));
-  }
+  for (const entry of onScreen) tickAgent(entry, now);
 }
 
 // -- the live feed ----------------------------------------------------------------------
@@ -144,6 +161,23 @@ function onFeed(message) {
     serverClock.sync(message.at);
     for (const q of message.queues) showQueue(q);
   }
+  chartFollows();
+}
+
+// The chart is read from the persisted history: read again (once things settle) when a
+// call's outcome changed today's counts, else every minute.
+let counted = null;
+let chartTimer = null;
+function chartFollows() {
+  let total = 0;
+  for (const entry of queues.values()) if (entry.data) total += entry.data.today.offered;
+  if (counted !== null && total !== counted && !chartTimer) {
+    chartTimer = setTimeout(() => {
+      chartTimer = null;
+      refreshChart();
+    }, 2000);
+  }
+  counted = total;
 }
 
 function fillQueueChoices() {
@@ -291,8 +325,8 @@ async function refreshDeadlines() {
 
 // -- report and staffing ----------------------------------------------------------------
 
-const RATIO = /(rate|level|occupancy|share|probability)$/;
-const SECONDS = /(asa|aht|_time|wait|talk|wrap_up|paused|logged_in)$/;
+const RATIO = /^(service_level|abandonment_rate|occupancy|probability_of_waiting)$/;
+const SECONDS = /^(asa|aht|talk_time|wrap_up_time|paused_time|logged_in_time)$/;
 
 function cell(key, value) {
   if (value === null || value === undefined) return "–";
@@ -334,7 +368,8 @@ async function showStaffing(event) {
     const queue = encodeURIComponent($("staffing-queue").value);
     const answer = await api("GET", `/api/v1/staffing?queue=${queue}&date=${$("staffing-date").value}`);
     const rows = answer.intervals || [];
-    table($("staffing"), rows);
+    // The chart shows the whole day; the table the intervals with calls or agents.
+    table($("staffing"), rows.filter((r) => r.offered || r.agents_staffed));
     staffingChart($("staffing-chart"), rows);
   } catch (error) {
     notify(`staffing: ${error.message}`, "error");

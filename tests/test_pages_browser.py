@@ -1,0 +1,173 @@
+"""The agent desktop and the supervisor wallboard in a real browser (Debian's Chromium,
+headless, driven by Playwright) against a real backend and the PBX simulator over AMI:
+an agent logs in and goes available, a known customer calls, the pop shows who and the tier
+before answer, the pop comes back after a reload, the agent wraps up with a disposition and
+a ticket; a supervisor watches the call go through the wallboard, its figures change, and
+pauses the agent from there."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from playwright.sync_api import Page, expect
+from sqlalchemy import create_engine, update
+
+import migrations
+from bench.browser import BrowserThread, screenshot
+from crm_bridge import store
+from crm_bridge.schema import customers
+from tests.e2e import caller, start_backend, start_simulator
+
+QUEUES = {
+    "agent_interface": "Local/{agent}@agents",
+    "queues": {"sales": {"lanes": ["external"], "ring_timeout": 15, "wrap_up": 60},
+               "support": {"lanes": ["support"]}},
+    "agents": {"6001": {"name": "Alice", "queues": {"sales": 0}},
+               "6002": {"name": "Bob", "queues": {"support": 0}}},
+}  # fmt: skip
+NUMBER = "+302101234567"
+NAME = "Ελένη Παππά"
+PROFILE = {
+    "tier": {"tier": "vip", "reason": "VIP: top 1% by 365-day revenue"},
+    "loyalty": {"class": "loyal", "reason": "12 orders in 3 categories"},
+    "lifecycle": {"stage": "active", "reason": "ordered 9 days ago"},
+    "next_step": {"code": "referral", "step": "Thank them; ask for a referral",
+                  "reason": "a loyal VIP"},
+}  # fmt: skip
+PASSWORD = "page-test-password"
+#: A subject an agent types, with markup in it: the pages must show it as text.
+HOSTILE = 'Refund <img src=x onerror="window.pwned=1"> & <script>window.pwned=2</script>'
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[BrowserThread]:
+    chromium = BrowserThread()
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture
+def center(reactor: Any, run: Any, tmp_path: Path) -> Iterator[Any]:
+    queues = tmp_path / "queues.yaml"
+    queues.write_text(yaml.safe_dump(QUEUES))
+    url = f"sqlite:///{tmp_path / 'cc.sqlite3'}"  # the database start_backend uses
+    migrations.upgrade(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        store.add_customer(conn, "k1", NAME, [NUMBER], source="test", now=0.0)
+        conn.execute(update(customers).values(tier="vip", profile=PROFILE, profiled_at=1.0))
+    engine.dispose()
+    # The agent's phone rings 4 s before the agent answers: the pop is seen ringing.
+    simulator = start_simulator(reactor, agent_ring_seconds=4.0)
+    app = start_backend(reactor, run, simulator, tmp_path, {
+        "CALLCENTER_ACD__QUEUES": str(queues), "CALLCENTER_ACD__LOGIN_AGENTS": "false",
+    })  # fmt: skip
+    app.accounts.add("6001", PASSWORD, "agent", agent="6001")
+    app.accounts.add("sup", PASSWORD, "supervisor")
+    yield app
+    run(app.stop())
+    simulator.stopListening()
+
+
+def close_pages(pages: dict[str, Page]) -> None:
+    for page in pages.values():
+        page.context.close()
+
+
+def log_in(page: Page, base: str, username: str, landing: str) -> None:
+    page.goto(f"{base}/")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("#submit")
+    page.wait_for_url(f"**{landing}")
+
+
+def test_an_agent_takes_a_call_and_a_supervisor_watches_it(
+    center: Any, run: Any, browser: BrowserThread, tmp_path: Path
+) -> None:
+    app = center
+    base = f"http://127.0.0.1:{app.api.port}"
+    pages: dict[str, Page] = {}
+
+    def open_pages() -> None:
+        pages["sup"] = browser.new_page(1600, 1000)
+        log_in(pages["sup"], base, "sup", "/wallboard")
+        expect(pages["sup"].locator("#connection")).to_have_text("live")
+        row = pages["sup"].locator('#agents [data-agent="6001"] .state')
+        expect(row).to_have_text("logged out")
+        pages["agent"] = agent = browser.new_page()
+        log_in(agent, base, "6001", "/agent")
+        expect(agent.locator("#connection")).to_have_text("live")
+        agent.click("#go-available")
+        expect(agent.locator("#state")).to_have_text("available")
+        expect(row).to_have_text("available")
+
+    def ringing_with_the_customer() -> None:
+        agent, sup = pages["agent"], pages["sup"]
+        # Before answer: the pop names the customer with the tier and its reason.
+        expect(agent.locator("#customer-name")).to_have_text(NAME, timeout=15_000)
+        expect(agent.locator("#pop-state")).to_have_text("ringing")  # not "talking" yet
+        expect(agent.locator("#tier-badge")).to_have_text("VIP")
+        expect(agent.locator("#tier-reason")).to_contain_text("top 1%")
+        expect(agent.locator("#next-step")).to_contain_text("referral")
+        expect(agent.locator("#pop-queue")).to_have_text("sales")
+        screenshot(agent, tmp_path, "agent-desktop.png")
+        expect(sup.locator('#agents [data-agent="6001"] .state')).to_have_text("ringing")
+
+    def talking_then_reload() -> None:
+        agent = pages["agent"]
+        expect(agent.locator("#pop-state")).to_have_text("talking", timeout=15_000)
+        agent.reload()  # the page comes back with the pop of the call in progress
+        expect(agent.locator("#pop-state")).to_have_text("talking")
+        expect(agent.locator("#customer-name")).to_have_text(NAME)
+
+    def wrap_up() -> None:
+        agent = pages["agent"]
+        expect(agent.locator("#wrapup")).to_be_visible(timeout=20_000)
+        expect(agent.locator("#state")).to_have_text("wrap up")
+        agent.select_option("#disposition", "resolved")
+        agent.click("#save-disposition")
+        expect(agent.locator("#wrapup-result")).to_contain_text("Disposition saved")
+        agent.select_option("#ticket-category", "complaint")
+        agent.fill("#ticket-subject", HOSTILE)
+        agent.keyboard.press("Alt+t")  # the shortcut for "create ticket"
+        expect(agent.locator("#wrapup-result")).to_contain_text("created")
+        listed = agent.locator("#tickets td", has_text="Refund")
+        expect(listed).to_have_text(HOSTILE)  # shown as typed, not run as markup
+        assert agent.evaluate("window.pwned") is None
+        assert agent.locator("#tickets img, #tickets script").count() == 0
+
+    def supervisor_sees_figures_and_pauses() -> None:
+        sup = pages["sup"]
+        sales = sup.locator('#queues tr[data-queue="sales"]')
+        expect(sales.locator("td.slToday")).to_have_text("100%", timeout=15_000)
+        expect(sales.locator("td.waiting")).to_have_text("0")
+        expect(sales.locator("td.asa")).to_have_text(re.compile(r"^\d+:\d\d$"))  # answered
+        row = sup.locator('#agents [data-agent="6001"]')
+        expect(row.locator(".state")).to_have_text("wrap up")
+        screenshot(sup, tmp_path, "wallboard.png")
+        row.locator("button.pause").click()
+        sup.fill("#act-reason", "Coaching")
+        sup.click("#act-ok")
+        expect(row.locator(".state")).to_have_text("paused")
+        expect(row.locator(".reason")).to_have_text("Coaching")
+        expect(pages["agent"].locator("#state")).to_have_text("paused", timeout=10_000)
+
+    async def go() -> None:
+        await browser.do(open_pages)
+        await app.ami.send_action("Originate", caller(NUMBER, "Eleni", "5003", 6))
+        await browser.do(ringing_with_the_customer)
+        await browser.do(talking_then_reload)
+        await browser.do(wrap_up)
+        await browser.do(supervisor_sees_figures_and_pauses)
+
+    try:
+        run(go(), timeout=120)
+    finally:
+        run(browser.do(close_pages, pages))
+    assert (tmp_path / "agent-desktop.png").stat().st_size > 10_000
