@@ -158,6 +158,38 @@ def test_an_agent_takes_a_call_and_a_supervisor_watches_it(
         expect(row.locator(".reason")).to_have_text("Coaching")
         expect(pages["agent"].locator("#state")).to_have_text("paused", timeout=10_000)
 
+    def supervisor_reports_and_moves() -> None:
+        sup = pages["sup"]
+        # Today's chart is read again from the history once the call is counted.
+        expect(sup.locator("#interval-chart rect.answered")).to_have_count(1, timeout=15_000)
+        sup.click('nav .tab[data-tab="report"]')
+        sup.click("#report-form button[type=submit]")
+        queues = sup.locator("#report-queues")
+        expect(queues.locator("tbody tr").first).to_contain_text("sales")
+        expect(sup.locator("#report-tiers")).to_contain_text("vip")
+        expect(sup.locator("#report-agents")).to_contain_text("resolved 1")  # the disposition
+        with sup.expect_download() as download:
+            sup.click('.csv[data-by="queue"]')
+        csv = Path(download.value.path()).read_text(encoding="utf-8")
+        assert csv.splitlines()[0].startswith("queue,") and "\nsales," in csv
+        sup.keyboard.press("Alt+3")  # the staffing view
+        sup.select_option("#staffing-queue", "sales")
+        sup.click("#staffing-form button[type=submit]")
+        expect(sup.locator("#staffing tbody tr")).to_have_count(1)  # the one busy interval
+        expect(sup.locator("#staffing-chart rect.needed")).to_have_count(96)  # the whole day
+        sup.keyboard.press("Alt+1")
+        # Move Bob into sales too: his row follows, from the feed.
+        bob = sup.locator('#agents [data-agent="6002"]')
+        bob.locator("button.move").click()
+        sup.check('#act-queues input[value="sales"]')
+        sup.fill('#act-queues input[name="penalty-sales"]', "2")
+        sup.click("#act-ok")
+        expect(bob.locator(".queues")).to_have_text("support, sales")
+        sup.fill("#agent-filter", "sales")
+        expect(sup.locator("#agent-rows > div:visible")).to_have_count(2)
+        sup.fill("#agent-filter", "paused")
+        expect(sup.locator("#agent-rows > div:visible")).to_have_count(1)
+
     async def go() -> None:
         await browser.do(open_pages)
         await app.ami.send_action("Originate", caller(NUMBER, "Eleni", "5003", 6))
@@ -165,6 +197,7 @@ def test_an_agent_takes_a_call_and_a_supervisor_watches_it(
         await browser.do(talking_then_reload)
         await browser.do(wrap_up)
         await browser.do(supervisor_sees_figures_and_pauses)
+        await browser.do(supervisor_reports_and_moves)
 
     try:
         run(go(), timeout=120)
