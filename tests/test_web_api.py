@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import socket
 import time
 from collections.abc import Coroutine, Iterator
@@ -304,3 +305,52 @@ def test_a_database_that_does_not_answer_is_a_503_to_retry_not_a_500(served: Ser
         "field": None,
         "problem": "the database does not answer; nothing was changed: retry in a moment",
     }]}  # fmt: skip
+
+
+# -- the pages (web/pages.py) --------------------------------------------------------------
+
+PAGE_PATHS = ("/", "/agent", "/wallboard", "/static/agent.js", "/static/common.js",
+              "/static/style.css")  # fmt: skip
+
+
+def test_the_pages_are_served_with_a_strict_policy(served: Served) -> None:
+    for path in PAGE_PATHS:
+        answer = served.request("GET", path)
+        assert answer.status_code == 200, path
+        policy = answer.headers["Content-Security-Policy"]
+        assert "script-src 'self';" in policy and "unsafe" not in policy, path
+        assert "frame-ancestors 'none'" in policy and answer.headers["X-Frame-Options"] == "DENY"
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert served.request("GET", "/agent").headers["Content-Type"].startswith("text/html")
+    assert "javascript" in served.request("GET", "/static/agent.js").headers["Content-Type"]
+    # Nothing outside the static folder is served from it.
+    assert served.request("GET", "/static/../api.py").status_code == 404
+    assert served.request("GET", "/static/%2e%2e/pages.py").status_code == 404
+
+
+def test_log_in_sets_no_cookie_and_a_cookie_authenticates_nothing(served: Served) -> None:
+    """The pages send the bearer token themselves: no ambient credential for CSRF to use."""
+    answer = served.request(
+        "POST", "/api/v1/session", json={"username": "sam", "password": "super-visor"}
+    )
+    assert answer.status_code == 200 and "set-cookie" not in answer.headers
+    token = answer.json()["token"]
+    cookie = served.request("GET", "/api/v1/me", headers={"Cookie": f"token={token}"})
+    assert cookie.status_code == 401
+
+
+def test_the_pages_and_the_api_docs_load_nothing_from_elsewhere(served: Served) -> None:
+    """No CDN: every script, style and request of the pages and of /api/docs is served here."""
+    from web.pages import STATIC
+
+    svg_namespace = "http://www.w3.org/2000/svg"  # a name, never fetched
+    for file in sorted(STATIC.iterdir()):
+        text = file.read_text(encoding="utf-8").replace(svg_namespace, "")
+        assert re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", text) is None, file.name
+        assert re.search(r"""(?:src|href)\s*=\s*["'](?!/static/)""", text) is None, file.name
+    docs = served.request("GET", "/api/docs")
+    assert docs.status_code == 200
+    assets = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)""", docs.text)
+    assert assets and all(a.startswith("/api/") for a in assets), assets
+    for asset in assets:
+        assert served.request("GET", asset).status_code == 200, asset
