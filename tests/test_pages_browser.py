@@ -7,6 +7,7 @@ pauses the agent from there."""
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,8 @@ QUEUES = {
 }  # fmt: skip
 NUMBER = "+302101234567"
 NAME = "Ελένη Παππά"
+SHARED = "+48221234567"
+UNKNOWN = "+33142681234"
 PROFILE = {
     "tier": {"tier": "vip", "reason": "VIP: top 1% by 365-day revenue"},
     "loyalty": {"class": "loyal", "reason": "12 orders in 3 categories"},
@@ -52,15 +55,23 @@ def browser() -> Iterator[BrowserThread]:
 
 
 @pytest.fixture
-def center(reactor: Any, run: Any, tmp_path: Path) -> Iterator[Any]:
+def center(
+    request: pytest.FixtureRequest, reactor: Any, run: Any, tmp_path: Path
+) -> Iterator[Any]:
+    """The backend; ``request.param``, if any, overrides settings of the sales queue."""
+    config: dict[str, Any] = copy.deepcopy(QUEUES)
+    config["queues"]["sales"].update(getattr(request, "param", {}))
     queues = tmp_path / "queues.yaml"
-    queues.write_text(yaml.safe_dump(QUEUES))
+    queues.write_text(yaml.safe_dump(config))
     url = f"sqlite:///{tmp_path / 'cc.sqlite3'}"  # the database start_backend uses
     migrations.upgrade(url)
     engine = create_engine(url)
     with engine.begin() as conn:
         store.add_customer(conn, "k1", NAME, [NUMBER], source="test", now=0.0)
         conn.execute(update(customers).values(tier="vip", profile=PROFILE, profiled_at=1.0))
+        # Two customers of one household share a number: the agent picks.
+        store.add_customer(conn, "h1", "Jan Kowalski", [SHARED], source="test", now=0.0)
+        store.add_customer(conn, "h2", "Anna Kowalska", [SHARED], source="test", now=0.0)
     engine.dispose()
     # The agent's phone rings 4 s before the agent answers: the pop is seen ringing.
     simulator = start_simulator(reactor, agent_ring_seconds=4.0)
@@ -204,3 +215,54 @@ def test_an_agent_takes_a_call_and_a_supervisor_watches_it(
     finally:
         run(browser.do(close_pages, pages))
     assert (tmp_path / "agent-desktop.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("center", [{"wrap_up": 0}], indirect=True)
+def test_an_agent_picks_among_candidates_and_creates_an_unknown_caller(
+    center: Any, run: Any, browser: BrowserThread
+) -> None:
+    app = center
+    base = f"http://127.0.0.1:{app.api.port}"
+    pages: dict[str, Page] = {}
+
+    def available() -> None:
+        pages["agent"] = agent = browser.new_page()
+        log_in(agent, base, "6001", "/agent")
+        agent.keyboard.press("Alt+a")  # the shortcut for "available"
+        expect(agent.locator("#state")).to_have_text("available")
+
+    def pick_the_second_candidate() -> None:
+        agent = pages["agent"]
+        candidates = agent.locator("#candidates .pick")
+        expect(candidates).to_have_count(2, timeout=15_000)
+        expect(agent.locator("#customer")).to_be_hidden()
+        second = candidates.nth(1).text_content() or ""
+        agent.keyboard.press("Alt+2")
+        expect(agent.locator("#customer-name")).to_have_text(second.split(". ", 1)[1])
+        expect(agent.locator("#choose")).to_be_hidden()
+        expect(agent.locator("#pop-state")).to_have_text("ended", timeout=20_000)
+
+    def create_the_unknown_caller() -> None:
+        agent = pages["agent"]
+        form = agent.locator("#new-customer")
+        expect(form).to_be_visible(timeout=20_000)
+        expect(agent.locator("#caller-number")).to_have_text(UNKNOWN)
+        agent.fill("#new-customer-name", "Camille Martin <b>new</b>")
+        agent.fill("#new-customer-email", "camille@example.org")
+        form.locator("button").click()
+        expect(agent.locator("#customer-name")).to_have_text("Camille Martin <b>new</b>")
+        expect(form).to_be_hidden()
+
+    async def go() -> None:
+        await browser.do(available)
+        await app.ami.send_action("Originate", caller(SHARED, "Kowalski", "5003", 5))
+        await browser.do(pick_the_second_candidate)
+        await app.ami.send_action("Originate", caller(UNKNOWN, "Camille", "5003", 5))
+        await browser.do(create_the_unknown_caller)
+
+    try:
+        run(go(), timeout=90)
+    finally:
+        run(browser.do(close_pages, pages))
+    found = run(app.crm.lookup(UNKNOWN))
+    assert [c["name"] for c in found] == ["Camille Martin <b>new</b>"]

@@ -11,6 +11,7 @@ const $ = (id) => document.getElementById(id);
 let status = null; // GET /api/v1/agent
 let pop = null; // the pop on screen (the feed's last frame for the call)
 let wrap = null; // {call_id, caller, customer, since}: the call being wrapped up
+let choosing = false; // the agent asked to pick another of several candidates
 
 // -- state ------------------------------------------------------------------------------
 
@@ -61,6 +62,11 @@ function onFeed(message) {
     const ended = frame.kind === "ended" || frame.kind === "withdrawn" || frame.kind === "transferred";
     const talked = pop && pop.call_id === frame.call_id && pop.state === "talking";
     if (frame.kind === "ring" && wrap && wrap.call_id !== frame.call_id) endWrapUp();
+    if (!pop || pop.call_id !== frame.call_id) {
+      choosing = false;
+      $("new-customer-name").value = "";
+      $("new-customer-email").value = "";
+    }
     pop = frame;
     showPop(frame);
     if (ended && talked) startWrapUp(frame);
@@ -93,7 +99,8 @@ function showPop(frame) {
   showCustomer(customer);
   showCandidates(frame);
   const form = $("new-customer");
-  const canCreate = (frame.identity === "unknown" || frame.identity === "several") && frame.state !== "gone";
+  const open = frame.state !== "gone" && frame.state !== "ended";
+  const canCreate = open && (frame.identity === "unknown" || (frame.identity === "several" && (!customer || choosing)));
   form.hidden = !canCreate;
   if (canCreate && !$("new-customer-name").value && frame.caller.name) $("new-customer-name").value = frame.caller.name;
 }
@@ -133,7 +140,9 @@ function showCustomer(customer) {
 
 function showCandidates(frame) {
   const several = frame.identity === "several" && frame.state !== "gone";
-  $("choose").hidden = !several;
+  // Once one is picked, the list folds away; the agent can open it again.
+  $("choose").hidden = !several || (Boolean(frame.customer) && !choosing);
+  $("change-customer").hidden = !several || !frame.customer || choosing;
   if (!several) return;
   $("candidates").replaceChildren(...frame.candidates.map((c, index) =>
     el("li", {},
@@ -144,6 +153,7 @@ function showCandidates(frame) {
 
 async function pick(customerId) {
   if (!pop) return;
+  choosing = false;
   try {
     const answer = await api("POST", `/api/v1/calls/${encodeURIComponent(pop.call_id)}/customer`, { customer_id: customerId });
     if (answer && answer.call_id) onFeed({ type: "pop", pop: answer });
@@ -151,6 +161,11 @@ async function pick(customerId) {
     notify(error.message, "error");
   }
 }
+
+$("change-customer").addEventListener("click", () => {
+  choosing = true;
+  if (pop) showPop(pop);
+});
 
 $("new-customer").addEventListener("submit", async (event) => {
   event.preventDefault();
