@@ -3,6 +3,10 @@
 * ``GET /api/v1/agent`` — the agent's state, since when, pause reason and current call;
 * ``POST /api/v1/agent/login | available | pause {reason} | logout`` — each answers the
   new status;
+* ``WS /api/v1/agent/feed`` — the agent's own row, live (``{"type": "agent", "at",
+  "agent": AgentRow}`` at once and at every change of state or queues): the desk sees a
+  supervisor's pause, a ring, a wrap-up without asking. First message ``{"token"}``; 4401
+  for a bad token, 4403 for an account that is no ACD agent's;
 * ``GET /api/v1/agents/{agent}``, ``POST /api/v1/agents/{agent}/pause | logout`` — the same
   for supervisors and admins, on any agent;
 * ``PUT /api/v1/agents/{agent}/queues {"queues": {queue: penalty}}`` — supervisors and
@@ -250,6 +254,23 @@ def agent_routes(acd: AcdService, *, account: Callable[..., Any]) -> APIRouter:
     async def log_out(caller: Caller) -> AgentStatusOut:
         agent = own_agent(caller)
         return await carried_out(agent, lambda: acd.agent_logout(agent))
+
+    @router.websocket("/agent/feed")
+    async def agent_feed(socket: WebSocket) -> None:
+        await socket.accept()
+        who = await hello(socket)
+        if who is None:
+            return
+        if who.role != "agent" or who.agent not in acd.config.agents:
+            await close_quietly(socket, 4403, "this account is no ACD agent's: see /api/v1/agent")
+            return
+        agent, feed = who.agent, acd.wallboard
+        await serve_feed(
+            socket,
+            connect=lambda send: feed.connect_agent(agent, send),
+            opening=lambda: [feed.agent_message(agent)],
+            what=f"agent desk {agent}",
+        )
 
     @router.post("/agent/disposition", responses={**busy, **_error(422)}, summary="tag my call")
     async def dispose(body: DispositionIn, caller: Caller) -> DispositionOut:

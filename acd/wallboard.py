@@ -257,6 +257,8 @@ class WallboardFeed:
         self.coalesce = coalesce
         self.refresh = refresh
         self._sockets: dict[int, Send] = {}
+        #: Agents' own desks: agent -> its sockets (the desk follows its state live).
+        self._desks: dict[str, dict[int, Send]] = {}
         self._next_id = 0
         self._dirty: set[str] = set()
         self._flush: IDelayedCall | None = None
@@ -272,6 +274,12 @@ class WallboardFeed:
     def on_acd_event(self, event: AcdEvent) -> None:
         """The ACD event stream's consumer: after the live figures and the agent board."""
         change = self.wallboard.apply(event)
+        for agent in change.agents:
+            desks = self._desks.get(agent)
+            if desks:
+                text = self.agent_message(agent)
+                for send in list(desks.values()):
+                    send(text)
         if not self._sockets:
             return
         for agent in change.agents:
@@ -293,6 +301,25 @@ class WallboardFeed:
                 self._stop()
 
         return disconnect
+
+    def connect_agent(self, agent: str, send: Send) -> Callable[[], None]:
+        """Subscribe an agent's own desk to that agent's row messages (``agent_message``)
+        from now on; returns the unsubscribe."""
+        key, self._next_id = self._next_id, self._next_id + 1
+        self._desks.setdefault(agent, {})[key] = send
+
+        def disconnect() -> None:
+            desks = self._desks.get(agent, {})
+            desks.pop(key, None)
+            if not desks:
+                self._desks.pop(agent, None)
+
+        return disconnect
+
+    def agent_message(self, agent: str) -> str:
+        """``{"type": "agent", "at", "agent": AgentRow}``'s JSON, now (a desk's frame)."""
+        row = self.wallboard.agent_row(agent)
+        return _encode({"type": "agent", "at": self.clock.seconds(), "agent": row})
 
     def snapshot(self) -> str:
         """The snapshot message's JSON, now."""

@@ -22,7 +22,7 @@ from twisted.internet.defer import Deferred
 
 T = TypeVar("T")
 
-CHROMIUM = Path(os.environ.get("CALLCENTER_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM = Path(os.environ.get("PAGE_TEST_CHROMIUM", "/usr/bin/chromium"))
 #: As root, in a sandbox with no network but the loopback: no sandbox of Chromium's own,
 #: no GPU, and none of the background connections a closed network refuses.
 CHROMIUM_ARGS = [
@@ -31,8 +31,8 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]  # fmt: skip
 #: Where the tests' screenshots go besides their own temporary folder (the README's come
-#: from here: ``CALLCENTER_SCREENSHOTS=docs/screenshots make test``).
-SCREENSHOTS = os.environ.get("CALLCENTER_SCREENSHOTS")
+#: from here: ``PAGE_TEST_SCREENSHOTS=docs/screenshots make test``).
+SCREENSHOTS = os.environ.get("PAGE_TEST_SCREENSHOTS")
 
 
 class BrowserThread:
@@ -42,7 +42,7 @@ class BrowserThread:
         if not CHROMIUM.exists():
             raise RuntimeError(
                 f"no Chromium at {CHROMIUM}: install Debian's (apt-get install chromium), as "
-                ".ci/run does, or point CALLCENTER_CHROMIUM at one"
+                ".ci/run does, or point PAGE_TEST_CHROMIUM at one"
             )
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="browser")
         self._playwright: Playwright | None = None
@@ -81,7 +81,7 @@ class BrowserThread:
 
 
 def screenshot(page: Page, folder: Path, name: str) -> Path:
-    """``page`` as ``folder/name`` (full page), copied to ``$CALLCENTER_SCREENSHOTS`` too."""
+    """``page`` as ``folder/name`` (full page), copied to ``$PAGE_TEST_SCREENSHOTS`` too."""
     path = folder / name
     page.screenshot(path=str(path), full_page=True)
     if SCREENSHOTS:

@@ -91,7 +91,8 @@ OpenTickets = Callable[[str], Sequence[Mapping[str, Any]]]
 #: What a pop card shows of each open ticket: what it is, how urgent, where it stands, when
 #: it is due and whether that promise is kept (``sla_state``: ok / warning / breached).
 TICKET_FIELDS = ("id", "number", "subject", "category", "priority", "status",
-                 "first_response_due", "resolution_due", "sla_state", "created_at")  # fmt: skip
+                 "first_response_due", "first_response_at", "resolution_due", "sla_state",
+                 "created_at")  # fmt: skip
 
 
 class PopSessions:

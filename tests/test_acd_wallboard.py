@@ -438,6 +438,35 @@ def test_the_feed_refuses_bad_tokens_and_agents(desk: Desk, run: Any) -> None:
     assert (agent.close_code, agent.messages) == (4403, [])
 
 
+def test_an_agent_s_desk_feed_sends_its_own_row_and_nobody_else_s(desk: Desk, run: Any) -> None:
+    url = desk.url.replace("http://", "ws://") + "/api/v1/agent/feed"
+
+    async def go() -> tuple[PopClient, PopClient, PopClient]:
+        alice = PopClient(url, desk.tokens["alice"])
+        sam = PopClient(url, desk.tokens["sam"])
+        stranger = PopClient(url, "not-a-token")
+        await until(lambda: len(alice.messages) >= 1 and sam.task.done() and stranger.task.done())
+        async with httpx.AsyncClient(base_url=desk.url) as client:
+            await client.post("/api/v1/agent/login",
+                              headers={"Authorization": f"Bearer {desk.tokens['alice']}"})
+            await client.post("/api/v1/agents/6001/pause", json={"reason": "coaching"},
+                              headers={"Authorization": f"Bearer {desk.tokens['sam']}"})
+        # Bob's change reaches no desk of Alice's.
+        desk.acd.wallboard.on_acd_event(AgentStateChanged(1.0, "6002", "paused", "x"))
+        await until(lambda: any(m["agent"]["state"] == "paused" for m in alice.messages))
+        alice.stop()
+        return alice, sam, stranger
+
+    alice, sam, stranger = in_loop(run, go())
+    assert (sam.close_code, stranger.close_code) == (4403, 4401)
+    first, *changes = alice.messages
+    assert first["type"] == "agent" and first["agent"]["state"] == "logged_out"
+    assert isinstance(first["at"], float)
+    assert {m["agent"]["agent"] for m in alice.messages} == {"6001"}
+    assert [m["agent"]["state"] for m in changes] == ["available", "paused"]
+    assert changes[-1]["agent"]["reason"] == "coaching"
+
+
 def test_a_socket_too_far_behind_is_closed_with_1013(desk: Desk, run: Any) -> None:
     async def go() -> PopClient:
         board = PopClient(_ws(desk), desk.tokens["root"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import re
 import socket
 import time
@@ -15,12 +16,14 @@ from typing import Annotated, Any, TypeVar
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends
+import websockets
+from fastapi import APIRouter, Depends, WebSocket
 from pydantic import BaseModel, Field
 from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 from twisted.internet.defer import Deferred
 
+from web import feed
 from web.accounts import Account, Accounts, hash_password, metadata, verify_password
 from web.api import build_api
 from web.auth import LoginThrottle, require_role
@@ -75,6 +78,18 @@ def _extra_routes() -> APIRouter:
     @router.get("/database")
     def database() -> None:
         raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+    @router.websocket("/feed")
+    async def a_feed(socket: WebSocket) -> None:
+        await socket.accept()
+        who = await feed.hello(socket)
+        if who is not None:
+            await feed.serve_feed(
+                socket,
+                connect=lambda send: lambda: None,
+                opening=lambda: [{"hello": who.username}],
+                what="test feed",
+            )
 
     @router.post("/echo")
     def echo(body: Echo, who: Annotated[Account, Depends(require_role("supervisor"))]) -> Echo:
@@ -354,3 +369,39 @@ def test_the_pages_and_the_api_docs_load_nothing_from_elsewhere(served: Served) 
     assert assets and all(a.startswith("/api/") for a in assets), assets
     for asset in assets:
         assert served.request("GET", asset).status_code == 200, asset
+
+
+def test_failed_log_ins_are_throttled_per_address_whatever_the_usernames(served: Served) -> None:
+    for n in range(30):
+        answer = served.request(
+            "POST", "/api/v1/session", json={"username": f"guess{n}", "password": "nope"}
+        )
+        assert answer.status_code == 401
+    # The 31st try from this address waits, even with a right password.
+    answer = served.request(
+        "POST", "/api/v1/session", json={"username": "sam", "password": "super-visor"}
+    )
+    assert answer.status_code == 429 and int(answer.headers["Retry-After"]) > 0
+    assert "from this address" in answer.json()["errors"][0]["problem"]
+
+
+def test_a_feed_ends_when_its_token_is_revoked(
+    served: Served, run: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket outlives a log-out by at most web.feed.RECHECK seconds (4401)."""
+    monkeypatch.setattr(feed, "RECHECK", 0.2)
+    token = served.log_in("alice", "s3cret-pass")
+    url = served.url.replace("http://", "ws://") + "/api/v1/test/feed"
+
+    async def go() -> tuple[list[str], int | None]:
+        async with websockets.connect(url) as socket:
+            await socket.send(json.dumps({"token": token}))
+            first = await socket.recv()
+            assert json.loads(first) == {"hello": "alice"}
+            served.accounts.revoke(token)
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(socket.recv(), 5)
+            return [str(first)], socket.close_code
+
+    _, code = in_loop(run, go())
+    assert code == 4401

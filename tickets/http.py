@@ -79,7 +79,9 @@ class _Body(BaseModel):
 
 
 class CallIn(_Body):
-    pbx: str = Field("default", min_length=1, max_length=64)
+    pbx: str | None = Field(
+        None, min_length=1, max_length=64, description="the PBX of the call; default: this one"
+    )
     call_id: str = Field(min_length=1, max_length=128)
 
 
@@ -245,7 +247,7 @@ def ticket_routes(
                 description=body.description, customer_id=body.customer_id, queue=body.queue,
                 tags=tuple(body.tags), assignee_agent=body.assignee_agent,
                 assignee_group=body.assignee_group,
-                calls=tuple((c.pbx, c.call_id) for c in body.calls),
+                calls=tuple((c.pbx or pbx, c.call_id) for c in body.calls),
             )  # fmt: skip
             if allowed is not None and draft.queue is not None and draft.queue not in (
                 allowed.queues

@@ -75,9 +75,12 @@ def build_api(
     title: str = "callcenter",
     version: str = "1",
     throttle: LoginThrottle | None = None,
+    address_throttle: LoginThrottle | None = None,
 ) -> FastAPI:
     """The application: the session routes, then ``routers`` (more can be added with
-    ``include_router`` until it serves)."""
+    ``include_router`` until it serves). ``throttle`` limits failed log-ins per username
+    and client address; ``address_throttle`` per client address, whatever the usernames
+    tried (default 30 in 10 minutes)."""
     app = FastAPIOffline(
         title=title,
         version=version,
@@ -89,6 +92,10 @@ def build_api(
     )
     app.state.accounts = accounts
     app.state.throttle = throttle if throttle is not None else LoginThrottle()
+    app.state.address_throttle = (
+        address_throttle if address_throttle is not None
+        else LoginThrottle(max_failures=30, window=600.0)
+    )  # fmt: skip
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _refused)
     app.add_exception_handler(OperationalError, _database_down)
@@ -110,8 +117,16 @@ def _session_routes() -> APIRouter:
     def log_in(body: LogIn, request: Request) -> SessionOut:
         accounts: Accounts = request.app.state.accounts
         throttle: LoginThrottle = request.app.state.throttle
+        by_address: LoginThrottle = request.app.state.address_throttle
         client = request.client.host if request.client is not None else "?"
         key = (body.username.lower(), client)
+        wait = by_address.retry_after(client)
+        if wait is not None:
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                f"too many failed log-ins from this address: try again in {wait:.0f} s",
+                headers={"Retry-After": str(max(1, round(wait)))},
+            )
         wait = throttle.retry_after(key)
         if wait is not None:
             raise HTTPException(
@@ -122,6 +137,8 @@ def _session_routes() -> APIRouter:
         account = accounts.authenticate(body.username, body.password)
         if account is None:
             throttle.failed(key)
+            # Not forgiven by a later success: one known password must not reopen guessing.
+            by_address.failed(client)
             # One answer for an unknown user and a wrong password: usernames stay private.
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,

@@ -24,7 +24,9 @@ from fastapi import WebSocket, WebSocketDisconnect
 from web.accounts import Account, Unauthenticated
 from web.auth import account_for_token, accounts_of
 
-__all__ = ["HELLO_TIMEOUT", "MAX_QUEUED", "Message", "close_quietly", "hello", "serve_feed"]
+__all__ = [
+    "HELLO_TIMEOUT", "MAX_QUEUED", "RECHECK", "Message", "close_quietly", "hello", "serve_feed",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 HELLO_TIMEOUT = 10.0
 #: Messages queued for one slow socket before it is closed.
 MAX_QUEUED = 256
+#: Seconds between two checks that a feed's token still stands: a socket outlives neither
+#: its token's expiry nor a log-out by more than this (closed with 4401).
+RECHECK = 60.0
 
 #: One frame: a mapping sent as JSON, or JSON text already encoded.
 Message = Mapping[str, Any] | str
@@ -44,8 +49,8 @@ class _Signal:
         self.name = name
 
 
-#: The client left; the client fell too far behind.
-_GONE, _BEHIND = _Signal("gone"), _Signal("behind")
+#: The client left; the client fell too far behind; the token expired or was revoked.
+_GONE, _BEHIND, _ENDED = _Signal("gone"), _Signal("behind"), _Signal("ended")
 
 
 async def hello(socket: WebSocket) -> Account | None:
@@ -64,10 +69,12 @@ async def hello(socket: WebSocket) -> Account | None:
         await close_quietly(socket, 4401, 'the first message must be {"token": ...}')
         return None
     try:
-        return await account_for_token(token, accounts_of(socket))
+        account = await account_for_token(token, accounts_of(socket))
     except Unauthenticated:
         await close_quietly(socket, 4401, "invalid or expired token: log in again")
         return None
+    socket.state.token = token  # for serve_feed's later checks
+    return account
 
 
 async def serve_feed(
@@ -96,6 +103,7 @@ async def serve_feed(
 
     disconnect = connect(send)
     reader = asyncio.ensure_future(_drain(socket, queue))
+    checker = asyncio.ensure_future(_still_valid(socket, queue, what))
     try:
         for message in opening():
             await _send(socket, message)
@@ -107,6 +115,9 @@ async def serve_feed(
                 log.warning("%s: the socket fell behind; closed it", what)
                 await close_quietly(socket, 1013, "too far behind: reconnect")
                 return
+            if item is _ENDED:
+                await close_quietly(socket, 4401, "the session ended: log in again")
+                return
             assert not isinstance(item, _Signal)
             await _send(socket, item)
     except (WebSocketDisconnect, RuntimeError):
@@ -114,6 +125,25 @@ async def serve_feed(
     finally:
         disconnect()
         reader.cancel()
+        checker.cancel()
+
+
+async def _still_valid(
+    socket: WebSocket, queue: asyncio.Queue[Message | _Signal], what: str
+) -> None:
+    """Every :data:`RECHECK` seconds, end the feed once its token no longer stands."""
+    token = getattr(socket.state, "token", None)
+    if token is None:
+        return
+    while True:
+        await asyncio.sleep(RECHECK)
+        try:
+            await account_for_token(token, accounts_of(socket))
+        except Unauthenticated:
+            queue.put_nowait(_ENDED)
+            return
+        except Exception as exc:  # the database is away: keep the feed, check again later
+            log.warning("%s: could not check the token (%s); checking again later", what, exc)
 
 
 async def _send(socket: WebSocket, message: Message) -> None:

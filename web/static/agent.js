@@ -1,7 +1,7 @@
 // The agent desktop: state and its timer, the screen pop while the phone rings, wrap-up
 // (disposition, a ticket from the call or a link to one), the tickets of the agent's queues.
 import {
-  ApiError, api, duration, el, epoch, liveFeed, notify, requireSession, serverClock, setText,
+  ApiError, api, duration, el, epoch, liveFeed, nonce, notify, requireSession, serverClock, setText,
   shortcuts, signOut, when,
 } from "./common.js";
 
@@ -48,7 +48,11 @@ async function command(path, body) {
 
 function tick() {
   if (status) setText($("state-timer"), status.since ? duration(serverClock.now() - epoch(status.since)) : "–");
-  if (wrap) setText($("wrapup-timer"), duration(serverClock.now() - wrap.since));
+  if (wrap) {
+    // The ACD's wrap-up state says since when; before it does, the call's end.
+    const since = status && status.state === "wrap_up" && status.since ? epoch(status.since) : wrap.since;
+    setText($("wrapup-timer"), duration(serverClock.now() - since));
+  }
   if (pop && pop.state === "ringing") setText($("pop-wait"), duration(pop.wait + serverClock.now() - pop.at));
 }
 
@@ -72,7 +76,13 @@ function onFeed(message) {
     if (ended && talked) startWrapUp(frame);
     else if (ended) clearPop();
   }
-  refreshStatus();
+}
+
+// The agent's own state, pushed: a ring, a wrap-up, a supervisor's pause show at once.
+function onDesk(message) {
+  if (message.type !== "agent") return;
+  serverClock.sync(message.at);
+  showStatus(message.agent);
 }
 
 function clearPop() {
@@ -93,8 +103,9 @@ function showPop(frame) {
   tierBadge($("call-tier"), frame.tier);
   setText($("pop-queue"), frame.queue || "–");
   setText($("pop-wait"), duration(frame.wait));
-  const path = (frame.ivr && frame.ivr.path) || [];
-  setText($("pop-ivr"), path.length ? `${path.join(" › ")}${frame.ivr.digits ? ` (keys ${frame.ivr.digits})` : ""}` : "–");
+  const steps = ((frame.ivr && frame.ivr.path) || []).map(ivrStep).filter(Boolean);
+  const keys = frame.ivr && frame.ivr.digits ? ` · keyed ${frame.ivr.digits}` : "";
+  setText($("pop-ivr"), steps.length || keys ? `${steps.join("; ")}${keys}` || "–" : "–");
   setText($("pop-note"), frame.note || (frame.identity === "pending" ? "Looking the caller up…" : ""));
   showCustomer(customer);
   showCandidates(frame);
@@ -103,6 +114,21 @@ function showPop(frame) {
   const canCreate = open && (frame.identity === "unknown" || (frame.identity === "several" && (!customer || choosing)));
   form.hidden = !canCreate;
   if (canCreate && !$("new-customer-name").value && frame.caller.name) $("new-customer-name").value = frame.caller.name;
+}
+
+/** One IVR step of the pop: a flow of the product's IVR, or a dialplan application. */
+function ivrStep(step) {
+  if (step.flow) {
+    const nodes = (step.nodes || []).join(" › ");
+    return `${step.flow}${nodes ? `: ${nodes}` : ""}${step.outcome ? ` (${step.outcome})` : ""}`;
+  }
+  if (step.application) return `${step.application}${step.context ? ` in ${step.context}` : ""}`;
+  return "";
+}
+
+/** The deadline that runs now: the first response until there is one, then the resolution. */
+function deadline(ticket) {
+  return ticket.first_response_at ? ticket.resolution_due : ticket.first_response_due;
 }
 
 function tierBadge(node, tier) {
@@ -121,7 +147,12 @@ function showCustomer(customer) {
   const loyalty = profile.loyalty;
   setText($("loyalty"), loyalty ? `${loyalty.class} — ${loyalty.reason}` : "–");
   const stage = profile.lifecycle;
-  setText($("lifecycle"), stage ? `${stage.stage} — ${stage.reason}` : "–");
+  setText($("lifecycle"), stage ? `${stage.stage}${stage.retention ? ` (${stage.retention})` : ""} — ${stage.reason}` : "–");
+  const quadrant = profile.quadrant;
+  setText($("quadrant"), quadrant ? `${quadrant.quadrant} — ${quadrant.reason}` : "–");
+  setText($("crm-notes"), customer.source === "crm"
+    ? [customer.notes, customer.crm_open_tickets ? `${customer.crm_open_tickets} open tickets in the CRM` : ""].filter(Boolean).join(" · ")
+    : "");
   const value = profile.lifetime_value;
   setText($("lifetime-value"), value ? `${value.amount} — ${value.reason}` : "–");
   const step = profile.next_step;
@@ -129,7 +160,7 @@ function showCustomer(customer) {
   $("open-tickets").replaceChildren(...(customer.open_tickets || []).map((t) =>
     el("li", { class: `sla-${t.sla_state}` },
       el("strong", { text: t.number }), " ", t.subject, " · ", t.priority, " · ", t.status,
-      " · due ", when(t.first_response_due && t.sla_state !== "met" ? t.first_response_due : t.resolution_due))));
+      " · due ", when(deadline(t)), ` (${t.sla_state})`)));
   if (!(customer.open_tickets || []).length) $("open-tickets").replaceChildren(el("li", { class: "empty", text: "none" }));
   $("last-contacts").replaceChildren(...(customer.last_contacts || []).map((c) =>
     el("li", {}, when(c.at), " · ", c.queue || "–", " · ", c.outcome || "–",
@@ -187,7 +218,8 @@ $("new-customer").addEventListener("submit", async (event) => {
 
 function startWrapUp(frame) {
   if (wrap && wrap.call_id === frame.call_id) return;
-  wrap = { call_id: frame.call_id, customer: frame.customer, since: serverClock.now() };
+  // One key per wrap-up: a retried click makes no second ticket, a new form may make one.
+  wrap = { call_id: frame.call_id, customer: frame.customer, since: serverClock.now(), key: nonce() };
   $("wrapup").hidden = false;
   setText($("wrapup-call"), frame.call_id);
   setText($("wrapup-caller"), (frame.customer && frame.customer.name) || frame.caller.number || "a withheld number");
@@ -243,9 +275,9 @@ $("ticket-form").addEventListener("submit", async (event) => {
   if (subject) body.subject = subject;
   if (wrap.customer && !String(wrap.customer.id).startsWith("crm:")) body.customer_id = String(wrap.customer.id);
   try {
-    // One key per call and form: a retried click never makes a second ticket.
     const ticket = await api("POST", `/api/v1/calls/${encodeURIComponent(wrap.call_id)}/ticket`, body,
-      { "Idempotency-Key": `desk-${wrap.call_id}-${body.category}` });
+      { "Idempotency-Key": wrap.key });
+    wrap.key = nonce(); // the next ticket from this call is another one
     wrapResult(`Ticket ${ticket.number} created: ${ticket.subject}`, "ok");
     refreshTickets();
   } catch (error) {
@@ -285,7 +317,7 @@ async function refreshTickets() {
       el("tr", { class: `sla-${t.sla_state}`, dataset: { ticket: String(t.id) } },
         el("td", { text: t.number }), el("td", { text: t.subject }), el("td", { text: t.priority }),
         el("td", { text: t.status }),
-        el("td", { text: `${when(t.first_response_at ? t.resolution_due : t.first_response_due)} (${t.sla_state})` }))));
+        el("td", { text: `${when(deadline(t))} (${t.sla_state})` }))));
     if (!open.length) $("tickets").replaceChildren(el("tr", {}, el("td", { colspan: "5", class: "empty", text: "no open ticket" })));
   } catch (error) {
     notify(error.message, "error");
@@ -325,17 +357,21 @@ if (me) {
       if (button && !$("choose").hidden) button.click();
     }])),
   });
-  // The feed restores the pop of the call in progress on every (re)connection.
-  liveFeed("/api/v1/pops", onFeed, (state) => {
+  // The feeds restore the pop of the call in progress and the state on every (re)connection.
+  const feeds = { pops: "connecting", desk: "connecting" };
+  const connection = (name) => (state) => {
+    feeds[name] = state;
+    const all = Object.values(feeds);
+    const shown = all.every((s) => s === "live") ? "live" : all.includes("refused") ? "refused" : "reconnecting";
     const line = $("connection");
-    line.className = `connection ${state}`;
-    setText(line, state === "live" ? "live" : state === "refused" ? "refused" : "reconnecting…");
-    if (state === "live") refreshStatus();
-  });
+    line.className = `connection ${shown}`;
+    setText(line, shown === "reconnecting" ? "reconnecting…" : shown);
+  };
+  liveFeed("/api/v1/pops", onFeed, connection("pops"));
+  liveFeed("/api/v1/agent/feed", onDesk, connection("desk"));
   loadChoices().catch((error) => notify(error instanceof ApiError ? error.message : String(error), "error"));
   refreshStatus();
   refreshTickets();
   setInterval(tick, 1000);
-  setInterval(refreshStatus, 5000);
   setInterval(refreshTickets, 30000);
 }

@@ -155,6 +155,11 @@ export function epoch(value) {
   return typeof value === "number" ? value : Date.parse(value) / 1000;
 }
 
+/** A random key (crypto.randomUUID needs https; this works over plain http on a LAN too). */
+export function nonce() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** Seconds as m:ss or h:mm:ss. */
 export function duration(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "–";

@@ -191,7 +191,7 @@ function fillQueueChoices() {
 
 // -- supervisor actions -----------------------------------------------------------------
 
-function act(kind, agent) {
+async function act(kind, agent) {
   const dialog = $("act");
   const titles = { pause: `Pause agent ${agent}`, logout: `Log agent ${agent} out`, queues: `Queues of agent ${agent}` };
   setText($("act-title"), titles[kind]);
@@ -199,11 +199,18 @@ function act(kind, agent) {
   const box = $("act-queues");
   box.hidden = kind !== "queues";
   if (kind === "queues") {
-    const current = new Set(agents.get(agent).data.queues);
+    // The agent's penalties are read first: applying must not reset them.
+    let current;
+    try {
+      current = (await api("GET", `/api/v1/agents/${encodeURIComponent(agent)}`)).queues;
+    } catch (error) {
+      notify(`${titles[kind]}: ${error.message}`, "error");
+      return;
+    }
     box.replaceChildren(el("legend", { text: "Queues (penalty)" }), ...queueNames.map((q) =>
       el("label", { class: "member" },
-        el("input", { type: "checkbox", name: "queue", value: q, checked: current.has(q) }), ` ${q} `,
-        el("input", { type: "number", name: `penalty-${q}`, min: "0", max: "100", value: "0", class: "penalty", "aria-label": `penalty in ${q}` }))));
+        el("input", { type: "checkbox", name: "queue", value: q, checked: q in current }), ` ${q} `,
+        el("input", { type: "number", name: `penalty-${q}`, min: "0", max: "100", value: String(current[q] ?? 0), class: "penalty", "aria-label": `penalty in ${q}` }))));
   }
   dialog.onclose = async () => {
     if (dialog.returnValue !== "ok") return;
@@ -240,8 +247,10 @@ function svg(tag, attrs = {}, ...children) {
   return node;
 }
 
-/** Bars of offered/answered/abandoned per interval with the service level as a line. */
-function intervalChart(target, intervals) {
+/** Bars of offered/answered/abandoned per interval with the service level as a line;
+ * times are shown in the ACD's time zone (the report's). */
+function intervalChart(target, intervals, timeZone) {
+  const clock = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone });
   const width = 960;
   const height = 220;
   const pad = 28;
@@ -256,11 +265,11 @@ function intervalChart(target, intervals) {
   const line = [];
   intervals.forEach((i, index) => {
     const x = pad + index * slot;
-    const at = new Date(i.start * 1000);
-    const label = `${String(at.getHours()).padStart(2, "0")}:${String(at.getMinutes()).padStart(2, "0")}`;
+    const label = clock.format(new Date(i.start * 1000));
     const group = svg("g", { class: "interval" }, svg("title", {}, `${label}: ${i.offered} offered, ${i.answered} answered, ${i.abandoned} abandoned, SL ${percent(i.service_level)}`));
-    [["offered", i.offered], ["answered", i.answered], ["abandoned", i.abandoned]].forEach(([kind, n], k) =>
-      group.append(svg("rect", { x: x + k * bar, y: y(n), width: bar, height: height - pad - y(n), class: kind })));
+    [["offered", i.offered], ["answered", i.answered], ["abandoned", i.abandoned]].forEach(([kind, n], k) => {
+      if (n) group.append(svg("rect", { x: x + k * bar, y: y(n), width: bar, height: height - pad - y(n), class: kind }));
+    });
     if (index % 4 === 0) group.append(svg("text", { x, y: height - 8, class: "tick" }, label));
     chart.append(group);
     if (i.service_level !== null && i.service_level !== undefined) {
@@ -268,13 +277,18 @@ function intervalChart(target, intervals) {
     }
   });
   if (line.length) chart.append(svg("polyline", { points: line.join(" "), class: "sl" }));
-  if (!intervals.length) chart.append(svg("text", { x: width / 2 - 60, y: height / 2, class: "tick" }, "no call yet"));
+  if (!intervals.some((i) => i.offered)) chart.append(svg("text", { x: width / 2 - 60, y: height / 2, class: "tick" }, "no call yet"));
   target.replaceChildren(chart);
 }
 
-/** Intervals of one queue, or summed over all queues. */
+/** Every 15 minutes of the report's range (up to now) for one queue, or summed over all:
+ * the report lists only intervals where something happened. */
 function intervalsOf(report, queue) {
   const by = new Map();
+  const end = Math.min(report.end, serverClock.now());
+  for (let start = report.start; start < end; start += 900) {
+    by.set(start, { start, offered: 0, answered: 0, abandoned: 0, in_time: 0, counted: 0 });
+  }
   for (const i of report.intervals) {
     if (queue && i.queue !== queue) continue;
     const sum = by.get(i.start) || { start: i.start, offered: 0, answered: 0, abandoned: 0, in_time: 0, counted: 0 };
@@ -296,7 +310,7 @@ async function refreshChart() {
   try {
     const day = today();
     const report = await api("GET", `/api/v1/reports/acd?from=${day}&to=${day}`);
-    intervalChart($("interval-chart"), intervalsOf(report, $("chart-queue").value));
+    intervalChart($("interval-chart"), intervalsOf(report, $("chart-queue").value), report.timezone);
   } catch (error) {
     notify(`today's chart: ${error.message}`, "error");
   }
@@ -356,7 +370,7 @@ async function showReport(event) {
     table($("report-queues"), report.queues);
     table($("report-agents"), report.agents);
     table($("report-tiers"), report.tiers);
-    intervalChart($("report-chart"), intervalsOf(report, ""));
+    intervalChart($("report-chart"), intervalsOf(report, ""), report.timezone);
   } catch (error) {
     notify(`report: ${error.message}`, "error");
   }
@@ -380,16 +394,18 @@ function staffingChart(target, rows) {
   const width = 960;
   const height = 200;
   const pad = 28;
-  const needed = rows.map((r) => r.agents_needed ?? 0);
-  const most = Math.max(1, ...needed);
+  const most = Math.max(1, ...rows.map((r) => Math.max(r.agents_needed ?? 0, r.agents_staffed)));
   const slot = (width - 2 * pad) / (rows.length || 1);
   const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "agents needed per 15 minutes" });
   chart.append(svg("text", { x: 2, y: pad, class: "tick" }, most));
+  const staffed = [];
   rows.forEach((r, index) => {
     const h = ((r.agents_needed ?? 0) / most) * (height - 2 * pad);
     chart.append(svg("rect", { x: pad + index * slot, y: height - pad - h, width: Math.max(1, slot - 2), height: h, class: "needed" },
-      svg("title", {}, `${when(r.start)}: ${r.agents_needed ?? "–"} agents needed`)));
+      svg("title", {}, `${when(r.start)}: ${r.agents_needed ?? "–"} agents needed, ${r.agents_staffed} staffed`)));
+    staffed.push(`${pad + (index + 0.5) * slot},${height - pad - (Math.min(r.agents_staffed, most) / most) * (height - 2 * pad)}`);
   });
+  if (staffed.length) chart.append(svg("polyline", { points: staffed.join(" "), class: "staffed" }));
   target.replaceChildren(chart);
 }
 
