@@ -292,6 +292,11 @@ def test_search_filters_pages_newest_first_and_scopes(store: TicketStore) -> Non
     assert ids(store.search(TicketQuery(text="%"))) == []  # a wildcard is a character
     assert ids(store.search(TicketQuery(breached=True))) == [made[2].id]
     assert len(store.search(TicketQuery(breached=False)).tickets) == 6
+    store.transition(made[1].id, "open", by="bob", at=11.0)
+    store.transition(made[1].id, "resolve", by="bob", at=12.0)
+    assert ids(store.search(TicketQuery(done=True))) == [made[1].id]
+    assert made[1].id not in ids(store.search(TicketQuery(done=False)))
+    assert len(store.search(TicketQuery(done=False)).tickets) == 6
     inquiries = store.search(TicketQuery(category="inquiry"))
     assert ids(inquiries) == [made[6].id, made[3].id, made[0].id]
     first = store.search(TicketQuery(limit=3))

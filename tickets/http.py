@@ -3,7 +3,8 @@
 * ``POST /api/v1/tickets`` — create (201); an ``Idempotency-Key`` header makes a retry
   answer the ticket made the first time (200), the same key with another body 409.
 * ``GET /api/v1/tickets`` — search: customer, number, status, assignee, group, category,
-  sla_state, breached, text; newest first, ``before`` + ``limit`` pages.
+  sla_state, breached, done (resolved, closed or merged), text; newest first, ``before`` +
+  ``limit`` pages.
 * ``GET /api/v1/tickets/vocabulary`` — the configured categories and priorities (forms).
 * ``GET /api/v1/tickets/{id}`` — the ticket with its calls, comments and attachments.
 * ``PATCH /api/v1/tickets/{id}`` — change fields; the body names the ``version`` read (or
@@ -271,6 +272,7 @@ def ticket_routes(
         category: Annotated[str | None, Query(max_length=32)] = None,
         sla_state: Annotated[str | None, Query(max_length=16)] = None,
         breached: bool | None = None,
+        done: bool | None = None,
         text: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
         before: Annotated[int | None, Query(ge=1)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -278,7 +280,7 @@ def ticket_routes(
         query = TicketQuery(
             customer_id=customer_id, number=number, status=status_, assignee_agent=assignee,
             assignee_group=group, category=category, sla_state=sla_state, breached=breached,
-            text=text, before=before, limit=limit, scope=scope(account),
+            done=done, text=text, before=before, limit=limit, scope=scope(account),
         )  # fmt: skip
         page = await _awaited(service.search(query))
         return {"tickets": [t.to_dict() for t in page.tickets], "next_before": page.next_before}

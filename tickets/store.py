@@ -261,8 +261,9 @@ class Scope:
 class TicketQuery:
     """A search; every given criterion must hold. ``text`` matches subject or description
     (substring, case-insensitive); ``number`` is a customer's phone number (E.164);
-    ``breached``: True for tickets past a deadline, False for the others. Pages go newest
-    first: pass the last page's ``next_before`` as ``before``."""
+    ``breached``: True for tickets past a deadline, False for the others; ``done``: True
+    for resolved, closed or merged tickets, False for those still to work on. Pages go
+    newest first: pass the last page's ``next_before`` as ``before``."""
 
     customer_id: str | None = None
     number: str | None = None
@@ -272,6 +273,7 @@ class TicketQuery:
     category: str | None = None
     sla_state: str | None = None
     breached: bool | None = None
+    done: bool | None = None
     text: str | None = None
     before: int | None = None
     limit: int = 50
@@ -995,6 +997,9 @@ def _filtered(
     if q.breached is not None:
         breached = t.c.sla_state == "breached"
         stmt = stmt.where(breached if q.breached else ~breached)
+    if q.done is not None:
+        finished = t.c.status.in_(workflow.DONE)
+        stmt = stmt.where(finished if q.done else ~finished)
     if q.text:
         pattern = "%" + q.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         words = t.c.subject + " " + t.c.description

@@ -311,8 +311,7 @@ $("wrapup-done").addEventListener("click", () => {
 
 async function refreshTickets() {
   try {
-    const page = await api("GET", "/api/v1/tickets?limit=50");
-    const open = page.tickets.filter((t) => !["resolved", "closed", "merged"].includes(t.status));
+    const open = (await api("GET", "/api/v1/tickets?done=false&limit=100")).tickets;
     $("tickets").replaceChildren(...open.map((t) =>
       el("tr", { class: `sla-${t.sla_state}`, dataset: { ticket: String(t.id) } },
         el("td", { text: t.number }), el("td", { text: t.subject }), el("td", { text: t.priority }),

@@ -319,12 +319,10 @@ async function refreshChart() {
 async function refreshDeadlines() {
   try {
     const [warning, breached] = await Promise.all([
-      api("GET", "/api/v1/tickets?sla_state=warning&limit=100"),
-      api("GET", "/api/v1/tickets?breached=true&limit=100"),
+      api("GET", "/api/v1/tickets?sla_state=warning&done=false&limit=100"),
+      api("GET", "/api/v1/tickets?breached=true&done=false&limit=100"),
     ]);
-    const seen = new Set();
-    const rows = [...breached.tickets, ...warning.tickets].filter((t) => !seen.has(t.id) && seen.add(t.id))
-      .filter((t) => !["resolved", "closed", "merged"].includes(t.status));
+    const rows = [...breached.tickets, ...warning.tickets];
     $("deadlines").tBodies[0].replaceChildren(...rows.map((t) =>
       el("tr", { class: `sla-${t.sla_state}`, dataset: { ticket: String(t.id) } },
         el("td", { text: t.number }), el("td", { text: t.subject }), el("td", { text: t.priority }),
