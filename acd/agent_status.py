@@ -17,13 +17,15 @@ from .events import AcdEvent, AgentStateChanged, CallerConnected, CallerOffered
 
 __all__ = ["AgentBoard", "AgentStatus", "CurrentCall"]
 
-#: The states in which an agent has a call (ringing, or talking).
-_WITH_CALL = ("ringing", "on_call")
+#: The states in which an agent has a call: ringing, talking, or wrapping it up (the desk
+#: files the disposition and the ticket of that call, also after a reload).
+_WITH_CALL = ("ringing", "on_call", "wrap_up")
 
 
 @dataclass(frozen=True, slots=True)
 class CurrentCall:
-    """The call ringing at the agent or connected to it, since when (epoch seconds)."""
+    """The call ringing at the agent, connected to it or being wrapped up, since when (epoch
+    seconds: the offer, then the answer)."""
 
     call_id: str
     queue: str

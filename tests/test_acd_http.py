@@ -306,7 +306,7 @@ def test_the_routes_are_in_the_openapi_document(desk: Any) -> None:
 
 def test_the_board_follows_offers_answers_and_the_end_of_calls() -> None:
     """The pure status board: a ring-all offer shows at both agents, the answer keeps it at
-    the one who took it, the call leaves the desk with the wrap-up."""
+    the one who took it through its wrap-up, and leaves the desk after."""
     board = AgentBoard(["6001", "6002"])
     board.on_call_event(
         CallArrived("c1", 10.0, caller=Caller("+15551230012", "Zoë"), dialled="5003", channel="x")
@@ -324,7 +324,10 @@ def test_the_board_follows_offers_answers_and_the_end_of_calls() -> None:
     )
     assert board.status("6002") == AgentStatus("6002", "available", None, 12.0, None)
     board.on_acd_event(AgentStateChanged(40.0, "6001", "wrap_up"))
-    assert board.status("6001") == AgentStatus("6001", "wrap_up", None, 40.0, None)
+    wrapping = CurrentCall("c1", "sales", 12.0, "+15551230012", "Zoë")
+    assert board.status("6001") == AgentStatus("6001", "wrap_up", None, 40.0, wrapping)
+    board.on_acd_event(AgentStateChanged(45.0, "6001", "available"))
+    assert board.status("6001") == AgentStatus("6001", "available", None, 45.0, None)
     with pytest.raises(KeyError):
         board.status("6009")
 

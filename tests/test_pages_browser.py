@@ -73,8 +73,8 @@ def center(
         store.add_customer(conn, "h1", "Jan Kowalski", [SHARED], source="test", now=0.0)
         store.add_customer(conn, "h2", "Anna Kowalska", [SHARED], source="test", now=0.0)
     engine.dispose()
-    # The agent's phone rings 4 s before the agent answers: the pop is seen ringing.
-    simulator = start_simulator(reactor, agent_ring_seconds=4.0)
+    # The agent's phone rings 5 s before the agent answers: the pop is seen ringing.
+    simulator = start_simulator(reactor, agent_ring_seconds=5.0)
     app = start_backend(reactor, run, simulator, tmp_path, {
         "CALLCENTER_ACD__QUEUES": str(queues), "CALLCENTER_ACD__LOGIN_AGENTS": "false",
     })  # fmt: skip
@@ -122,13 +122,14 @@ def test_an_agent_takes_a_call_and_a_supervisor_watches_it(
         agent, sup = pages["agent"], pages["sup"]
         # Before answer: the pop names the customer with the tier and its reason.
         expect(agent.locator("#customer-name")).to_have_text(NAME, timeout=15_000)
-        expect(agent.locator("#pop-state")).to_have_text("ringing")  # not "talking" yet
         expect(agent.locator("#tier-badge")).to_have_text("VIP")
+        # All of that while the phone still rings (5 s here), on both pages.
+        expect(agent.locator("#pop-state")).to_have_text("ringing")  # not "talking" yet
+        expect(sup.locator('#agents [data-agent="6001"] .state')).to_have_text("ringing")
+        screenshot(agent, tmp_path, "agent-desktop.png")
         expect(agent.locator("#tier-reason")).to_contain_text("top 1%")
         expect(agent.locator("#next-step")).to_contain_text("referral")
         expect(agent.locator("#pop-queue")).to_have_text("sales")
-        screenshot(agent, tmp_path, "agent-desktop.png")
-        expect(sup.locator('#agents [data-agent="6001"] .state')).to_have_text("ringing")
 
     def talking_then_reload() -> None:
         agent = pages["agent"]
@@ -141,6 +142,9 @@ def test_an_agent_takes_a_call_and_a_supervisor_watches_it(
         agent = pages["agent"]
         expect(agent.locator("#wrapup")).to_be_visible(timeout=20_000)
         expect(agent.locator("#state")).to_have_text("wrap up")
+        agent.reload()  # the wrap-up panel comes back: the ACD names the call
+        expect(agent.locator("#wrapup")).to_be_visible()
+        expect(agent.locator("#wrapup-caller")).to_have_text(NUMBER)
         agent.select_option("#disposition", "resolved")
         agent.click("#save-disposition")
         expect(agent.locator("#wrapup-result")).to_contain_text("Disposition saved")
@@ -178,6 +182,8 @@ def test_an_agent_takes_a_call_and_a_supervisor_watches_it(
         queues = sup.locator("#report-queues")
         expect(queues.locator("tbody tr").first).to_contain_text("sales")
         expect(sup.locator("#report-tiers")).to_contain_text("vip")
+        expect(sup.locator("#report-queues-chart rect.answered")).to_have_count(2)  # both queues
+        screenshot(sup, tmp_path, "report.png")
         expect(sup.locator("#report-agents")).to_contain_text("resolved 1")  # the disposition
         with sup.expect_download() as download:
             sup.click('.csv[data-by="queue"]')
@@ -203,7 +209,8 @@ def test_an_agent_takes_a_call_and_a_supervisor_watches_it(
 
     async def go() -> None:
         await browser.do(open_pages)
-        await app.ami.send_action("Originate", caller(NUMBER, "Eleni", "5003", 6))
+        # The caller hangs up 8 s after dialling: 5 s ringing, then talking.
+        await app.ami.send_action("Originate", caller(NUMBER, "Eleni", "5003", 8))
         await browser.do(ringing_with_the_customer)
         await browser.do(talking_then_reload)
         await browser.do(wrap_up)
@@ -255,9 +262,9 @@ def test_an_agent_picks_among_candidates_and_creates_an_unknown_caller(
 
     async def go() -> None:
         await browser.do(available)
-        await app.ami.send_action("Originate", caller(SHARED, "Kowalski", "5003", 5))
+        await app.ami.send_action("Originate", caller(SHARED, "Kowalski", "5003", 8))
         await browser.do(pick_the_second_candidate)
-        await app.ami.send_action("Originate", caller(UNKNOWN, "Camille", "5003", 5))
+        await app.ami.send_action("Originate", caller(UNKNOWN, "Camille", "5003", 8))
         await browser.do(create_the_unknown_caller)
 
     try:

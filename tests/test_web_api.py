@@ -310,6 +310,12 @@ def test_the_demo_serves_the_api_on_a_free_port_when_its_port_is_taken(tmp_path:
     [line] = [x for x in proc.stdout.splitlines() if x.startswith("Agent API: ")]
     served = int(line.removeprefix("Agent API: http://127.0.0.1:").removesuffix("/api/docs"))
     assert served not in (0, port)
+    # The pages' URL and this run's log-ins, an agent's and the supervisor's.
+    pages = f"http://127.0.0.1:{served}"
+    assert f"Pages: {pages}/ (agents: /agent, supervisors: /wallboard)" in proc.stdout
+    assert f"Log-ins for this run at {pages}/" in proc.stdout
+    assert re.search(r"^  agent +6001 +password \S{8,}$", proc.stdout, re.MULTILINE)
+    assert re.search(r"^  supervisor +supervisor +password \S{8,}$", proc.stdout, re.MULTILINE)
     assert "API: stopped" in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -12,6 +12,7 @@ let status = null; // GET /api/v1/agent
 let pop = null; // the pop on screen (the feed's last frame for the call)
 let wrap = null; // {call_id, caller, customer, since}: the call being wrapped up
 let choosing = false; // the agent asked to pick another of several candidates
+let dismissed = null; // the call whose wrap-up panel the agent closed
 
 // -- state ------------------------------------------------------------------------------
 
@@ -24,7 +25,6 @@ async function refreshStatus() {
 }
 
 function showStatus(next) {
-  const wasWrapping = status && status.state === "wrap_up";
   status = next;
   const badge = $("state");
   badge.className = `badge state-${status.state}`;
@@ -33,7 +33,14 @@ function showStatus(next) {
   $("go-available").disabled = !["logged_out", "paused"].includes(status.state);
   $("go-pause").disabled = !["available", "wrap_up", "logged_out"].includes(status.state) && status.state !== "paused";
   $("go-logout").disabled = status.state === "logged_out";
-  if (status.state === "wrap_up" && !wasWrapping && pop && !wrap) startWrapUp(pop);
+  // In wrap-up the ACD names the call: the panel comes back after a reload too.
+  const call = status.call;
+  if (status.state === "wrap_up" && !wrap && call && call.call_id !== dismissed) {
+    startWrapUp(pop && pop.call_id === call.call_id ? pop : {
+      call_id: call.call_id, customer: null,
+      caller: { number: call.caller_number, name: call.caller_name },
+    });
+  }
   tick();
 }
 
@@ -303,6 +310,7 @@ $("link-form").addEventListener("submit", async (event) => {
 });
 
 $("wrapup-done").addEventListener("click", () => {
+  dismissed = wrap && wrap.call_id;
   endWrapUp();
   if (pop && (pop.state === "ended" || pop.state === "gone")) clearPop();
 });

@@ -369,9 +369,33 @@ async function showReport(event) {
     table($("report-agents"), report.agents);
     table($("report-tiers"), report.tiers);
     intervalChart($("report-chart"), intervalsOf(report, ""), report.timezone);
+    barChart($("report-queues-chart"), report.queues, "queue");
+    barChart($("report-tiers-chart"), report.tiers, "tier");
+    barChart($("report-agents-chart"), report.agents, "agent");
   } catch (error) {
     notify(`report: ${error.message}`, "error");
   }
+}
+
+/** Horizontal bars per row: answered and abandoned (agents: answered and completed). */
+function barChart(target, rows, key) {
+  const series = key === "agent" ? ["answered", "completed"] : ["answered", "abandoned"];
+  const most = Math.max(1, ...rows.flatMap((r) => series.map((s) => r[s] || 0)));
+  const line = 18;
+  const width = 960;
+  const left = 110;
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${Math.max(1, rows.length) * line * 2 + 4}`, role: "img", "aria-label": `calls per ${key}` });
+  rows.forEach((r, index) => {
+    const y = index * line * 2 + 2;
+    chart.append(svg("text", { x: 0, y: y + line, class: "tick" }, String(r[key])));
+    series.forEach((name, k) => {
+      const w = ((r[name] || 0) / most) * (width - left - 60);
+      chart.append(svg("rect", { x: left, y: y + k * (line - 2), width: Math.max(w, 0.5), height: line - 4, class: name === "completed" ? "offered" : name },
+        svg("title", {}, `${r[key]}: ${r[name] || 0} ${name}`)));
+      chart.append(svg("text", { x: left + w + 4, y: y + k * (line - 2) + line - 6, class: "tick" }, String(r[name] || 0)));
+    });
+  });
+  target.replaceChildren(chart);
 }
 
 async function showStaffing(event) {
