@@ -41,6 +41,8 @@ from typing import Any
 
 import yaml
 
+from bench.world import on_reactor
+
 #: The page's instrument: notes state-cell changes and paint times, counts row churn, and
 #: the long tasks of the main thread.
 INSTRUMENT = """() => {
@@ -281,22 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--agents: 1 to 1000 (the simulator's agent extensions are 6000-6999)")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    from twisted.internet import asyncioreactor
-
-    asyncioreactor.install(loop)
-    from twisted.internet import reactor
-
-    reactor.startRunning(installSignalHandlers=False)  # type: ignore[attr-defined]
-    try:
-        with tempfile.TemporaryDirectory(prefix="bench-wallboard-") as folder:
-            result = loop.run_until_complete(measure(
-                reactor, Path(folder), queues=args.queues, agents=args.agents,
-                changes=args.changes, rate=args.rate, seed=args.seed,
-            ))  # fmt: skip
-    finally:
-        reactor.fireSystemEvent("shutdown")
+    with tempfile.TemporaryDirectory(prefix="bench-wallboard-") as folder:
+        result = on_reactor(lambda reactor: measure(
+            reactor, Path(folder), queues=args.queues, agents=args.agents,
+            changes=args.changes, rate=args.rate, seed=args.seed,
+        ))  # fmt: skip
     print(result.summary())
     if args.json:
         print(json.dumps(result.__dict__))

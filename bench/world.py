@@ -10,7 +10,9 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 #: A world's body: the reactor and the parent's spec in, done when the parent is.
 Live = Callable[[Any, dict[str, Any]], Awaitable[None]]
@@ -25,6 +27,13 @@ def run_world(live: Live, description: str, argv: list[str] | None = None) -> in
     spec = json.loads(args.spec.read_text(encoding="utf-8"))
     logging.basicConfig(level=logging.WARNING, format="world %(levelname)s %(name)s: %(message)s")
 
+    on_reactor(lambda reactor: live(reactor, spec))
+    return 0
+
+
+def on_reactor(body: Callable[[Any], Awaitable[T]]) -> T:
+    """``body(reactor)`` run to its end on Twisted's asyncio reactor, installed on a fresh
+    loop (as ``callcenter run`` runs the backend); the reactor's shutdown after it."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     from twisted.internet import asyncioreactor
@@ -34,7 +43,6 @@ def run_world(live: Live, description: str, argv: list[str] | None = None) -> in
 
     reactor.startRunning(installSignalHandlers=False)  # type: ignore[attr-defined]
     try:
-        loop.run_until_complete(live(reactor, spec))
+        return loop.run_until_complete(body(reactor))
     finally:
         reactor.fireSystemEvent("shutdown")
-    return 0

@@ -120,20 +120,16 @@ def _session_routes() -> APIRouter:
         by_address: LoginThrottle = request.app.state.address_throttle
         client = request.client.host if request.client is not None else "?"
         key = (body.username.lower(), client)
-        wait = by_address.retry_after(client)
-        if wait is not None:
-            raise HTTPException(
-                status.HTTP_429_TOO_MANY_REQUESTS,
-                f"too many failed log-ins from this address: try again in {wait:.0f} s",
-                headers={"Retry-After": str(max(1, round(wait)))},
-            )
-        wait = throttle.retry_after(key)
-        if wait is not None:
-            raise HTTPException(
-                status.HTTP_429_TOO_MANY_REQUESTS,
-                f"too many failed log-ins for {body.username!r}: try again in {wait:.0f} s",
-                headers={"Retry-After": str(max(1, round(wait)))},
-            )
+        for wait, whose in (
+            (by_address.retry_after(client), "from this address"),
+            (throttle.retry_after(key), f"for {body.username!r}"),
+        ):
+            if wait is not None:
+                raise HTTPException(
+                    status.HTTP_429_TOO_MANY_REQUESTS,
+                    f"too many failed log-ins {whose}: try again in {wait:.0f} s",
+                    headers={"Retry-After": str(max(1, round(wait)))},
+                )
         account = accounts.authenticate(body.username, body.password)
         if account is None:
             throttle.failed(key)
