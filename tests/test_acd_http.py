@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 import yaml
+from fastapi import APIRouter
 from sqlalchemy import create_engine
 from twisted.internet.defer import Deferred
 
@@ -77,11 +78,20 @@ def in_loop(run: Any, coro: Coroutine[Any, Any, T]) -> T:
     return result
 
 
-def _desk(
-    tmp_path: Path, reactor: Any, run: Any, **settings: Any
+def acd_desk(
+    tmp_path: Path,
+    reactor: Any,
+    run: Any,
+    *,
+    config: Mapping[str, Any] = QUEUES,
+    routes: Sequence[Callable[..., APIRouter]] = (agent_routes,),
+    **settings: Any,
 ) -> Iterator[tuple[Desk, FakeAmi, dict[str, str]]]:
+    """An ACD of ``config`` (a queues file's content) served with ``routes`` on a free
+    port, with the accounts alice and bob (agents 6001, 6002), ghost (agent 6009, unknown
+    to the ACD), sam (supervisor) and root (admin), each with a token."""
     queues = tmp_path / "queues.yaml"
-    queues.write_text(yaml.safe_dump(QUEUES), encoding="utf-8")
+    queues.write_text(yaml.safe_dump(dict(config)), encoding="utf-8")
     engine = create_engine(f"sqlite:///{tmp_path / 'desk.sqlite3'}")
     acd_metadata.create_all(engine)
     web_metadata.create_all(engine)
@@ -111,7 +121,8 @@ def _desk(
         name: accounts.issue_token(Account(name, role, agent)).token
         for name, role, agent in [(a.username, a.role, a.agent) for a in accounts.list()]
     }
-    app = build_api(accounts=accounts, routers=[agent_routes(acd, account=current_account)])
+    routers = [route(acd, account=current_account) for route in routes]
+    app = build_api(accounts=accounts, routers=routers)
     server = ApiServer(app, reactor=reactor)
     port = run(server.start("127.0.0.1", 0))
     try:
@@ -125,14 +136,14 @@ def _desk(
 
 @pytest.fixture
 def desk(tmp_path: Path, reactor: Any, run: Any) -> Iterator[tuple[Desk, FakeAmi, dict[str, str]]]:
-    yield from _desk(tmp_path, reactor, run)
+    yield from acd_desk(tmp_path, reactor, run)
 
 
 @pytest.fixture
 def redis_desk(
     tmp_path: Path, reactor: Any, run: Any, redis_url: str
 ) -> Iterator[tuple[Desk, FakeAmi, dict[str, str]]]:
-    yield from _desk(tmp_path, reactor, run, state="redis", redis_url=redis_url)
+    yield from acd_desk(tmp_path, reactor, run, state="redis", redis_url=redis_url)
 
 
 def _walk_through_the_day(desk: Desk) -> None:

@@ -15,12 +15,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine
 
-from acd.config import AcdHistorySettings, AcdServiceSettings
 from acd.erlang import staffing_need
 from acd.events import (
     AcdEvent,
@@ -34,7 +31,6 @@ from acd.events import (
 )
 from acd.figures import FigureRules, LiveFigures
 from acd.history import AcdEventRecorder
-from acd.history import metadata as acd_metadata
 from acd.http import agent_routes, report_routes
 from acd.report import (
     INTERVAL,
@@ -44,15 +40,8 @@ from acd.report import (
     report_csv,
     report_range,
 )
-from acd.service import AcdService
 from tests.conftest import sleep
-from tests.test_acd_http import Desk
-from tests.test_acd_service import FakeAmi
-from web.accounts import Account, Accounts
-from web.accounts import metadata as web_metadata
-from web.api import build_api
-from web.auth import current_account
-from web.server import ApiServer
+from tests.test_acd_http import Desk, acd_desk
 
 PARIS = ZoneInfo("Europe/Paris")
 DAY = date(2026, 6, 2)
@@ -361,43 +350,9 @@ HTTP_QUEUES = {
 
 @pytest.fixture
 def office(tmp_path: Path, reactor: Any, run: Any) -> Iterator[Desk]:
-    queues = tmp_path / "queues.yaml"
-    queues.write_text(yaml.safe_dump(HTTP_QUEUES), encoding="utf-8")
-    engine = create_engine(f"sqlite:///{tmp_path / 'office.sqlite3'}")
-    acd_metadata.create_all(engine)
-    web_metadata.create_all(engine)
-    acd = AcdService(
-        AcdServiceSettings(
-            queues=queues,
-            pbx="lab",
-            history=AcdHistorySettings(spool_dir=tmp_path / "spool", sync_interval=None),
-        ),
-        reactor=reactor,
-        ami=FakeAmi(),
-        caller_channel=lambda call_id: None,
-        engine=engine,
-    )
-    accounts = Accounts(engine)
-    for name, role, agent in [("alice", "agent", "6001"), ("bob", "agent", "6002"),
-                              ("sam", "supervisor", None), ("root", "admin", None)]:  # fmt: skip
-        accounts.add(name, "s3cret-pass", role, agent)
-    tokens = {
-        a.username: accounts.issue_token(Account(a.username, a.role, a.agent)).token
-        for a in accounts.list()
-    }
-    routers = [
-        agent_routes(acd, account=current_account),
-        report_routes(acd, account=current_account),
-    ]
-    server = ApiServer(build_api(accounts=accounts, routers=routers), reactor=reactor)
-    port = run(server.start("127.0.0.1", 0))
-    try:
-        yield Desk(run, f"http://127.0.0.1:{port}", acd, tokens)
-    finally:
-        run(server.stop())
-        acd.stop()
-        run(acd.close())
-        engine.dispose()
+    routes = (agent_routes, report_routes)
+    for served, _, _ in acd_desk(tmp_path, reactor, run, config=HTTP_QUEUES, routes=routes):
+        yield served
 
 
 def _written(desk: Desk) -> None:

@@ -17,11 +17,10 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine
 from twisted.internet.task import Clock
 
 from acd.agent_status import AgentBoard
-from acd.config import AcdHistorySettings, AcdServiceSettings, parse_acd_config
+from acd.config import parse_acd_config
 from acd.errors import AcdConfigError
 from acd.events import (
     AcdEvent,
@@ -34,19 +33,11 @@ from acd.events import (
     CallerOffered,
 )
 from acd.figures import FigureRules, LiveFigures
-from acd.history import metadata as acd_metadata
 from acd.http import agent_routes, wallboard_routes
-from acd.service import AcdService
 from acd.wallboard import WALLBOARD_WINDOW, Wallboard, WallboardFeed
 from cti.calls.events import CallArrived, Caller, CallParked
 from tests.e2e import PopClient
-from tests.test_acd_http import Desk, in_loop
-from tests.test_acd_service import FakeAmi
-from web.accounts import Account, Accounts
-from web.accounts import metadata as web_metadata
-from web.api import build_api
-from web.auth import current_account
-from web.server import ApiServer
+from tests.test_acd_http import Desk, acd_desk, in_loop
 
 CONFIG = {
     "queues": {
@@ -322,41 +313,9 @@ QUEUES = {
 
 @pytest.fixture
 def desk(tmp_path: Path, reactor: Any, run: Any) -> Iterator[Desk]:
-    queues = tmp_path / "queues.yaml"
-    queues.write_text(yaml.safe_dump(QUEUES), encoding="utf-8")
-    engine = create_engine(f"sqlite:///{tmp_path / 'wallboard.sqlite3'}")
-    acd_metadata.create_all(engine)
-    web_metadata.create_all(engine)
-    channels = {"c1": "Local/5003@inbound-00000001;2"}
-    acd = AcdService(
-        AcdServiceSettings(
-            queues=queues,
-            pbx="lab",
-            history=AcdHistorySettings(spool_dir=tmp_path / "spool", sync_interval=None),
-        ),
-        reactor=reactor,
-        ami=FakeAmi(),
-        caller_channel=channels.get,
-        engine=engine,
-    )
-    acd.start()
-    accounts = Accounts(engine)
-    for name, role, agent in [("alice", "agent", "6001"), ("sam", "supervisor", None),
-                              ("root", "admin", None)]:  # fmt: skip
-        accounts.add(name, PASSWORD, role, agent)
-    tokens = {a.username: accounts.issue_token(Account(a.username, a.role, a.agent)).token
-              for a in accounts.list()}  # fmt: skip
-    routers = [agent_routes(acd, account=current_account),
-               wallboard_routes(acd, account=current_account)]  # fmt: skip
-    server = ApiServer(build_api(accounts=accounts, routers=routers), reactor=reactor)
-    port = run(server.start("127.0.0.1", 0))
-    try:
-        yield Desk(run, f"http://127.0.0.1:{port}", acd, tokens)
-    finally:
-        run(server.stop())
-        acd.stop()
-        run(acd.close())
-        engine.dispose()
+    routes = (agent_routes, wallboard_routes)
+    for served, _, _ in acd_desk(tmp_path, reactor, run, config=QUEUES, routes=routes):
+        yield served
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
