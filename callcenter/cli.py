@@ -431,6 +431,7 @@ def _simulator_settings(settings: Settings, args: argparse.Namespace) -> Any:
         username=settings.ami.username,
         secret=settings.ami.secret.get_secret_value(),
         seed=seed if seed is not None else 0,
+        agent_ring_seconds=sim.agent_ring_seconds,
         # DID 5004's FastAGI script reaches this configuration's FastAGI server.
         dids=fastagi_routes(
             pbx_simulator.Settings().dids, settings.ivr.fastagi_host, settings.ivr.fastagi_port

@@ -231,6 +231,9 @@ class SimulatorSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(5038, ge=0, le=65535)
+    #: Seconds an agent's phone rings before the simulated agent answers (long enough to
+    #: see the pop ringing on the agent desktop).
+    agent_ring_seconds: float = Field(3.0, gt=0, le=60)
     traffic: TrafficSettings = TrafficSettings()
 
 
