@@ -1,9 +1,10 @@
 """The agent desktop and the supervisor wallboard in a real browser (Debian's Chromium,
 headless, driven by Playwright) against a real backend and the PBX simulator over AMI:
 an agent logs in and goes available, a known customer calls, the pop shows who and the tier
-before answer, the pop comes back after a reload, the agent wraps up with a disposition and
-a ticket; a supervisor watches the call go through the wallboard, its figures change, and
-pauses the agent from there."""
+before answer, the pop comes back after a reload and after the API's server went away and
+came back mid-call, the agent wraps up with a disposition and a ticket; a supervisor
+watches the call go through the wallboard, its figures change, and pauses the agent from
+there."""
 
 from __future__ import annotations
 
@@ -138,6 +139,18 @@ def test_an_agent_takes_a_call_and_a_supervisor_watches_it(
         expect(agent.locator("#pop-state")).to_have_text("talking")
         expect(agent.locator("#customer-name")).to_have_text(NAME)
 
+    def cut_off() -> None:
+        for page in pages.values():
+            expect(page.locator("#connection")).to_have_text("reconnecting…")
+
+    def back_with_the_pop() -> None:
+        agent = pages["agent"]
+        # Both pages reconnect by themselves; the desk gets the call in progress again.
+        for page in pages.values():
+            expect(page.locator("#connection")).to_have_text("live", timeout=15_000)
+        expect(agent.locator("#pop-state")).to_have_text("talking")
+        expect(agent.locator("#customer-name")).to_have_text(NAME)
+
     def wrap_up() -> None:
         agent = pages["agent"]
         expect(agent.locator("#wrapup")).to_be_visible(timeout=20_000)
@@ -209,10 +222,16 @@ def test_an_agent_takes_a_call_and_a_supervisor_watches_it(
 
     async def go() -> None:
         await browser.do(open_pages)
-        # The caller hangs up 8 s after dialling: 5 s ringing, then talking.
-        await app.ami.send_action("Originate", caller(NUMBER, "Eleni", "5003", 8))
+        # The caller hangs up 16 s after dialling: 5 s ringing, then talking.
+        await app.ami.send_action("Originate", caller(NUMBER, "Eleni", "5003", 16))
         await browser.do(ringing_with_the_customer)
         await browser.do(talking_then_reload)
+        # The API goes away mid-call (a restart of its server) and comes back.
+        port = app.api.port
+        await app.api.stop()
+        await browser.do(cut_off)
+        await app.api.start("127.0.0.1", port)
+        await browser.do(back_with_the_pop)
         await browser.do(wrap_up)
         await browser.do(supervisor_sees_figures_and_pauses)
         await browser.do(supervisor_reports_and_moves)
