@@ -429,11 +429,8 @@ def test_redis_keeps_memberships_for_every_client(redis_url: str) -> None:
 
 
 @pytest.fixture
-def desk(
-    tmp_path: Path, reactor: Any, run: Any, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[acd_http.Desk]:
-    monkeypatch.setattr(acd_http, "QUEUES", QUEUES)  # the desk of test_acd_http, our queues
-    for d, _, _ in acd_http._desk(tmp_path, reactor, run):
+def desk(tmp_path: Path, reactor: Any, run: Any) -> Iterator[acd_http.Desk]:
+    for d, _, _ in acd_http.acd_desk(tmp_path, reactor, run, config=QUEUES):
         yield d
 
 

@@ -24,6 +24,7 @@ from bench.browser import BrowserThread, screenshot
 from crm_bridge import store
 from crm_bridge.schema import customers
 from tests.e2e import caller, start_backend, start_simulator
+from tickets.store import NewTicket, TicketQuery
 
 QUEUES = {
     "agent_interface": "Local/{agent}@agents",
@@ -44,6 +45,7 @@ PROFILE = {
                   "reason": "a loyal VIP"},
 }  # fmt: skip
 PASSWORD = "page-test-password"
+OPEN_TICKET = "Exchange the blue kettle"
 #: A subject an agent types, with markup in it: the pages must show it as text.
 HOSTILE = 'Refund <img src=x onerror="window.pwned=1"> & <script>window.pwned=2</script>'
 
@@ -81,6 +83,9 @@ def center(
     })  # fmt: skip
     app.accounts.add("6001", PASSWORD, "agent", agent="6001")
     app.accounts.add("sup", PASSWORD, "supervisor")
+    # The VIP customer has an open ticket: the pop shows it, the agent links the call to it.
+    draft = NewTicket(subject=OPEN_TICKET, category="request", customer_id="k1", queue="sales")
+    run(app.tickets.create(draft, by="sup"))
     yield app
     run(app.stop())
     simulator.stopListening()
@@ -105,6 +110,7 @@ def test_an_agent_takes_a_call_and_a_supervisor_watches_it(
     app = center
     base = f"http://127.0.0.1:{app.api.port}"
     pages: dict[str, Page] = {}
+    [open_ticket] = run(app.tickets.search(TicketQuery(customer_id="k1"))).tickets
 
     def open_pages() -> None:
         pages["sup"] = browser.new_page(1600, 1000)
@@ -129,6 +135,7 @@ def test_an_agent_takes_a_call_and_a_supervisor_watches_it(
         expect(sup.locator('#agents [data-agent="6001"] .state')).to_have_text("ringing")
         screenshot(agent, tmp_path, "agent-desktop.png")
         expect(agent.locator("#tier-reason")).to_contain_text("top 1%")
+        expect(agent.locator("#open-tickets")).to_contain_text(OPEN_TICKET)
         expect(agent.locator("#next-step")).to_contain_text("referral")
         expect(agent.locator("#pop-queue")).to_have_text("sales")
 
@@ -162,9 +169,16 @@ def test_an_agent_takes_a_call_and_a_supervisor_watches_it(
         agent.click("#save-disposition")
         expect(agent.locator("#wrapup-result")).to_contain_text("Disposition saved")
         agent.select_option("#ticket-category", "complaint")
+        subject = agent.locator("#ticket-subject")
+        expect(subject).to_have_value(f"Complaint from a call of {NUMBER}")  # prefilled
         agent.fill("#ticket-subject", HOSTILE)
         agent.keyboard.press("Alt+t")  # the shortcut for "create ticket"
         expect(agent.locator("#wrapup-result")).to_contain_text("created")
+        agent.fill("#link-ticket-id", str(open_ticket.id))
+        agent.keyboard.press("Alt+k")  # the shortcut for "link to ticket"
+        expect(agent.locator("#wrapup-result")).to_have_text(
+            f"Call linked to ticket {open_ticket.number}"
+        )
         listed = agent.locator("#tickets td", has_text="Refund")
         expect(listed).to_have_text(HOSTILE)  # shown as typed, not run as markup
         assert agent.evaluate("window.pwned") is None

@@ -231,12 +231,23 @@ function startWrapUp(frame) {
   setText($("wrapup-call"), frame.call_id);
   setText($("wrapup-caller"), (frame.customer && frame.customer.name) || frame.caller.number || "a withheld number");
   setText($("wrapup-result"), "");
-  $("ticket-subject").value = "";
+  // Prefilled from the call (the server adds the call's queue, IVR steps and keys below
+  // the description, and the customer); it follows the category until the agent types.
+  wrap.who = (frame.customer && frame.customer.name) || frame.caller.number || "a withheld number";
+  $("ticket-subject").dataset.typed = "";
+  suggestSubject();
   $("ticket-description").value = "";
   $("link-ticket-id").value = "";
   $("disposition-note").value = "";
   fillLinkChoices((frame.customer && frame.customer.open_tickets) || []);
   tick();
+}
+
+function suggestSubject() {
+  const subject = $("ticket-subject");
+  if (!wrap || subject.dataset.typed) return;
+  const category = $("ticket-category").value || "call";
+  subject.value = `${category[0].toUpperCase()}${category.slice(1)} from a call of ${wrap.who}`;
 }
 
 function endWrapUp() {
@@ -351,6 +362,8 @@ if (me) {
   $("go-logout").addEventListener("click", () => command("/api/v1/agent/logout"));
   $("sign-out").addEventListener("click", signOut);
   $("refresh-tickets").addEventListener("click", refreshTickets);
+  $("ticket-category").addEventListener("change", suggestSubject);
+  $("ticket-subject").addEventListener("input", () => { $("ticket-subject").dataset.typed = "yes"; });
   shortcuts({
     a: () => $("go-available").click(),
     p: () => $("go-pause").click(),
