@@ -34,7 +34,7 @@ from crm_bridge.tiers import TIERS
 # The calendar is shared with the tickets' service levels; imported here so queue hours and
 # ``acd.config.BusinessHours`` keep working where they are.
 from cti.business_hours import BusinessHours
-from cti.yamlfile import YamlFileError, load_yaml
+from cti.yamlfile import YamlFileError, explain_invalid, load_yaml
 
 Strategy = Literal["longest_idle", "fewest_calls", "round_robin", "ring_all", "skills_weighted"]
 #: Penalties are bounded so that ``penalty * PENALTY_STEP`` stays exact in a float score.
@@ -383,21 +383,9 @@ def parse_acd_config(data: Mapping[str, Any], origin: str) -> AcdConfig:
     try:
         config = AcdConfig.model_validate(data)
     except ValidationError as exc:
-        raise AcdConfigError(_explain(exc, origin)) from None
+        raise AcdConfigError(explain_invalid(exc, origin, "ACD configuration")) from None
     _check_references(config, origin)
     return config
-
-
-def _explain(exc: ValidationError, origin: str) -> str:
-    lines = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            lines.append(f"{origin}: key {key!r} is not a setting; check its spelling")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{origin}: key {key!r}: {msg} (got {err.get('input')!r})")
-    return "invalid ACD configuration:\n  " + "\n  ".join(lines)
 
 
 def _check_references(config: AcdConfig, origin: str) -> None:

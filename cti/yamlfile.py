@@ -5,19 +5,24 @@ plainly, never as a traceback: a file that cannot be read, that is not UTF-8, th
 YAML, and a key given twice in one mapping (YAML forbids it; PyYAML would silently keep the
 last one, so a second ``port:`` further down would quietly win). Each becomes a
 :class:`YamlFileError` naming the file, the line and the key or problem; the caller wraps it
-in its own configuration error. It imports nothing of the product, so any package may use it.
+in its own configuration error. :func:`explain_invalid` turns a pydantic validation error
+of such a file's settings into lines naming the file, the key and the fix. It imports
+nothing of the product, so any package may use it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node
 
-__all__ = ["YamlFileError", "load_yaml"]
+__all__ = ["YamlFileError", "explain_invalid", "load_yaml"]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -88,3 +93,29 @@ def load_yaml(path: Path, what: str = "file") -> Any:
         if problem.startswith("duplicate key"):
             raise YamlFileError(f"{path}:{where} {problem}") from None
         raise YamlFileError(f"{path}:{where} not valid YAML: {problem}") from None
+
+
+def explain_invalid(
+    exc: ValidationError,
+    origin: str,
+    what: str,
+    own_lines: Callable[[ErrorDetails], list[str] | None] = lambda err: None,
+) -> str:
+    """``exc`` as ``invalid <what>:`` and one line per problem, each naming ``origin`` (the
+    file) and the key: a misspelt key, a missing one, or a value with what was given.
+    ``own_lines(err)`` may answer a domain's own lines for an error (None: the usual one)."""
+    lines = []
+    for err in exc.errors():
+        own = own_lines(err)
+        if own is not None:
+            lines += own
+            continue
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{origin}: key {key!r} is not a setting; check its spelling")
+        elif err["type"] == "missing":
+            lines.append(f"{origin}: key {key!r} is missing; add it")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{origin}: key {key!r}: {msg} (got {err.get('input')!r})")
+    return f"invalid {what}:\n  " + "\n  ".join(lines)

@@ -53,3 +53,31 @@ def test_a_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
 def test_only_plain_data_is_built(tmp_path: Path) -> None:
     with pytest.raises(YamlFileError, match="not valid YAML"):
         _load(tmp_path, b"x: !!python/object/apply:os.system ['true']\n")
+
+
+def test_a_validation_error_is_told_per_key_with_its_fix() -> None:
+    from pydantic import BaseModel, ConfigDict, ValidationError
+
+    from cti.yamlfile import explain_invalid
+
+    class Lane(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        name: str
+        seconds: int
+
+    try:
+        Lane.model_validate({"seconds": "soon", "colour": "red"})
+    except ValidationError as exc:
+        error = exc
+    told = explain_invalid(error, "lanes.yaml", "lane settings")
+    assert told.splitlines() == [
+        "invalid lane settings:",
+        "  lanes.yaml: key 'name' is missing; add it",
+        "  lanes.yaml: key 'seconds': Input should be a valid integer, unable to parse string "
+        "as an integer (got 'soon')",
+        "  lanes.yaml: key 'colour' is not a setting; check its spelling",
+    ]
+    # A domain may tell an error its own way.
+    own = explain_invalid(error, "lanes.yaml", "lane settings",
+                          lambda err: ["mine"] if err["type"] == "missing" else None)  # fmt: skip
+    assert own.splitlines()[1] == "  mine"

@@ -31,9 +31,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from cti.business_hours import BusinessHours
-from cti.yamlfile import YamlFileError, load_yaml
+from cti.yamlfile import YamlFileError, explain_invalid, load_yaml
 from tickets.errors import TicketConfigError
 from tickets.sla import SlaPolicy
 
@@ -320,22 +321,14 @@ def parse_ticket_settings(data: Mapping[str, Any], origin: str) -> TicketSetting
     try:
         return TicketSettings.model_validate(data)
     except ValidationError as exc:
-        raise TicketConfigError(_explain(exc, origin)) from None
+        raise TicketConfigError(explain_invalid(
+            exc, origin, "tickets configuration", lambda err: _problem_lines(err, origin)
+        )) from None  # fmt: skip
 
 
-def _explain(exc: ValidationError, origin: str) -> str:
-    lines = []
-    for err in exc.errors():
-        loc = err["loc"]
-        key = ".".join(str(p) for p in loc)
-        problem = err.get("ctx", {}).get("error")
-        if isinstance(problem, _Problems):
-            lines += [f"{origin}: key {p.key!r}: {p.text}" for p in problem.problems]
-        elif err["type"] == "extra_forbidden":
-            lines.append(f"{origin}: key {key!r} is not a setting; check its spelling")
-        elif err["type"] == "missing":
-            lines.append(f"{origin}: key {key!r} is missing; add it")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{origin}: key {key!r}: {msg} (got {err.get('input')!r})")
-    return "invalid tickets configuration:\n  " + "\n  ".join(lines)
+def _problem_lines(err: ErrorDetails, origin: str) -> list[str] | None:
+    """The lines of a check that found several problems at once (their own keys)."""
+    problem = err.get("ctx", {}).get("error")
+    if isinstance(problem, _Problems):
+        return [f"{origin}: key {p.key!r}: {p.text}" for p in problem.problems]
+    return None
